@@ -1,0 +1,91 @@
+"""The executor contract: an execution request and limits in, a result out.
+
+The executor knows nothing of runs, stores or retries. It owns the OS side: working directory,
+environment, process group / cgroup, deadline and cancellation with kill escalation, output capture
+with caps, artifact collection and the progress/result side channels. A sandbox backend is another
+``Executor`` implementation; the worker does not change.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from mcpexec.models import ExecSpec, Failure, Progress, Stream
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveLimits:
+    """Limits with server defaults applied (no ``None``), as enforced for one attempt."""
+
+    timeout_s: float
+    cpu_s: int | None
+    memory_mb: int | None
+    file_size_mb: int
+    open_files: int
+    max_output_bytes: int
+    max_artifacts: int = 100
+    max_artifact_bytes: int = 100 * 1024 * 1024
+    kill_grace_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRequest:
+    run_id: str
+    attempt: int
+    spec: ExecSpec
+    limits: EffectiveLimits
+
+
+class ExecSink(Protocol):
+    """Where the executor reports while the process runs. Calls are awaited in order per stream."""
+
+    async def output(self, stream: Stream, data: bytes) -> None: ...
+
+    async def progress(self, progress: Progress) -> None: ...
+
+    async def artifact(self, name: str, file: BinaryIO, size: int) -> None:
+        """Called after the process tree is gone, once per collected artifact. ``file`` is an
+        open, already validated regular file (read it; do not close it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    succeeded: bool
+    exit_code: int | None = None
+    signal: int | None = None
+    failure: Failure | None = None
+    output_truncated: bool = False
+    result: Any = None
+    artifacts: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+class Executor(abc.ABC):
+    """Turns an ``ExecRequest`` into a killed-for-sure process tree and an ``ExecResult``."""
+
+    #: Short name reported with every attempt (e.g. ``"process"``, ``"bwrap"``).
+    isolation: str = "unknown"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Prepare (probe capabilities, clean up what a crashed predecessor left)."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``start`` set up. Running executions must already be finished."""
+
+    @abc.abstractmethod
+    async def execute(
+        self, request: ExecRequest, sink: ExecSink, cancel: asyncio.Event
+    ) -> ExecResult:
+        """Run to completion, timeout, or until ``cancel`` is set. Never raises for anything the
+        task does (spawn failures become ``spawn_error``); the whole process tree is dead when it
+        returns. If the awaiting task is itself cancelled, the tree is killed before the
+        ``CancelledError`` propagates."""
+
+
+def workdir_root(home: Path) -> Path:
+    return home / "work"
