@@ -160,7 +160,7 @@ class InputFile(BaseModel):
 
 
 class ExecSpec(BaseModel):
-    """What to execute: exactly one of ``command``, ``shell`` or ``script``, plus its environment."""
+    """What to run: exactly one of ``command``, ``shell`` or ``script``, plus its environment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -207,7 +207,9 @@ class Store(abc.ABC):
         its worker row. Returns how many attempts it held."""
 
     @abc.abstractmethod
-    async def request_cancel(self, run_id: str, now: datetime, tenant: str | None = None) -> Run | None:
+    async def request_cancel(
+        self, run_id: str, now: datetime, tenant: str | None = None
+    ) -> Run | None:
         """Cancel a run. ``pending`` → ``cancelled`` at once (failure kind ``cancelled``,
         ``finished_at`` now). ``running`` → ``cancel_requested`` set (the worker kills it and
         reports). Terminal runs are left as they are. Idempotent. ``None`` if unknown."""
