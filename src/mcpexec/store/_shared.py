@@ -1,0 +1,62 @@
+"""Rules every store implementation shares, so that they cannot drift apart.
+
+Pure functions: time conversion and the decision of what a finished attempt does to its run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from mcpexec.models import Failure, FailureKind, RunStatus
+from mcpexec.store.base import AttemptOutcome
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+CANCELLED_MESSAGE = "cancelled by request"
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime; naive datetimes are refused rather than guessed."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the store needs timezone-aware times")
+    return value.astimezone(UTC)
+
+
+def to_us(value: datetime) -> int:
+    """Integer microseconds since the epoch: exact, unlike REAL seconds, and index-friendly."""
+    return (utc(value) - EPOCH) // _MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + value * _MICROSECOND
+
+
+@dataclass(frozen=True, slots=True)
+class FinishDecision:
+    run_status: RunStatus
+    attempt_status: RunStatus
+    failure: Failure | None
+    partial: bool
+
+
+def decide_finish(
+    outcome: AttemptOutcome, cancel_requested: bool, retry: bool, has_artifacts: bool
+) -> FinishDecision:
+    """What ``Store.finish_attempt`` does to the run; precedence: completed > cancelled >
+    retry (pending) > failed. The attempt keeps the worker's own failure; a cancelled run always
+    carries failure kind ``cancelled`` so that every cancelled run reads the same."""
+    if outcome.succeeded:
+        return FinishDecision(RunStatus.COMPLETED, RunStatus.COMPLETED, None, partial=False)
+    failure = outcome.failure
+    if cancel_requested or (failure is not None and failure.kind == FailureKind.CANCELLED):
+        message = failure.message if failure is not None else CANCELLED_MESSAGE
+        return FinishDecision(
+            RunStatus.CANCELLED,
+            RunStatus.CANCELLED,
+            Failure(kind=FailureKind.CANCELLED, message=message),
+            partial=has_artifacts,
+        )
+    if retry:
+        return FinishDecision(RunStatus.PENDING, RunStatus.FAILED, failure, partial=False)
+    return FinishDecision(RunStatus.FAILED, RunStatus.FAILED, failure, partial=has_artifacts)

@@ -1,0 +1,205 @@
+"""The SQLite plumbing under ``SqliteStore``: one connection on one thread, transactions with
+``SQLITE_BUSY`` retries, named queries and numbered migrations.
+
+Why one thread: ``sqlite3`` calls block, so they must not run on the event loop, and one
+connection used from one thread needs no locking of our own. Every operation is submitted to a
+single-worker executor and awaited with ``asyncio.wrap_future``; operations of one store
+therefore run one at a time, in submission order. If the awaiting task is cancelled before its
+operation started, the operation never runs; once started, it runs to COMMIT or ROLLBACK.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A process crash loses nothing
+that was committed; an OS crash or power loss may lose the last transactions (never corrupts
+the file). ``FULL`` would fsync every commit at about a third of the throughput.
+
+Migrations: ``migrations/sqlite/NNNN_name.sql``, applied in order inside one
+``BEGIN IMMEDIATE`` transaction together with ``PRAGMA user_version = NNNN``. yoyo-migrations
+was tried and rejected: a process killed while holding its lock leaves a row in ``yoyo_lock``
+that blocks every later open until someone runs ``yoyo break-lock``, and it applies a migration
+and records it in two separate transactions. SQLite's own write lock has neither problem: the
+OS releases it when a process dies, and a second process opening at the same time waits, then
+sees the new ``user_version`` and applies nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+from mcpexec.errors import McpexecError, StoreError
+
+T = TypeVar("T")
+
+BUSY_RETRIES = 4
+BUSY_BACKOFF_S = 0.02
+BUSY_TIMEOUT_MS = 5000
+_SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+
+
+def load_queries() -> dict[str, str]:
+    """The named statements of ``sql/sqlite/queries.sql``."""
+    text = resources.files("mcpexec.store").joinpath("sql/sqlite/queries.sql").read_text()
+    parts = _SECTION.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def load_migrations() -> list[tuple[int, str]]:
+    """``(number, sql)`` of every migration file, in order; numbers must be 1, 2, 3, …"""
+    folder = resources.files("mcpexec.store").joinpath("migrations/sqlite")
+    found = []
+    for item in folder.iterdir():
+        match = _MIGRATION.match(item.name)
+        if match:
+            found.append((int(match.group(1)), item.read_text()))
+    found.sort()
+    if [n for n, _ in found] != list(range(1, len(found) + 1)):
+        raise StoreError("SQLite migrations must be numbered 0001, 0002, … without gaps")
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our BEGIN IMMEDIATE first, so split and run one by one.
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise StoreError("unterminated statement at the end of a migration")
+    return statements
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
+
+
+class Database:
+    """One connection to one SQLite file, owned by one thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._executor is not None
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcpexec-sqlite")
+        try:
+            await self._submit(self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            await asyncio.wrap_future(executor.submit(self._disconnect))
+        finally:
+            executor.shutdown(wait=True)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (retried whole when busy)."""
+        return await self._submit(lambda: self._transaction("BEGIN IMMEDIATE", fn))
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction: a consistent snapshot, no write lock."""
+        return await self._submit(lambda: self._transaction("BEGIN", fn))
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreError("the store is not open")
+        return await asyncio.wrap_future(self._executor.submit(fn))
+
+    # -- on the database thread ----------------------------------------------------------------
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file ourselves, 0600: it holds token hashes. SQLite gives the -wal and
+        # -shm files the same permissions.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = conn
+            self._transaction("BEGIN IMMEDIATE", _migrate)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _transaction(self, begin: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is not open")
+
+        def attempt() -> T:
+            conn.execute(begin)
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return self._retry_busy(attempt)
+
+    @staticmethod
+    def _retry_busy(fn: Callable[[], T]) -> T:
+        for n in range(BUSY_RETRIES + 1):
+            try:
+                return fn()
+            except McpexecError:
+                raise
+            except sqlite3.OperationalError as exc:
+                # busy_timeout already waited; another process holds the write lock for long
+                # (or a checkpoint/recovery is running): back off briefly and redo it all.
+                if not _is_busy(exc) or n == BUSY_RETRIES:
+                    raise StoreError(f"SQLite: {exc}") from exc
+                time.sleep(BUSY_BACKOFF_S * 2**n)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite: {exc}") from exc
+        raise AssertionError("unreachable")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    migrations = load_migrations()
+    if current > len(migrations):
+        raise StoreError(
+            f"the database schema (version {current}) is newer than this mcpexec "
+            f"(version {len(migrations)}); upgrade mcpexec"
+        )
+    for number, script in migrations[current:]:
+        for statement in _statements(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")
