@@ -1,0 +1,64 @@
+"""In-process wake-ups: work available, a run changed, cancellation requested.
+
+Nothing depends on these for correctness: every waiter also wakes on a timeout and re-reads the
+store, so a run changed by another process (a separate ``mcpexec worker``) is seen after at most one
+poll interval. In one process they make submit→start and finish→answer immediate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._work = asyncio.Event()
+        self._run_waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._cancel_listeners: list[Callable[[str], None]] = []
+
+    # -- work ---------------------------------------------------------------------------------
+    def work_available(self) -> None:
+        self._work.set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when work was announced since the last call, or after ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    # -- runs ---------------------------------------------------------------------------------
+    def run_changed(self, run_id: str) -> None:
+        """Status, progress, logs or artifacts of ``run_id`` changed."""
+        for waiter in self._run_waiters.pop(run_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_run(self, run_id: str, timeout: float) -> bool:
+        """Wait for the next change of ``run_id``; ``False`` on timeout."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._run_waiters[run_id].add(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._run_waiters.get(run_id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._run_waiters[run_id]
+
+    # -- cancellation -------------------------------------------------------------------------
+    def add_cancel_listener(self, listener: Callable[[str], None]) -> None:
+        self._cancel_listeners.append(listener)
+
+    def remove_cancel_listener(self, listener: Callable[[str], None]) -> None:
+        self._cancel_listeners.remove(listener)
+
+    def cancel_requested(self, run_id: str) -> None:
+        for listener in list(self._cancel_listeners):
+            listener(run_id)

@@ -1,0 +1,116 @@
+"""Housekeeping: reclaim attempts of dead workers, and purge runs past their retention.
+
+Several processes may run a reaper against one store; every write it makes is fenced (the lease
+must still be expired, the attempt still held by the dead worker), so two reapers never double
+count an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from datetime import timedelta
+
+from mcpexec.events import EventHub
+from mcpexec.models import Failure, FailureKind, utcnow
+from mcpexec.retry import next_attempt_at
+from mcpexec.settings import Settings
+from mcpexec.store.base import AttemptOutcome, Store, WorkerInfo
+from mcpexec.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Reaper:
+    def __init__(
+        self, store: Store, blobs: BlobStore, events: EventHub, settings: Settings
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.events = events
+        self.settings = settings
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self._hostname = socket.gethostname()
+
+    async def run_forever(self) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.reap()
+                if loop.time() - last_purge >= self.settings.purge_interval_s:
+                    last_purge = loop.time()
+                    await self.purge()
+            except Exception:
+                log.exception("housekeeping failed; retrying next round")
+            await asyncio.sleep(self.settings.reaper_s)
+
+    def _dead(self, worker: WorkerInfo) -> bool:
+        """A worker on this host whose process is gone is dead now, without waiting for its
+        lease (fast recovery after kill -9 and restart); elsewhere only silence counts."""
+        if worker.pid == os.getpid() and worker.hostname == self._hostname:
+            return False
+        if worker.hostname == self._hostname and not _pid_alive(worker.pid):
+            return True
+        silent_for = (utcnow() - worker.heartbeat_at).total_seconds()
+        return silent_for > 2 * self.settings.lease_s
+
+    async def reap(self) -> int:
+        """Expire dead workers, then fail (and maybe retry) every expired attempt."""
+        for worker in await self.store.list_workers():
+            if self._dead(worker):
+                held = await self.store.expire_worker(worker.id, utcnow())
+                log.warning("worker %s is gone; reclaiming %d attempt(s)", worker.id, held)
+        now = utcnow()
+        reaped = 0
+        for claim in await self.store.expired_leases(now):
+            run = claim.run
+            assert run.worker_id is not None
+            kind = FailureKind.WORKER_LOST
+            retry_at = next_attempt_at(run.retry, kind, claim.attempt, now, self._rng)
+            outcome = AttemptOutcome(
+                succeeded=False,
+                failure=Failure(kind=kind, message=f"worker {run.worker_id} stopped heartbeating"),
+            )
+            updated = await self.store.finish_attempt(
+                run.id,
+                claim.attempt,
+                run.worker_id,
+                outcome,
+                now,
+                retry_at,
+                lease_expired_before=now,
+            )
+            if updated is not None:
+                reaped += 1
+                self.events.run_changed(run.id)
+                if retry_at is not None:
+                    self.events.work_available()
+        return reaped
+
+    async def purge(self) -> int:
+        before = utcnow() - timedelta(days=self.settings.retention_days)
+        total = 0
+        while True:
+            ids = await self.store.purge_finished(before)
+            for run_id in ids:
+                await self.blobs.delete_run(run_id)
+            total += len(ids)
+            if len(ids) == 0:
+                break
+        if total:
+            log.info("purged %d run(s) finished before %s", total, before.isoformat())
+        return total

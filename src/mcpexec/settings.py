@@ -1,0 +1,104 @@
+"""Configuration, read once at the edge and passed inward as an explicit object.
+
+Precedence: command-line flags (passed as keyword arguments), then ``MCPEXEC_*`` environment
+variables, then the TOML file named by ``MCPEXEC_CONFIG`` (default ``$MCPEXEC_HOME/config.toml``
+when it exists), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MIB = 1024 * 1024
+
+
+def default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mcpexec"
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("MCPEXEC_CONFIG")
+    if explicit:
+        return Path(explicit)
+    home = os.environ.get("MCPEXEC_HOME")
+    return (Path(home) if home else default_home()) / "config.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MCPEXEC_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=default_home, description="data directory")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8002, ge=0, le=65535)
+    url: str = Field(default="http://127.0.0.1:8002", description="server the CLI talks to")
+    token: str | None = Field(default=None, repr=False)
+
+    workers: int = Field(default=4, ge=0, le=256, description="worker slots in this process")
+    lease_s: float = Field(default=30.0, gt=0)
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0, description="claim poll when no wake-up arrives")
+    reaper_s: float = Field(default=5.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    default_timeout_s: float = Field(default=3600.0, gt=0)
+    max_timeout_s: float = Field(default=7 * 86400.0, gt=0)
+    kill_grace_s: float = Field(default=2.0, ge=0)
+    file_size_mb: int = Field(default=1024, ge=1)
+    open_files: int = Field(default=1024, ge=16)
+    max_output_bytes: int = Field(default=10 * MIB, ge=1024)
+    max_artifacts: int = Field(default=100, ge=0)
+    max_artifact_bytes: int = Field(default=100 * MIB, ge=0)
+    task_path: str | None = Field(default=None, description="PATH inside tasks")
+    keep_workdirs: bool = False
+
+    retention_days: float = Field(default=30.0, gt=0)
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    max_body_bytes: int = Field(default=8 * MIB, ge=1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "mcpexec.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from flags (``overrides``; ``None`` values are ignored), env and config file."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**given)
