@@ -1,0 +1,26 @@
+"""The REST API: a FastAPI application over an ``App``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mcpexec import __version__
+from mcpexec.api.errors import install_error_handlers
+from mcpexec.api.limits import BodyLimit
+from mcpexec.api.routes import health, runs
+from mcpexec.app import App
+
+
+def create_api(app: App) -> FastAPI:
+    """The REST API for ``app``. The caller owns the App's lifecycle (see ``mcpexec.asgi``)."""
+    api = FastAPI(
+        title="mcpexec",
+        version=__version__,
+        description="Durable, isolated runs for AI agents and operators.",
+    )
+    api.state.mcpexec = app
+    install_error_handlers(api)
+    api.include_router(health.router)
+    api.include_router(runs.router)
+    api.add_middleware(BodyLimit, max_bytes=app.settings.max_body_bytes)
+    return api

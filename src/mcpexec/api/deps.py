@@ -1,0 +1,25 @@
+"""Request dependencies: the App and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mcpexec.app import App, Principal
+
+
+def get_app(request: Request) -> App:
+    app: App = request.app.state.mcpexec
+    return app
+
+
+async def get_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    app = get_app(request)
+    return await app.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+
+
+AppDep = Annotated[App, Depends(get_app)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,54 @@
+"""Assembling a server: the App from settings, and the ASGI application ``serve`` runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mcpexec.api import create_api
+from mcpexec.app import App
+from mcpexec.executor.subprocess import SubprocessExecutor
+from mcpexec.settings import Settings
+from mcpexec.store.blobs import FileBlobStore
+from mcpexec.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> App:
+    """An App on the SQLite store and subprocess executor under ``settings.home``."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SqliteStore(settings.db_path)
+    executor = SubprocessExecutor(
+        settings.work_dir, task_path=settings.task_path, keep_workdirs=settings.keep_workdirs
+    )
+    return App(settings, store, executor, FileBlobStore(settings.artifacts_dir))
+
+
+def create_server_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
+    """The ASGI app of ``mcpexec serve``: REST API plus in-process workers and reaper."""
+    app = build_app(settings)
+    slots = settings.workers if workers is None else workers
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await app.open()
+        await app.ensure_admin_token(settings.token_path)
+        await app.start_background(workers=slots)
+        log.info(
+            "mcpexec ready: %d worker slot(s), isolation=%s, home=%s",
+            slots,
+            app.executor.isolation,
+            settings.home,
+        )
+        try:
+            yield
+        finally:
+            await app.close()
+
+    api = create_api(app)
+    api.router.lifespan_context = lifespan
+    return api

@@ -1,0 +1,375 @@
+"""The ``mcpexec`` command line: ``serve`` and ``worker`` run the engine; the rest talk to a
+server through ``mcpexec.client``. Tables for people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mcpexec import __version__
+from mcpexec.client import ApiError, Client
+from mcpexec.display import print_run, print_runs_table
+from mcpexec.errors import McpexecError
+
+EXIT_TIMEOUT = 124
+EXIT_CANCELLED = 130
+
+
+def _client(ctx: click.Context) -> Client:
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    return Client.from_env(url=obj.get("url"), token=obj.get("token"))
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+class _Cli(click.Group):
+    """Turns domain errors into one clear line and exit code 1 (2 for usage errors)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ApiError, McpexecError) as exc:
+            click.echo(f"mcpexec: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", envvar="MCPEXEC_URL", help="Server URL (default http://127.0.0.1:8002).")
+@click.option(
+    "--token", envvar="MCPEXEC_TOKEN", help="Bearer token (default: $MCPEXEC_HOME/token)."
+)
+@click.pass_context
+def main(ctx: click.Context, url: str | None, token: str | None) -> None:
+    """mcpexec: durable, isolated runs for AI agents and operators."""
+    ctx.ensure_object(dict).update(url=url, token=token)
+
+
+@main.command()
+def version() -> None:
+    """Print the version."""
+    click.echo(__version__)
+
+
+# -- engine --------------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 8002).")
+@click.option("--workers", type=int, help="Worker slots in this process (default 4).")
+@click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    host: str | None, port: int | None, workers: int | None, home: Path | None, log_level: str
+) -> None:
+    """Run the server: REST API, workers and housekeeping in one process."""
+    from mcpexec.serving import run_server
+
+    run_server(host=host, port=port, workers=workers, home=home, log_level=log_level)
+
+
+@main.command()
+@click.option("--workers", type=int, help="Worker slots (default 4).")
+@click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
+@click.option("--log-level", default="info", show_default=True)
+def worker(workers: int | None, home: Path | None, log_level: str) -> None:
+    """Run workers alone against the store in $MCPEXEC_HOME (no HTTP)."""
+    from mcpexec.serving import run_worker
+
+    run_worker(workers=workers, home=home, log_level=log_level)
+
+
+# -- submitting ----------------------------------------------------------------------------------
+def _key_values(items: tuple[str, ...], what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=what)
+        result[key] = value
+    return result
+
+
+def _inputs(items: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=@path`` reads a file (sent as base64), ``NAME=text`` sends the text."""
+    result: dict[str, Any] = {}
+    for name, value in _key_values(items, "--input").items():
+        if value.startswith("@"):
+            data = Path(value[1:]).read_bytes()
+            result[name] = {"content": base64.b64encode(data).decode(), "base64": True}
+        else:
+            result[name] = value
+    return result
+
+
+def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any]:  # noqa: PLR0912
+    spec: dict[str, Any] = {}
+    given = [bool(command), opts["shell"] is not None, opts["script"] is not None]
+    if sum(given) != 1:
+        raise click.UsageError("give a command after '--', or --shell TEXT, or --script FILE")
+    if command:
+        spec["command"] = list(command)
+    elif opts["shell"] is not None:
+        spec["shell"] = opts["shell"]
+    else:
+        path: Path = opts["script"]
+        language = opts["language"] or {".py": "python", ".js": "node", ".bash": "bash"}.get(
+            path.suffix, "sh"
+        )
+        spec["script"] = {"language": language, "source": path.read_text()}
+    if opts["timeout"] is not None:
+        spec["timeout_s"] = opts["timeout"]
+    if opts["retries"] is not None:
+        retry: dict[str, Any] = {"max_attempts": opts["retries"] + 1}
+        if opts["retry_delay"] is not None:
+            retry["delay_s"] = opts["retry_delay"]
+        spec["retry"] = retry
+    if opts["priority"] is not None:
+        spec["priority"] = opts["priority"]
+    if opts["delay"] is not None:
+        spec["run_at"] = (datetime.now(UTC) + timedelta(seconds=opts["delay"])).isoformat()
+    if opts["run_at"] is not None:
+        spec["run_at"] = opts["run_at"]
+    limits = {k: opts[k] for k in ("cpu_s", "memory_mb", "max_output_bytes") if opts[k] is not None}
+    if limits:
+        spec["limits"] = limits
+    if opts["env"]:
+        spec["env"] = _key_values(opts["env"], "--env")
+    if opts["label"]:
+        spec["labels"] = _key_values(opts["label"], "--label")
+    if opts["input"]:
+        spec["inputs"] = _inputs(opts["input"])
+    return spec
+
+
+def _submit_options(f: Any) -> Any:
+    options = [
+        click.option("--shell", help="Run this string with /bin/sh -c."),
+        click.option("--script", type=click.Path(exists=True, path_type=Path), help="Script file."),
+        click.option("--language", type=click.Choice(["python", "bash", "sh", "node"])),
+        click.option("--timeout", type=float, help="Wall-clock limit in seconds."),
+        click.option("--retries", type=click.IntRange(0, 99), help="Retry up to N times."),
+        click.option("--retry-delay", type=float, help="Seconds before the first retry."),
+        click.option("--priority", help="Integer, or low/normal/high."),
+        click.option("--delay", type=float, help="Start no sooner than this many seconds."),
+        click.option("--run-at", help="Start no sooner than this ISO 8601 time."),
+        click.option("--env", multiple=True, help="KEY=VALUE for the task (repeatable)."),
+        click.option("--label", multiple=True, help="KEY=VALUE label (repeatable)."),
+        click.option("--input", multiple=True, help="NAME=text or NAME=@file (repeatable)."),
+        click.option("--cpu-s", type=int, help="CPU-seconds limit."),
+        click.option("--memory-mb", type=int, help="Address-space limit in MiB."),
+        click.option("--max-output-bytes", type=int, help="Output cap per stream."),
+        click.option("--idempotency-key", help="Submitting twice with one key gives one run."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def exit_code_for(run: dict[str, Any]) -> int:
+    """The exit code of ``mcpexec run``: the task's own, 124 on timeout, 130 on cancel."""
+    if run["status"] == "completed":
+        return 0
+    failure = run.get("failure") or {}
+    kind = failure.get("kind")
+    if run["status"] == "cancelled" or kind == "cancelled":
+        return EXIT_CANCELLED
+    if kind == "timeout":
+        return EXIT_TIMEOUT
+    if run.get("exit_code") is not None:
+        return int(run["exit_code"])
+    return 1
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--detach", "-d", is_flag=True, help="Print the run id and return at once.")
+@_submit_options
+@click.pass_context
+def run(
+    ctx: click.Context, /, detach: bool, as_json: bool, command: tuple[str, ...], **opts: Any
+) -> None:
+    """Submit a run and stream its output; exit with its exit code (124 timeout, 130 cancel).
+
+    Example: mcpexec run -- python3 -c 'print(6*7)'
+    """
+    spec = _build_spec(opts, command)
+    with _client(ctx) as client:
+        submitted = client.submit(spec, idempotency_key=opts["idempotency_key"])
+        if detach:
+            _emit_json(submitted) if as_json else click.echo(submitted["id"])
+            return
+        final = _stream(client, submitted["id"])
+    if as_json:
+        _emit_json(final)
+    sys.exit(exit_code_for(final))
+
+
+def _stream(client: Client, run_id: str) -> dict[str, Any]:
+    """Copy the run's output to our stdout/stderr until it ends; Ctrl-C cancels the run."""
+
+    def _interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for event, data in client.follow(run_id):
+            if event == "output":
+                out = sys.stdout if data["stream"] == "stdout" else sys.stderr
+                out.write(data["data"])
+                out.flush()
+            else:
+                return data
+    except KeyboardInterrupt:
+        client.cancel(run_id)
+        click.echo(f"\nmcpexec: cancelled run {run_id}", err=True)
+        return client.wait(run_id, timeout_s=30)
+    return client.get(run_id)
+
+
+@main.command()
+@_submit_options
+@click.pass_context
+def submit(ctx: click.Context, /, as_json: bool, command: tuple[str, ...], **opts: Any) -> None:
+    """Submit a run and print its id (same options as 'run')."""
+    ctx.invoke(run, detach=True, as_json=as_json, command=command, **opts)
+
+
+# -- inspecting ----------------------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--status",
+    multiple=True,
+    type=click.Choice(["pending", "running", "completed", "failed", "cancelled"]),
+)
+@click.option("--label", multiple=True, help="KEY=VALUE (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--cursor", help="Continue from a previous page.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    status: tuple[str, ...],
+    label: tuple[str, ...],
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    with _client(ctx) as client:
+        page = client.list_runs(
+            status=list(status) or None, label=list(label) or None, limit=limit, cursor=cursor
+        )
+    if as_json:
+        _emit_json(page)
+        return
+    print_runs_table(page["runs"])
+    if page["next_cursor"]:
+        click.echo(f"(more: --cursor {page['next_cursor']})")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run: status, attempts, progress, result."""
+    with _client(ctx) as client:
+        data = client.get(run_id)
+        attempts = client.attempts(run_id)
+    if as_json:
+        _emit_json({**data, "attempt_list": attempts})
+        return
+    print_run(data, attempts)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Follow live output until the run ends.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr"]), help="Only this stream.")
+@click.pass_context
+def logs(ctx: click.Context, run_id: str, follow: bool, stream: str | None) -> None:
+    """Print a run's output."""
+    with _client(ctx) as client:
+        if follow:
+            for event, data in client.follow(run_id, stream=stream):
+                if event == "output":
+                    out = sys.stdout if data["stream"] == "stdout" else sys.stderr
+                    out.write(data["data"])
+                    out.flush()
+            return
+        for name in [stream] if stream else ["stdout", "stderr"]:
+            offset = 0
+            out = sys.stdout if name == "stdout" else sys.stderr
+            while True:
+                page = client.logs(run_id, stream=name, offset=offset)
+                out.write(page["data"])
+                if page["next_offset"] == offset:
+                    break
+                offset = page["next_offset"]
+            out.flush()
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Cancel a run: pending ones at once, running ones by killing their process tree."""
+    with _client(ctx) as client:
+        data = client.cancel(run_id)
+    _emit_json(data) if as_json else click.echo(
+        f"{data['id']} {data['status']}"
+        + (" (cancel requested)" if data["status"] == "running" else "")
+    )
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rerun(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Submit a new run with the same spec; print its id."""
+    with _client(ctx) as client:
+        data = client.rerun(run_id)
+    _emit_json(data) if as_json else click.echo(data["id"])
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--get", "name", help="Download this artifact.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to save it.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def artifacts(
+    ctx: click.Context, run_id: str, name: str | None, output: Path | None, as_json: bool
+) -> None:
+    """List a run's artifacts, or download one with --get NAME [-o PATH]."""
+    with _client(ctx) as client:
+        if name is None:
+            items = client.artifacts(run_id)
+            if as_json:
+                _emit_json(items)
+            else:
+                for item in items:
+                    click.echo(f"{item['size']:>12}  {item['sha256'][:12]}  {item['name']}")
+            return
+        target = output or Path(name.rsplit("/", 1)[-1])
+        if str(target) == "-":
+            client.download(run_id, name, sys.stdout.buffer)
+            return
+        with target.open("wb") as out:
+            size = client.download(run_id, name, out)
+        click.echo(f"saved {name} ({size} bytes) to {target}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
