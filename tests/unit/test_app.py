@@ -1,0 +1,107 @@
+"""The App and Worker on the in-memory store with a scripted executor: domain logic only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mcpexec.app import App, Principal
+from mcpexec.errors import Forbidden, RunNotFound, Unauthorized
+from mcpexec.executor.fake import FakeExecutor
+from mcpexec.models import RunFilter, RunRequest, RunStatus, Stream
+from mcpexec.settings import Settings
+from mcpexec.store.blobs import FileBlobStore
+from mcpexec.store.memory import MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+ADMIN = Principal("t0", "test", "admin", "default")
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[App]:
+    settings = Settings(home=tmp_path, poll_s=0.05, heartbeat_s=0.05, reaper_s=0.05)
+    app = App(settings, MemoryStore(), FakeExecutor(), FileBlobStore(tmp_path / "artifacts"))
+    await app.open()
+    await app.start_background(workers=2)
+    yield app
+    await asyncio.wait_for(app.close(), 10)
+
+
+def req(**body: object) -> RunRequest:
+    return RunRequest.model_validate(body)
+
+
+async def test_submit_runs_and_stores_output(app: App) -> None:
+    run, created = await app.submit(req(command=["echo", "42"]), ADMIN)
+    assert created and run.status == RunStatus.PENDING
+    done = await app.wait(run.id, ADMIN, 5)
+    assert done.status == RunStatus.COMPLETED
+    data, _, complete = await app.read_logs(run.id, ADMIN, Stream.STDOUT, 0, 100)
+    assert data == b"42\n" and complete
+
+
+async def test_deterministic_failure_retried_to_max_attempts(app: App) -> None:
+    body = req(command=["exit", "2"], retry={"max_attempts": 3, "delay_s": 0})
+    run, _ = await app.submit(body, ADMIN)
+    done = await app.wait(run.id, ADMIN, 5)
+    assert done.status == RunStatus.FAILED
+    assert done.failure is not None and done.failure.kind == "exit_code"
+    attempts = await app.attempts(run.id, ADMIN)
+    assert [a.number for a in attempts] == [1, 2, 3]
+    assert all(a.exit_code == 2 for a in attempts)
+
+
+async def test_idempotent_submit(app: App) -> None:
+    first, created1 = await app.submit(req(command=["echo"], idempotency_key="k"), ADMIN)
+    second, created2 = await app.submit(req(command=["echo"], idempotency_key="k"), ADMIN)
+    assert created1 and not created2 and first.id == second.id
+
+
+async def test_cancel_running_run(app: App) -> None:
+    run, _ = await app.submit(req(command=["block"]), ADMIN)
+    for _ in range(100):
+        if (await app.get(run.id, ADMIN)).status == RunStatus.RUNNING:
+            break
+        await app.events.wait_run(run.id, 0.05)
+    await app.cancel(run.id, ADMIN)
+    done = await app.wait(run.id, ADMIN, 5)
+    assert done.status == RunStatus.CANCELLED
+
+
+async def test_rerun_copies_the_spec(app: App) -> None:
+    run, _ = await app.submit(req(command=["echo", "x"], labels={"a": "b"}, priority="high"), ADMIN)
+    await app.wait(run.id, ADMIN, 5)
+    again = await app.rerun(run.id, ADMIN)
+    assert again.id != run.id and again.rerun_of == run.id
+    assert again.spec == run.spec and again.labels == {"a": "b"} and again.priority == 10
+
+
+async def test_unknown_run_and_tenant_isolation(app: App) -> None:
+    with pytest.raises(RunNotFound):
+        await app.get("nope", ADMIN)
+    other = Principal("t1", "other", "submitter", "acme")
+    run, _ = await app.submit(req(command=["echo"]), ADMIN)
+    with pytest.raises(RunNotFound):
+        await app.get(run.id, other)
+    mine, _ = await app.submit(req(command=["echo"]), other)
+    page = await app.list_runs(other, RunFilter())
+    assert [r.id for r in page.runs] == [mine.id]
+
+
+async def test_tokens(app: App, tmp_path: Path) -> None:
+    token = await app.ensure_admin_token(tmp_path / "token")
+    assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
+    assert await app.ensure_admin_token(tmp_path / "token") == token
+    principal = await app.authenticate(token)
+    assert principal.is_admin
+    with pytest.raises(Unauthorized):
+        await app.authenticate("wrong")
+    with pytest.raises(Unauthorized):
+        await app.authenticate(None)
+    viewer = await app.authenticate(await app.create_token("v", role="viewer"))
+    with pytest.raises(Forbidden):
+        await app.submit(req(command=["echo"]), viewer)
