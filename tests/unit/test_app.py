@@ -37,11 +37,13 @@ def req(**body: object) -> RunRequest:
 
 async def test_submit_runs_and_stores_output(app: App) -> None:
     run, created = await app.submit(req(command=["echo", "42"]), ADMIN)
-    assert created and run.status == RunStatus.PENDING
+    assert created
+    assert run.status == RunStatus.PENDING
     done = await app.wait(run.id, ADMIN, 5)
     assert done.status == RunStatus.COMPLETED
     data, _, complete = await app.read_logs(run.id, ADMIN, Stream.STDOUT, 0, 100)
-    assert data == b"42\n" and complete
+    assert data == b"42\n"
+    assert complete
 
 
 async def test_deterministic_failure_retried_to_max_attempts(app: App) -> None:
@@ -49,7 +51,8 @@ async def test_deterministic_failure_retried_to_max_attempts(app: App) -> None:
     run, _ = await app.submit(body, ADMIN)
     done = await app.wait(run.id, ADMIN, 5)
     assert done.status == RunStatus.FAILED
-    assert done.failure is not None and done.failure.kind == "exit_code"
+    assert done.failure is not None
+    assert done.failure.kind == "exit_code"
     attempts = await app.attempts(run.id, ADMIN)
     assert [a.number for a in attempts] == [1, 2, 3]
     assert all(a.exit_code == 2 for a in attempts)
@@ -58,7 +61,9 @@ async def test_deterministic_failure_retried_to_max_attempts(app: App) -> None:
 async def test_idempotent_submit(app: App) -> None:
     first, created1 = await app.submit(req(command=["echo"], idempotency_key="k"), ADMIN)
     second, created2 = await app.submit(req(command=["echo"], idempotency_key="k"), ADMIN)
-    assert created1 and not created2 and first.id == second.id
+    assert created1
+    assert not created2
+    assert first.id == second.id
 
 
 async def test_cancel_running_run(app: App) -> None:
@@ -76,8 +81,11 @@ async def test_rerun_copies_the_spec(app: App) -> None:
     run, _ = await app.submit(req(command=["echo", "x"], labels={"a": "b"}, priority="high"), ADMIN)
     await app.wait(run.id, ADMIN, 5)
     again = await app.rerun(run.id, ADMIN)
-    assert again.id != run.id and again.rerun_of == run.id
-    assert again.spec == run.spec and again.labels == {"a": "b"} and again.priority == 10
+    assert again.id != run.id
+    assert again.rerun_of == run.id
+    assert again.spec == run.spec
+    assert again.labels == {"a": "b"}
+    assert again.priority == 10
 
 
 async def test_unknown_run_and_tenant_isolation(app: App) -> None:
