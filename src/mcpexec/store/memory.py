@@ -298,7 +298,9 @@ class MemoryStore(Store):
         count = 0
         for row in self._runs.values():
             if row.status == RunStatus.RUNNING and row.worker_id == worker_id:
-                row.lease_expires_at = utc(now)
+                # an earlier end is kept, like the SQL MIN()
+                lease = row.lease_expires_at
+                row.lease_expires_at = utc(now) if lease is None else min(lease, utc(now))
                 count += 1
         self._workers.pop(worker_id, None)
         return count
