@@ -125,7 +125,8 @@ class Store(abc.ABC):
 
         If ``idempotency_key`` is set and the tenant already has a run with that key, nothing is
         written and that run is returned with ``False``; otherwise ``(run, True)``. A run id is
-        never reused. Runs get a strictly increasing ``seq`` (FIFO order and paging).
+        never reused (an existing id raises ``Conflict``). Runs get a strictly increasing ``seq``
+        (FIFO order and paging).
         """
 
     @abc.abstractmethod
@@ -138,7 +139,8 @@ class Store(abc.ABC):
 
         ``cursor`` is the ``seq`` to continue below (exclusive); ``Page.next_cursor`` is the
         string form of the last returned ``seq`` when more may follow, else ``None``. Labels
-        filter by equality of every given key.
+        filter by equality of every given key; ``created_after`` is inclusive and
+        ``created_before`` exclusive.
         """
 
     @abc.abstractmethod
@@ -182,29 +184,34 @@ class Store(abc.ABC):
     ) -> Run | None:
         """Close an attempt and move the run on, in one transaction (fenced).
 
-        With ``lease_expired_before`` the write also requires the lease to have expired before
-        that time (the reaper uses it so that a renewal that won the race keeps the attempt).
+        With ``lease_expired_before`` the write also requires the lease to have expired at or
+        before that time (the reaper uses it so that a renewal that won the race keeps the
+        attempt).
 
         The attempt gets ``finished_at``, exit code, signal, failure, truncation, and status
         ``completed``/``failed``/``cancelled``. The run then becomes:
         - ``completed`` if the outcome succeeded (even if cancellation was requested meanwhile:
           the work is done), with ``exit_code``, ``result`` and ``finished_at``;
-        - ``cancelled`` if cancellation was requested or the failure kind is ``cancelled``;
+        - ``cancelled`` if cancellation was requested or the failure kind is ``cancelled``
+          (the run's failure kind is then ``cancelled``; the attempt keeps the reported one);
         - ``pending`` with ``next_attempt_at = available_at = retry_at`` if ``retry_at`` is given
           (the caller applied the retry policy), keeping the last failure visible;
         - ``failed`` otherwise.
-        A terminal run is ``partial`` when it did not complete and has artifacts. Returns the
-        updated run, or ``None`` when fenced out (nothing written).
+        A terminal run is ``partial`` when it did not complete and has artifacts. The run's
+        ``output_truncated`` stays set once any attempt truncated. ``result`` must be JSON
+        serialisable. Returns the updated run, or ``None`` when fenced out (nothing written).
         """
 
     @abc.abstractmethod
     async def expired_leases(self, now: datetime, limit: int = 100) -> list[Claim]:
-        """Running attempts whose lease expired before ``now`` (for the reaper)."""
+        """Running attempts whose lease expired at or before ``now`` (for the reaper), the
+        longest expired first."""
 
     @abc.abstractmethod
     async def expire_worker(self, worker_id: str, now: datetime) -> int:
-        """Declare a worker dead: end the lease of all its running attempts at ``now`` and delete
-        its worker row. Returns how many attempts it held."""
+        """Declare a worker dead: end the lease of all its running attempts at ``now`` (an
+        earlier end is kept) and delete its worker row. Returns how many attempts it holds;
+        they stay ``running`` until the reaper finishes them."""
 
     @abc.abstractmethod
     async def request_cancel(
@@ -212,7 +219,8 @@ class Store(abc.ABC):
     ) -> Run | None:
         """Cancel a run. ``pending`` → ``cancelled`` at once (failure kind ``cancelled``,
         ``finished_at`` now). ``running`` → ``cancel_requested`` set (the worker kills it and
-        reports). Terminal runs are left as they are. Idempotent. ``None`` if unknown."""
+        reports). Terminal runs are left as they are. Idempotent. ``None`` if unknown (or not
+        of ``tenant`` when one is given)."""
 
     @abc.abstractmethod
     async def attempts(self, run_id: str) -> list[Attempt]:
@@ -259,7 +267,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def purge_finished(self, before: datetime, limit: int = 500) -> list[str]:
         """Delete up to ``limit`` terminal runs finished before ``before`` with their attempts,
-        logs and artifact records; returns their ids (to delete blobs)."""
+        logs and artifact records, the earliest finished first; returns their ids (in no
+        particular order; to delete blobs). A purged run's idempotency key is free again."""
 
     @abc.abstractmethod
     async def stats(self, tenant: str | None = None) -> Stats:
@@ -268,7 +277,7 @@ class Store(abc.ABC):
     # -- tokens --------------------------------------------------------------------------------
     @abc.abstractmethod
     async def add_token(self, token: TokenRecord) -> None:
-        """Store a token record (only its hash)."""
+        """Store a token record (only its hash). A duplicate id or hash raises ``Conflict``."""
 
     @abc.abstractmethod
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
