@@ -42,6 +42,10 @@ def run_server(
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these no-op
+    # handlers in place that re-raise is harmless and a clean shutdown exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
     logging.getLogger(__name__).info(
         "serving on http://%s:%d (token in %s)", settings.host, settings.port, settings.token_path
     )
