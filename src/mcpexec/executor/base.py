@@ -63,6 +63,11 @@ class ExecResult:
     result: Any = None
     artifacts: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    #: Entries of the output directory not collected (symlinks, FIFOs, devices, over a cap).
+    refused_artifacts: list[str] = field(default_factory=list)
+    #: Short remarks from the executor about this attempt (an invalid result file, a refused
+    #: artifact and why, ...), for logs and the attempt record.
+    notes: list[str] = field(default_factory=list)
 
 
 class Executor(abc.ABC):

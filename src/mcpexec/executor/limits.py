@@ -1,0 +1,119 @@
+"""Resource limits: server defaults, and the rlimits applied in the child before exec.
+
+The child side is a ``preexec_fn``. Between ``fork`` and ``exec`` only the forking thread exists,
+so anything that may take a lock (logging, imports, allocation-heavy code) can deadlock. The
+closure built here therefore only makes syscalls with values computed in the parent beforehand:
+``setrlimit``, one ``write`` to an already open ``cgroup.procs`` descriptor and ``prctl``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+from collections.abc import Callable
+
+from mcpexec.executor.base import EffectiveLimits
+from mcpexec.models import Limits
+
+MIB = 1024 * 1024
+
+DEFAULT_LIMITS = EffectiveLimits(
+    timeout_s=3600.0,
+    cpu_s=None,
+    memory_mb=None,
+    file_size_mb=1024,
+    open_files=1024,
+    max_output_bytes=1024 * 1024,
+)
+
+#: ``PR_SET_PDEATHSIG`` from <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
+
+RLimit = tuple[int, int, int]  # (resource, soft, hard)
+
+
+def effective_limits(
+    requested: Limits, timeout_s: float | None, defaults: EffectiveLimits = DEFAULT_LIMITS
+) -> EffectiveLimits:
+    """Fill what a request leaves unset from the server's defaults."""
+    return EffectiveLimits(
+        timeout_s=timeout_s if timeout_s is not None else defaults.timeout_s,
+        cpu_s=requested.cpu_s if requested.cpu_s is not None else defaults.cpu_s,
+        memory_mb=requested.memory_mb if requested.memory_mb is not None else defaults.memory_mb,
+        file_size_mb=requested.file_size_mb or defaults.file_size_mb,
+        open_files=requested.open_files or defaults.open_files,
+        max_output_bytes=requested.max_output_bytes or defaults.max_output_bytes,
+        max_artifacts=defaults.max_artifacts,
+        max_artifact_bytes=defaults.max_artifact_bytes,
+        kill_grace_s=defaults.kill_grace_s,
+    )
+
+
+def _clamp(res: int, soft: int, hard: int) -> RLimit:
+    # An unprivileged server cannot raise a hard limit above its own; asking would make the
+    # child's setrlimit fail with EPERM and the spawn with it. Lower is always allowed.
+    _, cur_hard = resource.getrlimit(res)
+    if cur_hard != resource.RLIM_INFINITY:
+        hard = min(hard, cur_hard)
+        soft = min(soft, hard)
+    return (res, soft, hard)
+
+
+def rlimits_for(limits: EffectiveLimits) -> list[RLimit]:
+    """The rlimits one attempt runs under, computed in the parent."""
+    out: list[RLimit] = [(resource.RLIMIT_CORE, 0, 0)]
+    if limits.cpu_s is not None:
+        # soft < hard: the soft limit delivers SIGXCPU (a distinct, recognisable death); the
+        # hard limit one second later is SIGKILL for tasks that catch or ignore SIGXCPU.
+        out.append(_clamp(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 1))
+    if limits.memory_mb is not None:
+        size = limits.memory_mb * MIB
+        out.append(_clamp(resource.RLIMIT_AS, size, size))
+    fsize = limits.file_size_mb * MIB
+    out.append(_clamp(resource.RLIMIT_FSIZE, fsize, fsize))
+    out.append(_clamp(resource.RLIMIT_NOFILE, limits.open_files, limits.open_files))
+    return out
+
+
+def _load_prctl() -> Callable[[int, int, int, int, int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    fn = getattr(libc, "prctl", None)
+    return fn
+
+
+# Resolved once at import: looking a symbol up inside the forked child could take locks.
+_PRCTL = _load_prctl()
+
+
+def make_preexec(
+    rlimits: list[RLimit], cgroup_procs_fd: int | None, pdeathsig: bool = True
+) -> Callable[[], None]:
+    """Build the child-side hook. Everything it touches is bound now, in the parent."""
+    setrlimit = resource.setrlimit
+    prctl = _PRCTL if pdeathsig else None
+    sigkill = int(signal.SIGKILL)
+    write = os.write  # bound here: the child does no lookups on modules
+
+    limits = tuple(rlimits)
+    fd = -1 if cgroup_procs_fd is None else cgroup_procs_fd
+
+    def preexec() -> None:
+        # Join the attempt's cgroup first, so that every process the task ever forks is inside
+        # it: "0" means "the writing process".
+        if fd >= 0:
+            write(fd, b"0")
+        for res, soft, hard in limits:
+            setrlimit(res, (soft, hard))
+        # If the server's loop thread dies, the direct child gets SIGKILL at once; the rest of
+        # the tree is the watchdog's job.
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+
+    return preexec
