@@ -1,0 +1,632 @@
+"""SubprocessExecutor against real processes: capture, limits, tree kill, side channels, watchdog.
+
+Every wait is bounded; the task-side sleeps only make processes live long enough to be killed.
+Tests that depend on the tree-kill mechanism run in both modes: ``cgroup`` (skipped where no
+writable cgroup2 mount exists) and the ``environ`` fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psutil
+import pytest
+
+from mcpexec.executor.base import EffectiveLimits, ExecRequest, ExecResult
+from mcpexec.executor.limits import DEFAULT_LIMITS
+from mcpexec.executor.output import TAIL_BYTES, omitted_marker
+from mcpexec.executor.subprocess import SubprocessExecutor
+from mcpexec.executor.tree import CGROUP_DIR, find_cgroup2_mount
+from mcpexec.models import ExecSpec, FailureKind, InputFile, Progress, Stream
+
+pytestmark = pytest.mark.timeout(30)
+
+PY = sys.executable
+HAS_CGROUP = find_cgroup2_mount() is not None
+MODES = [
+    pytest.param(
+        True, id="cgroup", marks=pytest.mark.skipif(not HAS_CGROUP, reason="no writable cgroup2")
+    ),
+    pytest.param(False, id="environ"),
+]
+
+# A double-forked, setsid'ed daemon that ignores SIGTERM/SIGHUP and keeps the task's stdout and
+# stderr open. Its argv carries a marker so the test can look for survivors in /proc.
+DAEMON = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            open("daemon.ready", "w").close()
+            time.sleep(1000)
+        os._exit(0)
+    os.wait()
+    deadline = time.monotonic() + 10
+    while not os.path.exists("daemon.ready") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("daemon started", flush=True)
+    """
+)
+
+
+class Sink:
+    """Records what the executor reports; keeps only a bounded amount of output bytes."""
+
+    def __init__(self, keep: int = 1 << 20) -> None:
+        self.keep = keep
+        self.data: dict[Stream, bytearray] = {
+            Stream.STDOUT: bytearray(),
+            Stream.STDERR: bytearray(),
+        }
+        self.total: dict[Stream, int] = {Stream.STDOUT: 0, Stream.STDERR: 0}
+        self.writes = 0
+        self.progress_seen: list[Progress] = []
+        self.artifacts: dict[str, bytes] = {}
+        self.watch: tuple[bytes, asyncio.Event] | None = None
+
+    async def output(self, stream: Stream, data: bytes) -> None:
+        self.writes += 1
+        self.total[stream] += len(data)
+        buf = self.data[stream]
+        buf += data
+        if len(buf) > self.keep:
+            del buf[: len(buf) - self.keep]
+        if self.watch is not None and self.watch[0] in buf:
+            self.watch[1].set()
+
+    async def progress(self, progress: Progress) -> None:
+        self.progress_seen.append(progress)
+
+    async def artifact(self, name: str, file: BinaryIO, size: int) -> None:
+        self.artifacts[name] = file.read(size)
+
+    def text(self, stream: Stream = Stream.STDOUT) -> str:
+        return self.data[stream].decode(errors="replace")
+
+    def when_output(self, needle: bytes) -> asyncio.Event:
+        event = asyncio.Event()
+        self.watch = (needle, event)
+        return event
+
+
+def limits_for(spec: ExecSpec, **overrides: Any) -> EffectiveLimits:
+    base = dataclasses.replace(
+        DEFAULT_LIMITS,
+        timeout_s=spec.timeout_s or 20.0,
+        cpu_s=spec.limits.cpu_s,
+        kill_grace_s=0.5,
+        max_output_bytes=spec.limits.max_output_bytes or DEFAULT_LIMITS.max_output_bytes,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@asynccontextmanager
+async def started(tmp_path: Path, **kwargs: Any) -> AsyncIterator[SubprocessExecutor]:
+    ex = SubprocessExecutor(tmp_path / "work", **kwargs)
+    await ex.start()
+    try:
+        yield ex
+    finally:
+        await ex.stop()
+
+
+async def execute(
+    ex: SubprocessExecutor,
+    spec: dict[str, Any],
+    sink: Sink | None = None,
+    cancel: asyncio.Event | None = None,
+    **limit_overrides: Any,
+) -> tuple[ExecResult, Sink]:
+    sink = sink or Sink()
+    parsed = ExecSpec.model_validate(spec)
+    request = ExecRequest("run-1", 1, parsed, limits_for(parsed, **limit_overrides))
+    result = await ex.execute(request, sink, cancel or asyncio.Event())
+    return result, sink
+
+
+def run_one(tmp_path: Path, spec: dict[str, Any], **kwargs: Any) -> tuple[ExecResult, Sink]:
+    async def main() -> tuple[ExecResult, Sink]:
+        async with started(tmp_path, use_cgroups=kwargs.pop("use_cgroups", None)) as ex:
+            return await execute(ex, spec, **kwargs)
+
+    return asyncio.run(main())
+
+
+def survivors(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker``."""
+    needle = marker.encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline:
+                found.append(int(name))
+    return found
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def daemon_spec(marker: str, then: str = "", **extra: Any) -> dict[str, Any]:
+    shell = f"{PY} daemon.py {marker}"
+    return {
+        "shell": f"{shell}{'; ' + then if then else ''}",
+        "inputs": {"daemon.py": DAEMON},
+        **extra,
+    }
+
+
+# --- basics ------------------------------------------------------------------------------------
+
+
+def test_echo_is_captured(tmp_path: Path) -> None:
+    result, sink = run_one(tmp_path, {"command": ["echo", "hello", "world"]})
+    assert result.succeeded
+    assert result.exit_code == 0
+    assert result.failure is None
+    assert sink.text() == "hello world\n"
+    assert 0 < result.duration_s < 10
+
+
+def test_stderr_and_exit_code(tmp_path: Path) -> None:
+    result, sink = run_one(tmp_path, {"shell": "echo out; echo err >&2; exit 3"})
+    assert not result.succeeded
+    assert result.exit_code == 3
+    assert result.signal is None
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.EXIT_CODE
+    assert sink.text() == "out\n"
+    assert sink.text(Stream.STDERR) == "err\n"
+
+
+def test_killed_by_signal(tmp_path: Path) -> None:
+    result, _ = run_one(tmp_path, {"command": [PY, "-c", "import os; os.kill(os.getpid(), 6)"]})
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.SIGNAL
+    assert result.signal == signal.SIGABRT
+    assert result.exit_code is None
+
+
+def test_command_is_never_a_shell(tmp_path: Path) -> None:
+    result, sink = run_one(tmp_path, {"command": ["echo", "$HOME; rm -rf /"]})
+    assert result.succeeded
+    assert sink.text() == "$HOME; rm -rf /\n"
+
+
+def test_spawn_error_for_missing_command(tmp_path: Path) -> None:
+    result, _ = run_one(tmp_path, {"command": ["no-such-command-xyz", "arg"]})
+    assert not result.succeeded
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.SPAWN_ERROR
+    assert "command not found: no-such-command-xyz" in result.failure.message
+    assert "PATH=" in result.failure.message
+
+
+def test_spawn_error_for_non_executable_file(tmp_path: Path) -> None:
+    result, _ = run_one(tmp_path, {"command": ["./tool"], "inputs": {"tool": "echo hi\n"}})
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.SPAWN_ERROR
+    assert "Permission denied" in result.failure.message
+
+
+def test_stdin_is_dev_null(tmp_path: Path) -> None:
+    result, sink = run_one(tmp_path, {"shell": "cat; echo eof"})
+    assert result.succeeded
+    assert sink.text() == "eof\n"
+
+
+@pytest.mark.parametrize(
+    ("language", "source"),
+    [
+        ("python", "import sys\nprint('from python', sys.version_info[0])\n"),
+        ("sh", "echo from sh\n"),
+        ("bash", "arr=(from bash); echo ${arr[@]}\n"),
+        ("node", "console.log('from node')\n"),
+    ],
+)
+def test_script_kinds(tmp_path: Path, language: str, source: str) -> None:
+    path = "/usr/local/bin:/usr/bin:/bin"
+    interpreter = {"python": "python3", "node": "node"}.get(language, language)
+    if shutil.which(interpreter, path=path) is None:
+        pytest.skip(f"{interpreter} not installed")
+
+    async def main() -> tuple[ExecResult, Sink]:
+        async with started(tmp_path, task_path=path) as ex:
+            return await execute(ex, {"script": {"language": language, "source": source}})
+
+    result, sink = asyncio.run(main())
+    assert result.succeeded, (result, sink.text(Stream.STDERR))
+    assert sink.text().startswith(f"from {language}")
+
+
+def test_missing_interpreter_is_a_spawn_error(tmp_path: Path) -> None:
+    async def main() -> ExecResult:
+        async with started(tmp_path, task_path=str(tmp_path / "empty")) as ex:
+            return (await execute(ex, {"script": {"language": "python", "source": "pass"}}))[0]
+
+    result = asyncio.run(main())
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.SPAWN_ERROR
+    assert "interpreter not found: python3" in result.failure.message
+
+
+def test_inputs_are_written(tmp_path: Path) -> None:
+    blob = bytes(range(256))
+    spec = {
+        "shell": "cat notes.txt; od -An -tx1 data/blob.bin | tr -d ' \\n' | head -c 16; echo",
+        "inputs": {
+            "notes.txt": "plain text\n",
+            "data/blob.bin": InputFile(content=base64.b64encode(blob).decode(), base64=True),
+        },
+    }
+    result, sink = run_one(tmp_path, spec)
+    assert result.succeeded, sink.text(Stream.STDERR)
+    assert sink.text() == "plain text\n0001020304050607\n"
+
+
+def test_environment_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCPEXEC_TEST_SECRET", "canary-value")
+    result, sink = run_one(tmp_path, {"command": ["env"], "env": {"GREETING": "hi there"}})
+    assert result.succeeded
+    env = dict(line.split("=", 1) for line in sink.text().splitlines())
+    assert "MCPEXEC_TEST_SECRET" not in env
+    assert "canary-value" not in sink.text()
+    assert env["GREETING"] == "hi there"
+    assert env["MCPEXEC_RUN_ID"] == "run-1"
+    assert env["MCPEXEC_ATTEMPT"] == "1"
+    assert env["TMPDIR"].startswith(env["HOME"])
+    assert env["MCPEXEC_OUTPUT_DIR"].startswith(env["HOME"])
+    assert env["LANG"]
+    allowed = {"PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "GREETING"}
+    assert {k for k in env if not k.startswith("MCPEXEC_")} <= allowed
+
+
+def test_workdir_is_private_and_removed(tmp_path: Path) -> None:
+    async def main() -> tuple[ExecResult, Sink, SubprocessExecutor]:
+        async with started(tmp_path) as ex:
+            result, sink = await execute(ex, {"shell": "pwd; stat -c %a .; echo x > left.txt"})
+            assert list(ex.instance_dir.iterdir()) == [ex.instance_dir / "owner"]
+            return result, sink, ex
+
+    result, sink, ex = asyncio.run(main())
+    cwd, mode = sink.text().split()
+    assert result.succeeded
+    assert Path(cwd).parent == ex.instance_dir
+    assert mode == "700"
+    assert not ex.instance_dir.exists()
+
+
+def test_keep_workdirs(tmp_path: Path) -> None:
+    async def main() -> Path:
+        async with started(tmp_path, keep_workdirs=True) as ex:
+            _, sink = await execute(ex, {"shell": "pwd; echo kept > left.txt"})
+            return Path(sink.text().strip())
+
+    workdir = asyncio.run(main())
+    assert (workdir / "left.txt").read_text() == "kept\n"
+
+
+# --- deadlines, cancellation and the process tree -----------------------------------------------
+
+
+@pytest.mark.parametrize("use_cgroups", MODES)
+def test_timeout_kills_sleep_and_setsid_daemon(tmp_path: Path, use_cgroups: bool) -> None:
+    marker = f"mcpx-{secrets.token_hex(6)}"
+    spec = daemon_spec(marker, then=f"exec {PY} -c 'import time; time.sleep(100)' {marker}")
+    spec["timeout_s"] = 2.0
+    started_at = time.monotonic()
+    result, sink = run_one(tmp_path, spec, use_cgroups=use_cgroups)
+    assert "daemon started" in sink.text(), sink.text(Stream.STDERR)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.TIMEOUT
+    assert time.monotonic() - started_at < 2.0 + 0.5 + 3
+    assert survivors(marker) == []
+
+
+@pytest.mark.parametrize("use_cgroups", MODES)
+def test_cancel_kills_the_tree(tmp_path: Path, use_cgroups: bool) -> None:
+    marker = f"mcpx-{secrets.token_hex(6)}"
+
+    async def main() -> tuple[ExecResult, Sink]:
+        async with started(tmp_path, use_cgroups=use_cgroups) as ex:
+            sink, cancel = Sink(), asyncio.Event()
+            ready = sink.when_output(b"daemon started")
+            job = asyncio.create_task(
+                execute(ex, daemon_spec(marker, then="sleep 100"), sink, cancel)
+            )
+            await asyncio.wait_for(ready.wait(), 10)
+            cancel.set()
+            return await asyncio.wait_for(job, 10)
+
+    result, _ = asyncio.run(main())
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.CANCELLED
+    assert survivors(marker) == []
+
+
+@pytest.mark.parametrize("use_cgroups", MODES)
+def test_cancelling_the_coroutine_kills_the_tree(tmp_path: Path, use_cgroups: bool) -> None:
+    marker = f"mcpx-{secrets.token_hex(6)}"
+
+    async def main() -> None:
+        async with started(tmp_path, use_cgroups=use_cgroups) as ex:
+            sink = Sink()
+            ready = sink.when_output(b"daemon started")
+            job = asyncio.create_task(execute(ex, daemon_spec(marker, then="sleep 100"), sink))
+            await asyncio.wait_for(ready.wait(), 10)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            # cgroup.kill / SIGKILL were sent before CancelledError propagated.
+            assert wait_until(lambda: not survivors(marker), 2.0)
+
+    asyncio.run(main())
+    assert survivors(marker) == []
+
+
+@pytest.mark.parametrize("use_cgroups", MODES)
+def test_background_daemon_killed_when_main_exits(tmp_path: Path, use_cgroups: bool) -> None:
+    # The daemon holds stdout: a naive runner waits for EOF forever.
+    marker = f"mcpx-{secrets.token_hex(6)}"
+    started_at = time.monotonic()
+    result, sink = run_one(
+        tmp_path, daemon_spec(marker, then="echo main done"), use_cgroups=use_cgroups
+    )
+    assert result.succeeded, sink.text(Stream.STDERR)
+    assert sink.text() == "daemon started\nmain done\n"
+    assert time.monotonic() - started_at < 0.5 + 3  # grace + startup
+    assert survivors(marker) == []
+
+
+def test_cpu_limit_is_not_a_timeout(tmp_path: Path) -> None:
+    spec = {"command": [PY, "-c", "while True: pass"], "limits": {"cpu_s": 1}, "timeout_s": 15}
+    result, _ = run_one(tmp_path, spec)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.CPU_LIMIT, result
+    assert result.duration_s < 10
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_output_flood_is_capped_with_bounded_memory(tmp_path: Path) -> None:
+    cap = 1 << 20
+    proc = psutil.Process()
+    rss_before = proc.memory_info().rss
+    spec = {
+        "shell": "head -c 200000000 /dev/zero; echo done >&2",
+        "limits": {"max_output_bytes": cap},
+    }
+    sink = Sink(keep=TAIL_BYTES + 1024)
+
+    async def main() -> ExecResult:
+        async with started(tmp_path) as ex:
+            return (await execute(ex, spec, sink))[0]
+
+    result = asyncio.run(main())
+    rss_growth = proc.memory_info().rss - rss_before
+    assert result.succeeded
+    assert result.output_truncated
+    marker = omitted_marker(200_000_000 - cap - TAIL_BYTES)
+    assert sink.total[Stream.STDOUT] == cap + len(marker) + TAIL_BYTES
+    assert marker in sink.data[Stream.STDOUT]
+    assert sink.text(Stream.STDERR) == "done\n"
+    assert sink.writes < 200  # batched, not one write per pipe read
+    assert rss_growth < 50 * 1024 * 1024, rss_growth
+
+
+def test_small_writes_are_batched(tmp_path: Path) -> None:
+    spec = {"command": [PY, "-c", "import sys\nfor i in range(5000): print(i, flush=True)"]}
+    result, sink = run_one(tmp_path, spec)
+    assert result.succeeded
+    assert sink.text().splitlines() == [str(i) for i in range(5000)]
+    assert sink.writes < 100
+
+
+# --- side channels: progress, result, artifacts ---------------------------------------------------
+
+
+def test_progress_is_reported(tmp_path: Path) -> None:
+    source = textwrap.dedent(
+        """
+        import json, os, time
+        path = os.environ["MCPEXEC_PROGRESS"]
+        def report(line):
+            with open(path, "a") as f:
+                f.write(line + "\\n")
+        report(json.dumps({"progress": 0.5, "message": "half"}))
+        time.sleep(0.6)  # several tailer ticks: the middle value must be seen live
+        report("not json")
+        report(json.dumps({"progress": 7}))
+        report(json.dumps({"progress": 1.0, "message": "done"}))
+        report("{broken")
+        """
+    )
+    result, sink = run_one(tmp_path, {"command": [PY, "-c", source]})
+    assert result.succeeded, sink.text(Stream.STDERR)
+    assert Progress(value=0.5, message="half") in sink.progress_seen
+    assert sink.progress_seen[-1] == Progress(value=1.0, message="done")
+
+
+def test_result_file(tmp_path: Path) -> None:
+    source = (
+        "import json, os\n"
+        'json.dump({"answer": 42, "items": [1, 2]}, open(os.environ["MCPEXEC_RESULT"], "w"))'
+    )
+    result, _ = run_one(tmp_path, {"command": [PY, "-c", source]})
+    assert result.succeeded
+    assert result.result == {"answer": 42, "items": [1, 2]}
+
+
+def test_invalid_result_is_noted_not_failed(tmp_path: Path) -> None:
+    result, _ = run_one(tmp_path, {"shell": 'echo "{nope" > "$MCPEXEC_RESULT"'})
+    assert result.succeeded
+    assert result.result is None
+    assert any("not valid JSON" in note for note in result.notes)
+
+
+def test_result_symlink_is_refused(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.json"
+    canary.write_text('"secret"')
+    result, _ = run_one(tmp_path, {"shell": f'ln -s {canary} "$MCPEXEC_RESULT"'})
+    assert result.result is None
+    assert any("result file refused" in note for note in result.notes)
+
+
+def test_artifacts_collected_and_unsafe_entries_refused(tmp_path: Path) -> None:
+    canary = tmp_path / "canary.txt"
+    canary.write_text("CANARY-SECRET")
+    shell = f"""
+        cd "$MCPEXEC_OUTPUT_DIR"
+        echo report > report.txt
+        mkdir -p sub/deeper && printf 'bin' > sub/deeper/data.bin
+        ln -s {canary} leak.txt
+        ln -s {tmp_path} linkdir
+        mkfifo pipe
+    """
+    result, sink = run_one(tmp_path, {"shell": shell})
+    assert result.succeeded, sink.text(Stream.STDERR)
+    assert sink.artifacts == {"report.txt": b"report\n", "sub/deeper/data.bin": b"bin"}
+    assert result.artifacts == ["report.txt", "sub/deeper/data.bin"]
+    assert set(result.refused_artifacts) == {"leak.txt", "linkdir", "pipe"}
+    assert all(b"CANARY" not in data for data in sink.artifacts.values())
+
+
+def test_artifact_caps(tmp_path: Path) -> None:
+    shell = """
+        cd "$MCPEXEC_OUTPUT_DIR"
+        head -c 1000 /dev/zero > f1; head -c 1000 /dev/zero > f2; head -c 2000 /dev/zero > f3
+        echo small > f4; echo small > f5
+    """
+    result, sink = run_one(tmp_path, {"shell": shell}, max_artifacts=3, max_artifact_bytes=2500)
+    assert result.artifacts == ["f1", "f2", "f4"]
+    assert sorted(sink.artifacts) == ["f1", "f2", "f4"]
+    assert result.refused_artifacts == ["f3", "f5"]
+    assert any("f3" in note and "exceed 2500 bytes" in note for note in result.notes)
+    assert any("f5" in note and "more than 3 artifacts" in note for note in result.notes)
+
+
+# --- executor lifecycle: stale state, watchdog ----------------------------------------------------
+
+
+def test_start_removes_stale_workdirs_and_cgroups(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    dead_owner = f"{os.getpid()} 1"  # our pid with a start time that is not ours: a dead server
+    stale = work / f"{os.getpid()}-1-deadbeef"
+    (stale / "run.1").mkdir(parents=True)
+    (stale / "owner").write_text(dead_owner)
+    unrelated = work / "not-an-instance"
+    unrelated.mkdir()
+    mount = find_cgroup2_mount()
+    stale_cgroup = None
+    if mount is not None:
+        stale_cgroup = mount / CGROUP_DIR / f"{os.getpid()}-1-deadbeef"
+        (stale_cgroup / "run.1").mkdir(parents=True)
+
+    async def main() -> list[str]:
+        async with started(tmp_path) as ex:
+            return ex.stale_removed
+
+    removed = asyncio.run(main())
+    assert str(stale) in removed
+    assert not stale.exists()
+    assert unrelated.exists()
+    if stale_cgroup is not None:
+        assert not stale_cgroup.exists()
+
+
+WATCHDOG_HARNESS = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from mcpexec.executor.base import ExecRequest
+    from mcpexec.executor.limits import DEFAULT_LIMITS
+    from mcpexec.executor.subprocess import SubprocessExecutor
+    from mcpexec.models import ExecSpec
+
+    class Sink:
+        async def output(self, stream, data): pass
+        async def progress(self, progress): pass
+        async def artifact(self, name, file, size): pass
+
+    async def main(work, marker, use_cgroups, daemon):
+        ex = SubprocessExecutor(Path(work), use_cgroups=use_cgroups == "cgroup")
+        await ex.start()
+        print(ex.isolation, flush=True)
+        spec = ExecSpec(
+            shell=f"{sys.executable} daemon.py {marker}; "
+            f"exec {sys.executable} -c 'import time; time.sleep(1000)' {marker}",
+            inputs={"daemon.py": daemon},
+        )
+        await ex.execute(ExecRequest("wd", 1, spec, DEFAULT_LIMITS), Sink(), asyncio.Event())
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_cgroups", MODES)
+def test_watchdog_kills_tasks_of_a_killed_server(tmp_path: Path, use_cgroups: bool) -> None:
+    marker = f"mcpx-{secrets.token_hex(6)}"
+    mode = "cgroup" if use_cgroups else "environ"
+    server = subprocess.Popen(
+        [PY, "-c", WATCHDOG_HARNESS, str(tmp_path / "work"), marker, mode, DAEMON],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == f"process+{mode}"
+        # The daemon (python daemon.py MARKER) and `sleep 1000 MARKER` both carry the marker.
+        assert wait_until(lambda: len(survivors(marker)) >= 2, 10), survivors(marker)
+        server.kill()
+        server.wait(5)
+        t0 = time.monotonic()
+        assert wait_until(lambda: not survivors(marker), 2.0), survivors(marker)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(5)
+        for pid in survivors(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_stop_ends_the_watchdog(tmp_path: Path) -> None:
+    async def main() -> int:
+        async with started(tmp_path) as ex:
+            assert ex._watchdog is not None
+            proc = ex._watchdog.proc
+        assert proc.poll() is not None
+        return proc.pid
+
+    pid = asyncio.run(main())
+    assert (
+        not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
