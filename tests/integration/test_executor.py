@@ -28,7 +28,7 @@ import pytest
 
 from mcpexec.executor.base import EffectiveLimits, ExecRequest, ExecResult
 from mcpexec.executor.limits import DEFAULT_LIMITS
-from mcpexec.executor.output import TAIL_BYTES, omitted_marker
+from mcpexec.executor.output import HIGH_WATER, TAIL_BYTES, omitted_marker
 from mcpexec.executor.subprocess import SubprocessExecutor
 from mcpexec.executor.tree import CGROUP_DIR, find_cgroup2_mount
 from mcpexec.models import ExecSpec, FailureKind, InputFile, Progress, Stream
@@ -404,6 +404,63 @@ def test_background_daemon_killed_when_main_exits(tmp_path: Path, use_cgroups: b
     assert survivors(marker) == []
 
 
+@pytest.mark.parametrize("use_cgroups", MODES)
+def test_immediate_timeouts_leave_nothing(tmp_path: Path, use_cgroups: bool) -> None:
+    # A deadline that fires while the child is still being set up (before or just after exec)
+    # must kill it as surely as a late one.
+    marker = f"mcpx-{secrets.token_hex(6)}"
+    spec = daemon_spec(marker, then="sleep 100", timeout_s=0.001)
+
+    async def main() -> list[ExecResult]:
+        async with started(tmp_path, use_cgroups=use_cgroups) as ex:
+            return [(await execute(ex, spec, kill_grace_s=0.05))[0] for _ in range(15)]
+
+    results = asyncio.run(main())
+    assert all(r.failure is not None and r.failure.kind is FailureKind.TIMEOUT for r in results)
+    assert survivors(marker) == []
+
+
+ESCAPEE = textwrap.dedent(
+    """
+    import os, sys, time
+    if os.fork() == 0:
+        os.setsid()
+        # A fresh environment: the environ sweep can no longer recognise this process.
+        argv = [sys.executable, "-c", "import time; time.sleep(60)", sys.argv[1]]
+        os.execve(sys.executable, argv, {})
+    time.sleep(0.3)
+    print("escaped", flush=True)
+    """
+)
+
+
+def test_environ_mode_escapee_holding_stdout_does_not_hang(tmp_path: Path) -> None:
+    # The documented limit of the fallback: a daemon that leaves the session and scrubs its
+    # environment survives. The run must still end, after a bounded drain, and say why.
+    marker = f"mcpx-{secrets.token_hex(6)}"
+    spec = {"shell": f"{PY} escapee.py {marker}", "inputs": {"escapee.py": ESCAPEE}}
+    try:
+        started_at = time.monotonic()
+        result, sink = run_one(tmp_path, spec, use_cgroups=False)
+        assert result.succeeded
+        assert sink.text() == "escaped\n"
+        assert time.monotonic() - started_at < 5
+        assert any("pipes still held open" in note for note in result.notes)
+    finally:
+        for pid in survivors(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not HAS_CGROUP, reason="no writable cgroup2")
+def test_cgroup_mode_catches_the_escapee(tmp_path: Path) -> None:
+    marker = f"mcpx-{secrets.token_hex(6)}"
+    spec = {"shell": f"{PY} escapee.py {marker}", "inputs": {"escapee.py": ESCAPEE}}
+    result, _ = run_one(tmp_path, spec, use_cgroups=True)
+    assert result.succeeded
+    assert result.notes == []
+    assert survivors(marker) == []
+
+
 def test_cpu_limit_is_not_a_timeout(tmp_path: Path) -> None:
     spec = {"command": [PY, "-c", "while True: pass"], "limits": {"cpu_s": 1}, "timeout_s": 15}
     result, _ = run_one(tmp_path, spec)
@@ -438,6 +495,34 @@ def test_output_flood_is_capped_with_bounded_memory(tmp_path: Path) -> None:
     assert sink.text(Stream.STDERR) == "done\n"
     assert sink.writes < 200  # batched, not one write per pipe read
     assert rss_growth < 50 * 1024 * 1024, rss_growth
+
+
+class SlowSink(Sink):
+    def __init__(self) -> None:
+        super().__init__(keep=1024)
+        self.largest = 0
+
+    async def output(self, stream: Stream, data: bytes) -> None:
+        self.largest = max(self.largest, len(data))
+        await asyncio.sleep(0.005)  # a slow store
+        await super().output(stream, data)
+
+
+def test_slow_sink_applies_backpressure(tmp_path: Path) -> None:
+    size = 40 * 1024 * 1024
+    spec = {"shell": f"head -c {size} /dev/zero", "limits": {"max_output_bytes": 1 << 30}}
+    sink = SlowSink()
+
+    async def main() -> ExecResult:
+        async with started(tmp_path) as ex:
+            return (await execute(ex, spec, sink))[0]
+
+    result = asyncio.run(main())
+    assert result.succeeded
+    assert not result.output_truncated
+    assert sink.total[Stream.STDOUT] == size
+    # Unflushed bytes stay near the high-water mark (1 MiB) instead of piling up.
+    assert sink.largest <= HIGH_WATER + 2 * 256 * 1024
 
 
 def test_small_writes_are_batched(tmp_path: Path) -> None:
