@@ -703,6 +703,29 @@ def test_watchdog_kills_tasks_of_a_killed_server(tmp_path: Path, use_cgroups: bo
             os.kill(pid, signal.SIGKILL)
 
 
+def test_auto_mode_falls_back_without_cgroup2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mcpexec.executor.tree.CGROUP_CANDIDATES", ())
+
+    async def main() -> str:
+        async with started(tmp_path) as ex:
+            return ex.isolation
+
+    assert asyncio.run(main()) == "process+environ"
+    with pytest.raises(RuntimeError, match="cgroup tree kill unavailable"):
+        asyncio.run(SubprocessExecutor(tmp_path / "w2", use_cgroups=True).start())
+
+
+@pytest.mark.skipif(not HAS_CGROUP, reason="no writable cgroup2")
+def test_auto_mode_uses_cgroups_when_available(tmp_path: Path) -> None:
+    async def main() -> str:
+        async with started(tmp_path) as ex:
+            return ex.isolation
+
+    assert asyncio.run(main()) == "process+cgroup"
+
+
 def test_stop_ends_the_watchdog(tmp_path: Path) -> None:
     async def main() -> int:
         async with started(tmp_path) as ex:

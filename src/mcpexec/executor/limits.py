@@ -16,7 +16,6 @@ import signal
 from collections.abc import Callable
 
 from mcpexec.executor.base import EffectiveLimits
-from mcpexec.models import Limits
 
 MIB = 1024 * 1024
 
@@ -33,23 +32,6 @@ DEFAULT_LIMITS = EffectiveLimits(
 _PR_SET_PDEATHSIG = 1
 
 RLimit = tuple[int, int, int]  # (resource, soft, hard)
-
-
-def effective_limits(
-    requested: Limits, timeout_s: float | None, defaults: EffectiveLimits = DEFAULT_LIMITS
-) -> EffectiveLimits:
-    """Fill what a request leaves unset from the server's defaults."""
-    return EffectiveLimits(
-        timeout_s=timeout_s if timeout_s is not None else defaults.timeout_s,
-        cpu_s=requested.cpu_s if requested.cpu_s is not None else defaults.cpu_s,
-        memory_mb=requested.memory_mb if requested.memory_mb is not None else defaults.memory_mb,
-        file_size_mb=requested.file_size_mb or defaults.file_size_mb,
-        open_files=requested.open_files or defaults.open_files,
-        max_output_bytes=requested.max_output_bytes or defaults.max_output_bytes,
-        max_artifacts=defaults.max_artifacts,
-        max_artifact_bytes=defaults.max_artifact_bytes,
-        kill_grace_s=defaults.kill_grace_s,
-    )
 
 
 def _clamp(res: int, soft: int, hard: int) -> RLimit:

@@ -346,9 +346,40 @@ class CgroupMechanism(TreeMechanism):
     def setup(self) -> None:
         self.base.mkdir(mode=0o755, exist_ok=True)
         self.instance.mkdir(mode=0o755)
-        if not (self.instance / "cgroup.kill").exists():  # kernel < 5.14
-            os.rmdir(self.instance)
-            raise OSError(f"{self.instance}: no cgroup.kill (kernel too old)")
+        try:
+            if not (self.instance / "cgroup.kill").exists():  # kernel < 5.14
+                raise OSError(f"{self.instance}: no cgroup.kill (kernel too old)")
+            self._probe_join()
+        except BaseException:
+            remove_cgroup(self.instance)
+            raise
+
+    def _probe_join(self) -> None:
+        """Spawn one trivial child into a leaf, as every task will be. A writable directory does
+        not prove we may move processes (that needs write access to the common ancestor's
+        ``cgroup.procs``); better to fall back now than to fail every spawn later."""
+        probe = self.instance / "probe"
+        probe.mkdir()
+        fd = os.open(probe / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+
+        def join() -> None:  # the child's only pre-exec step: one write
+            os.write(fd, b"0")
+
+        try:
+            subprocess.run(
+                [sys.executable, "-I", "-S", "-c", ""],
+                preexec_fn=join,
+                check=True,
+                timeout=10,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except subprocess.SubprocessError as exc:
+            raise OSError(f"cannot move a process into {probe}: {exc}") from exc
+        finally:
+            os.close(fd)
+            os.rmdir(probe)
 
     def new_tree(self, leaf: str, token: str) -> ProcessTree:
         return CgroupTree(self.instance / leaf)
