@@ -1,0 +1,540 @@
+"""Engine benchmark: how close does mcpexec get to spawning processes by hand?
+
+One run measures, in this order:
+
+(a) the raw ceiling: asyncio spawning ``true`` (pipes read, process awaited), C concurrent;
+(d1) serve's RSS after a warm-up of the first runs;
+(c) latency at idle: sequential submit + long-poll, submit→start and submit→completed;
+(b) end to end throughput: N runs of ``true`` submitted over HTTP by a few concurrent submitters
+    to a live ``mcpexec serve --workers 4``, timed from the first submit until all completed;
+(e) serve's CPU per run over (b) (its own utime+stime; its children's is reported apart);
+(d2) serve's RSS after the total run count (default 5,000) is reached.
+
+Usage::
+
+    .venv/bin/python bench/bench_engine.py            # the full run (about a minute or two)
+    .venv/bin/python bench/bench_engine.py --quick    # a smoke run (seconds)
+    .venv/bin/python bench/bench_engine.py --n 4000 --json out.json
+
+Only loopback traffic. serve runs with a fresh temporary ``MCPEXEC_HOME`` and is killed at the end,
+whatever happens; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TERMINAL = ("completed", "failed", "cancelled")
+TRUE_RUN = {"command": ["true"]}
+
+# Targets from the issue: (label, comparison, target, goal).
+TARGET_RATIO, GOAL_RATIO = 0.6, 0.8
+TARGET_START_P50_MS, GOAL_START_P50_MS = 3.0, 2.0
+TARGET_CPU_MS = 3.0
+TARGET_RSS_GROWTH_MB = 30.0
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Seconds of CPU: the process itself (all threads) and its reaped children."""
+
+    own: float
+    children: float
+
+    @classmethod
+    def of(cls, pid: int) -> CpuTimes:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17.
+        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+        return cls((utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK)
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.own - other.own, self.children - other.children)
+
+
+def self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: p99 of 200 samples is the 198th)."""
+    ordered = sorted(values)
+    rank = max(1, round(pct / 100 * len(ordered) + 0.5 - 1e-9))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --- (a) the raw ceiling ----------------------------------------------------------------------
+
+
+async def _spawn_true(sem: asyncio.Semaphore) -> None:
+    async with sem:
+        proc = await asyncio.create_subprocess_exec(
+            "true", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"true exited {proc.returncode}")
+
+
+async def raw_ceiling(n: int, concurrency: int, timeout_s: float) -> float:
+    """Runs per second of asyncio spawning ``true`` with ``concurrency`` in flight."""
+    sem = asyncio.Semaphore(concurrency)
+    await asyncio.wait_for(_spawn_true(sem), timeout_s)  # warm-up: import and path lookup
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(_spawn_true(sem) for _ in range(n))), timeout_s)
+    return n / (time.perf_counter() - started)
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+class Serve:
+    """A live ``mcpexec serve`` on a loopback port with its own temporary home."""
+
+    def __init__(self, workers: int, keep_home: bool = False) -> None:
+        self.workers = workers
+        self.keep_home = keep_home
+        self.home = Path(tempfile.mkdtemp(prefix="mcpexec-bench-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.home / "serve.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def token(self) -> str:
+        return (self.home / "token").read_text().strip()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": str(self.home),
+            "MCPEXEC_HOME": str(self.home),
+        }
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [MCPEXEC, "serve", "--port", str(self.port), "--workers", str(self.workers)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited early:\n{self.log_tail()}")
+            try:
+                ok = httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                ok = False
+            if ok and (self.home / "token").is_file():
+                return
+            time.sleep(0.05)  # the port is not open yet: nothing to await
+        raise RuntimeError(f"serve did not answer within {timeout_s:g}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if not self.keep_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Api:
+    def __init__(self, serve: Serve, connections: int) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.http = httpx.AsyncClient(
+            base_url=serve.url,
+            headers={"Authorization": f"Bearer {serve.token()}"},
+            timeout=30.0,
+            limits=limits,
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def submit(self) -> dict[str, Any]:
+        return await self._json("POST", "/api/v1/runs", json=TRUE_RUN)
+
+    async def wait(self, run_id: str, wait_s: float = 30.0) -> dict[str, Any]:
+        return await self._json(
+            "GET", f"/api/v1/runs/{run_id}", params={"wait": wait_s}, timeout=wait_s + 10
+        )
+
+    async def counts(self) -> dict[str, int]:
+        body = await self._json("GET", "/api/v1/stats")
+        runs: dict[str, int] = body["runs"]
+        return runs
+
+
+# --- (b) throughput and the fill phases -----------------------------------------------------
+
+
+@dataclass
+class Batch:
+    n: int
+    seconds: float
+    runs_per_s: float
+    submit_seconds: float
+    failed: int
+
+
+async def submit_and_drain(api: Api, n: int, submitters: int, timeout_s: float) -> Batch:
+    """Submit ``n`` runs with ``submitters`` in flight; return once all of them are terminal."""
+    before = await api.counts()
+    done_before = sum(before[s] for s in TERMINAL)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+    last_id: list[str] = []
+
+    async def submitter() -> None:
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            run = await api.submit()
+            last_id[:] = [run["id"]]
+
+    async def body() -> tuple[float, float]:
+        started = time.perf_counter()
+        await asyncio.gather(*(submitter() for _ in range(submitters)))
+        submitted = time.perf_counter() - started
+        # Runs are claimed in submission order, so the last one submitted is among the last few
+        # to finish: long-poll it, then confirm with the counts (poll briefly if a few remain).
+        await api.wait(last_id[0], min(timeout_s, 300.0))
+        while True:
+            counts = await api.counts()
+            if sum(counts[s] for s in TERMINAL) - done_before >= n:
+                return time.perf_counter() - started, submitted
+            await asyncio.sleep(0.005)
+
+    seconds, submitted = await asyncio.wait_for(body(), timeout_s)
+    after = await api.counts()
+    failed = after["failed"] + after["cancelled"] - before["failed"] - before["cancelled"]
+    return Batch(n, seconds, n / seconds, submitted, failed)
+
+
+# --- (c) latency at idle ------------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    n: int
+    start_ms: list[float] = field(default_factory=list)
+    done_ms: list[float] = field(default_factory=list)
+    roundtrip_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, values in (
+            ("submit_to_start_ms", self.start_ms),
+            ("submit_to_completed_ms", self.done_ms),
+            ("client_roundtrip_ms", self.roundtrip_ms),
+        ):
+            out[name] = {f"p{p}": round(percentile(values, p), 2) for p in (50, 95, 99)}
+        return out
+
+
+async def idle_latency(api: Api, n: int, timeout_s: float) -> Latency:
+    result = Latency(n)
+
+    async def body() -> None:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            run = await api.submit()
+            done = await api.wait(run["id"], 30.0)
+            result.roundtrip_ms.append((time.perf_counter() - t0) * 1000)
+            if done["status"] != "completed":
+                raise RuntimeError(f"run {run['id']} ended {done['status']}: {done['failure']}")
+            created = parse_ts(done["created_at"])
+            result.start_ms.append((parse_ts(done["started_at"]) - created).total_seconds() * 1e3)
+            result.done_ms.append((parse_ts(done["finished_at"]) - created).total_seconds() * 1e3)
+
+    await asyncio.wait_for(body(), timeout_s)
+    return result
+
+
+# --- the whole benchmark ------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    n: int
+    raw_n: int
+    concurrency: int
+    workers: int
+    submitters: int
+    latency_n: int
+    rss_early: int
+    rss_total: int
+    timeout_s: float
+
+
+async def bench(cfg: Config, keep_home: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"config": asdict(cfg)}
+    raw = await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)
+    results["raw_runs_per_s"] = raw
+
+    serve = Serve(cfg.workers, keep_home)
+    try:
+        serve.start()
+        print(f"serve pid {serve.pid} on {serve.url}, home {serve.home}", file=sys.stderr)
+        results["serve_home"] = str(serve.home) if keep_home else None
+        api = Api(serve, connections=cfg.submitters + 2)
+        try:
+            results.update(await _against_serve(cfg, serve, api))
+        finally:
+            await api.close()
+        results["serve_log_errors"] = [
+            line for line in serve.log_tail(400).splitlines() if " ERROR " in line
+        ][:5]
+    except BaseException:
+        print(f"serve log (tail):\n{serve.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        serve.stop()
+    results["ratio"] = results["serve_runs_per_s"] / raw
+    return results
+
+
+async def _against_serve(cfg: Config, serve: Serve, api: Api) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    total = 0
+    rss_start = rss_mb(serve.pid)
+
+    # Warm-up, which is also the first RSS mark.
+    warm = await submit_and_drain(api, cfg.rss_early, cfg.submitters, cfg.timeout_s)
+    total += warm.n
+    out["rss_start_mb"] = rss_start
+    out["rss_early_mb"] = rss_mb(serve.pid)
+    out["rss_early_runs"] = total
+
+    latency = await idle_latency(api, cfg.latency_n, cfg.timeout_s)
+    total += latency.n
+    out["latency"] = latency.summary()
+
+    cpu0, client0 = CpuTimes.of(serve.pid), self_cpu_s()
+    batch = await submit_and_drain(api, cfg.n, cfg.submitters, cfg.timeout_s)
+    cpu, client_cpu = CpuTimes.of(serve.pid) - cpu0, self_cpu_s() - client0
+    total += batch.n
+    out["serve_runs_per_s"] = batch.runs_per_s
+    out["throughput"] = asdict(batch)
+    out["cpu_ms_per_run"] = cpu.own * 1000 / batch.n
+    out["children_cpu_ms_per_run"] = cpu.children * 1000 / batch.n
+    out["client_cpu_ms_per_run"] = client_cpu * 1000 / batch.n
+    out["cpu_utilisation"] = cpu.own / batch.seconds
+
+    rest = cfg.rss_total - total
+    while rest > 0:
+        step = min(rest, 2000)
+        await submit_and_drain(api, step, cfg.submitters, cfg.timeout_s)
+        rest -= step
+        total += step
+    out["rss_total_mb"] = rss_mb(serve.pid)
+    out["rss_total_runs"] = total
+    out["rss_growth_mb"] = out["rss_total_mb"] - out["rss_early_mb"]
+    out["failed_runs"] = warm.failed + batch.failed
+    return out
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def _verdict(ok: bool, goal: bool | None = None) -> str:
+    if not ok:
+        return "MISS"
+    return "ok (goal met)" if goal else "ok"
+
+
+def report(r: dict[str, Any]) -> str:
+    cfg = r["config"]
+    lat = r["latency"]
+    start, done, rt = (
+        lat["submit_to_start_ms"],
+        lat["submit_to_completed_ms"],
+        lat["client_roundtrip_ms"],
+    )
+    ratio = r["ratio"]
+    cpu = r["cpu_ms_per_run"]
+    growth = r["rss_growth_mb"]
+    rows = [
+        ("(a) raw ceiling: asyncio spawn `true`", f"{r['raw_runs_per_s']:.0f} runs/s", "", ""),
+        ("(b) mcpexec end to end", f"{r['serve_runs_per_s']:.0f} runs/s", "", ""),
+        (
+            "    ratio b/a",
+            f"{ratio:.2f}",
+            f">= {TARGET_RATIO} (goal {GOAL_RATIO})",
+            _verdict(ratio >= TARGET_RATIO, ratio >= GOAL_RATIO),
+        ),
+        (
+            "(c) submit->start p50/p95/p99",
+            f"{start['p50']:.2f} / {start['p95']:.2f} / {start['p99']:.2f} ms",
+            f"p50 <= {TARGET_START_P50_MS:g} ms (goal {GOAL_START_P50_MS:g})",
+            _verdict(start["p50"] <= TARGET_START_P50_MS, start["p50"] <= GOAL_START_P50_MS),
+        ),
+        (
+            "    submit->completed p50/p95/p99",
+            f"{done['p50']:.2f} / {done['p95']:.2f} / {done['p99']:.2f} ms",
+            "",
+            "",
+        ),
+        (
+            "    client round trip p50/p95/p99",
+            f"{rt['p50']:.2f} / {rt['p95']:.2f} / {rt['p99']:.2f} ms",
+            "",
+            "",
+        ),
+        (
+            f"(d) serve RSS after {r['rss_early_runs']} / {r['rss_total_runs']} runs",
+            f"{r['rss_early_mb']:.1f} / {r['rss_total_mb']:.1f} MB",
+            "",
+            "",
+        ),
+        (
+            "    RSS growth",
+            f"{growth:+.1f} MB",
+            f"<= {TARGET_RSS_GROWTH_MB:g} MB",
+            _verdict(growth <= TARGET_RSS_GROWTH_MB),
+        ),
+        (
+            "(e) serve CPU per run (own threads)",
+            f"{cpu:.2f} ms",
+            f"<= {TARGET_CPU_MS:g} ms",
+            _verdict(cpu <= TARGET_CPU_MS),
+        ),
+        ("    children CPU per run (not above)", f"{r['children_cpu_ms_per_run']:.2f} ms", "", ""),
+        ("    bench client CPU per run", f"{r['client_cpu_ms_per_run']:.2f} ms", "", ""),
+        ("    serve CPU utilisation in (b)", f"{r['cpu_utilisation']:.0%} of one core", "", ""),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    header = ("metric", "result", "target", "verdict")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+
+    batch = r["throughput"]
+    lines = [
+        f"mcpexec engine benchmark — {platform.node()} · {os.cpu_count()} CPUs · "
+        f"Python {platform.python_version()} · {datetime.now().astimezone():%Y-%m-%d %H:%M}",
+        f"N={cfg['n']} (raw N={cfg['raw_n']}, C={cfg['concurrency']}), serve --workers "
+        f"{cfg['workers']}, {cfg['submitters']} HTTP submitters, {cfg['latency_n']} idle runs",
+        "",
+        line(header),
+        line(tuple("-" * w for w in widths)),
+        *(line(row) for row in rows),
+        "",
+        f"(b) {batch['n']} runs in {batch['seconds']:.2f} s (all submitted after "
+        f"{batch['submit_seconds']:.2f} s); failed or cancelled runs: {r['failed_runs']}",
+    ]
+    if r["serve_log_errors"]:
+        lines.append("serve logged errors: " + " | ".join(r["serve_log_errors"]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=2000, help="runs in (a) and (b)")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument("--workers", type=int, default=4, help="serve --workers")
+    parser.add_argument("--concurrency", type=int, default=4, help="raw ceiling concurrency")
+    parser.add_argument("--submitters", type=int, default=8, help="HTTP requests in flight")
+    parser.add_argument("--latency-n", type=int, default=200, help="sequential runs for (c)")
+    parser.add_argument("--rss-early", type=int, default=500, help="first RSS mark (runs)")
+    parser.add_argument("--rss-total", type=int, default=5000, help="second RSS mark (runs)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="bound on each phase (s)")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--keep-home", action="store_true", help="keep serve's temporary home")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.latency_n, args.rss_early, args.rss_total = 300, 50, 100, 600
+    cfg = Config(
+        n=args.n,
+        raw_n=args.n,
+        concurrency=args.concurrency,
+        workers=args.workers,
+        submitters=args.submitters,
+        latency_n=args.latency_n,
+        rss_early=args.rss_early,
+        rss_total=max(args.rss_total, args.rss_early + args.latency_n + args.n),
+        timeout_s=args.timeout,
+    )
+    results = asyncio.run(bench(cfg, args.keep_home))
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
