@@ -36,6 +36,10 @@ def _outcome(run: dict[str, Any]) -> str:
     return ""
 
 
+def _ended(run: dict[str, Any]) -> bool:
+    return run["status"] in ("completed", "failed", "cancelled")
+
+
 def print_runs_table(runs: list[dict[str, Any]]) -> None:
     if not runs:
         click.echo("no runs")
@@ -54,7 +58,11 @@ def print_run(run: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
     failure = run.get("failure")
     lines = [
         ("id", run["id"]),
-        ("status", run["status"] + (" (cancel requested)" if run.get("cancel_requested") else "")),
+        (
+            "status",
+            run["status"]
+            + (" (cancel requested)" if run.get("cancel_requested") and not _ended(run) else ""),
+        ),
         ("spec", _summary(run, 70)),
         ("priority", str(run["priority"])),
         ("labels", ", ".join(f"{k}={v}" for k, v in run["labels"].items()) or "-"),

@@ -58,7 +58,7 @@ class Server:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout_s: float = 20.0) -> None:
+    def start(self, timeout_s: float = 60.0) -> None:
         self.log_path = self.home / f"serve-{int(time.time() * 1000)}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -127,6 +127,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def client(server: Server) -> Iterator[Client]:
     with server.client() as c:
         yield c
+
+
+def sleeper(marker: str, seconds: int = 1000) -> str:
+    """A shell fragment that sleeps in a process whose command line carries ``marker``."""
+    return f"python3 -c 'import time; time.sleep({seconds})' {marker}"
 
 
 def processes_with_marker(marker: str) -> list[int]:

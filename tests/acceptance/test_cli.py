@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mcpexec.client import Client
 
-from .conftest import MCPEXEC, Server, free_port, wait_until_gone
+from .conftest import MCPEXEC, Server, free_port, sleeper, wait_until_gone
 
 
 def test_run_streams_output_and_exits_with_the_code(server: Server) -> None:
@@ -74,7 +74,7 @@ def test_ctrl_c_cancels_the_run(server: Server) -> None:
     marker = f"mcpexec-marker-{uuid.uuid4().hex}"
     env = {**server.env(), "MCPEXEC_TOKEN": server.token}
     proc = subprocess.Popen(
-        [MCPEXEC, "run", "--", "sh", "-c", f"echo started; sleep 1000 {marker}"],
+        [MCPEXEC, "run", "--json", "--", "sh", "-c", f"echo started; {sleeper(marker)}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -83,7 +83,7 @@ def test_ctrl_c_cancels_the_run(server: Server) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline() == "started\n"
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 130
+    assert proc.wait(30) == 130, proc.stdout.read()
     assert wait_until_gone(marker, 5.0) == []
 
 

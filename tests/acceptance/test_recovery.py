@@ -11,7 +11,7 @@ import pytest
 
 from mcpexec.client import Client
 
-from .conftest import make_server, processes_with_marker, wait_until_gone
+from .conftest import make_server, processes_with_marker, sleeper, wait_until_gone
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_sigterm_past_the_grace_requeues_and_kills(tmp_path: Path) -> None:
     srv = make_server(tmp_path, workers=2, MCPEXEC_SHUTDOWN_GRACE_S="0.5")
     srv.start()
     marker = f"mcpexec-marker-{uuid.uuid4().hex}"
-    shell = f'if [ "$MCPEXEC_ATTEMPT" = 1 ]; then sleep 1000 {marker}; fi; echo second'
+    shell = f'if [ "$MCPEXEC_ATTEMPT" = 1 ]; then {sleeper(marker)}; fi; echo second'
     with srv.client() as client:
         run_id = client.submit({"shell": shell})["id"]
         wait_status(client, [run_id], "running", 20)

@@ -11,7 +11,7 @@ import pytest
 
 from mcpexec.client import ApiError, Client
 
-from .conftest import Server, rss_kib, wait_until_gone
+from .conftest import Server, rss_kib, sleeper, wait_until_gone
 
 
 def test_us1_echo_completes_with_output_and_logs(client: Client) -> None:
@@ -72,13 +72,14 @@ def test_timeout_kills_sleep_and_double_forked_daemon(client: Client) -> None:
     marker = f"mcpexec-marker-{uuid.uuid4().hex}"
     script = (
         "import os, signal, time\n"
+        "SLEEP = 'import time; time.sleep(1000)'\n"
         "if os.fork() == 0:\n"
         "    os.setsid()\n"
         "    if os.fork() == 0:\n"
         "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        f"        os.execvp('sleep', ['sleep', '1000', '{marker}'])\n"
+        f"        os.execvp('python3', ['python3', '-c', SLEEP, '{marker}'])\n"
         "    os._exit(0)\n"
-        f"os.execvp('sleep', ['sleep', '1000', '{marker}'])\n"
+        f"os.execvp('python3', ['python3', '-c', SLEEP, '{marker}'])\n"
     )
     run = client.submit({"script": {"language": "python", "source": script}, "timeout_s": 1})
     done = client.wait(run["id"], timeout_s=30)
@@ -98,7 +99,7 @@ def test_cancel_pending_run(client: Client) -> None:
 
 def test_cancel_running_run_kills_its_tree(client: Client) -> None:
     marker = f"mcpexec-marker-{uuid.uuid4().hex}"
-    shell = f"setsid sleep 1000 {marker} & echo started; sleep 1000 {marker}"
+    shell = f"setsid {sleeper(marker)} & echo started; {sleeper(marker)}"
     run = client.submit({"shell": shell})
     for event, data in client.follow(run["id"], stream="stdout"):
         if event == "output" and "started" in data["data"]:
