@@ -113,3 +113,27 @@ async def test_tokens(app: App, tmp_path: Path) -> None:
     viewer = await app.authenticate(await app.create_token("v", role="viewer"))
     with pytest.raises(Forbidden):
         await app.submit(req(command=["echo"]), viewer)
+
+
+async def test_retention_purge_removes_runs_logs_and_artifacts(tmp_path: Path) -> None:
+    from mcpexec.reaper import Reaper
+
+    settings = Settings(home=tmp_path, retention_days=1e-9)
+    store = MemoryStore()
+    blobs = FileBlobStore(tmp_path / "artifacts")
+    app = App(settings, store, FakeExecutor(), blobs)
+    await app.open()
+    await app.start_background(workers=1, reaper=False)
+    try:
+        run, _ = await app.submit(req(command=["echo", "old"]), ADMIN)
+        assert (await app.wait(run.id, ADMIN, 5)).status == RunStatus.COMPLETED
+        pending, _ = await app.submit(req(command=["echo"], run_at="2999-01-01T00:00:00Z"), ADMIN)
+        (tmp_path / "artifacts" / run.id).mkdir(parents=True)
+        purged = await Reaper(store, blobs, app.events, settings).purge()
+        assert purged == 1
+        with pytest.raises(RunNotFound):
+            await app.get(run.id, ADMIN)
+        assert not (tmp_path / "artifacts" / run.id).exists()
+        assert (await app.get(pending.id, ADMIN)).status == RunStatus.PENDING
+    finally:
+        await app.close()
