@@ -72,19 +72,23 @@ async def test_two_processes_never_claim_the_same_run(db: Path, tmp_path: Path, 
         await anyio.sleep(0.01)
     started = time.perf_counter()
     go.touch()
-    results = []
+    results, errors = [], []
     for _, proc in procs:
         out, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, err
         results.append(json.loads(out))
+        errors.append(err)
     elapsed = time.perf_counter() - started
 
     claimed = results[0] + results[1]
-    assert len(claimed) == len(set(claimed)) == 500  # each exactly once
+    counts = (len(results[0]), len(results[1]))
+    assert len(claimed) == len(set(claimed)) == 500, (counts, errors)  # each exactly once
     assert set(claimed) == ids
-    assert results[0]
-    assert results[1]  # both really competed
-    print(f"batch={batch}: 500 claims+finishes by 2 processes in {elapsed:.2f}s")
+    if batch == 1:
+        # 500 one-run transactions take long enough that both processes really compete; with
+        # bigger batches a descheduled process may legitimately find the queue drained.
+        assert min(counts) > 0, (counts, errors)
+    print(f"batch={batch}: 500 claims+finishes by 2 processes {counts} in {elapsed:.2f}s")
 
     store = SqliteStore(db)
     await store.open()
