@@ -86,6 +86,20 @@ def worker(workers: int | None, home: Path | None, log_level: str) -> None:
     run_worker(workers=workers, home=home, log_level=log_level)
 
 
+@main.command()
+@click.option("--workers", type=int, help="Worker slots in this process (default 4).")
+@click.option("--no-worker", is_flag=True, help="Run no workers: a serve/worker executes runs.")
+@click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
+@click.option("--log-level", default="warning", show_default=True, help="Logs go to stderr.")
+def mcp(workers: int | None, no_worker: bool, home: Path | None, log_level: str) -> None:
+    """Serve MCP over stdio on the store in $MCPEXEC_HOME (stdout is protocol only)."""
+    from mcpexec.mcp_server.stdio import run_stdio
+    from mcpexec.settings import load_settings
+
+    settings = load_settings(workers=workers, home=home)
+    run_stdio(settings, workers=0 if no_worker else settings.workers, log_level=log_level)
+
+
 # -- submitting ----------------------------------------------------------------------------------
 def _key_values(items: tuple[str, ...], what: str) -> dict[str, str]:
     result: dict[str, str] = {}
