@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from mcpexec.api import create_api
 from mcpexec.app import App
 from mcpexec.executor.subprocess import SubprocessExecutor
+from mcpexec.mcp_server.http import create_mcp_http
 from mcpexec.settings import Settings
 from mcpexec.store.blobs import FileBlobStore
 from mcpexec.store.sqlite import SqliteStore
@@ -29,9 +30,11 @@ def build_app(settings: Settings) -> App:
 
 
 def create_server_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
-    """The ASGI app of ``mcpexec serve``: REST API plus in-process workers and reaper."""
+    """The ASGI app of ``mcpexec serve``: REST API, MCP at ``/mcp``, in-process workers and
+    reaper."""
     app = build_app(settings)
     slots = settings.workers if workers is None else workers
+    mcp_server, mcp_asgi = create_mcp_http(app, settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -45,10 +48,15 @@ def create_server_app(settings: Settings, *, workers: int | None = None) -> Fast
             settings.home,
         )
         try:
-            yield
+            # A mounted app's own lifespan never runs: the MCP session manager starts here.
+            async with mcp_server.session_manager.run():
+                yield
         finally:
+            await mcp_server.watcher.close()
             await app.close()
 
     api = create_api(app)
     api.router.lifespan_context = lifespan
+    # Last, at "/": its route is /mcp (mounted at /mcp it would answer with 307 redirects).
+    api.mount("/", mcp_asgi)
     return api

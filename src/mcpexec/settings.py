@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -65,6 +66,17 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=30.0, gt=0)
     purge_interval_s: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=8 * MIB, ge=1024)
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="extra Host names /mcp accepts (comma-separated in the environment)",
+    )
+
+    @field_validator("mcp_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,145 @@
+"""A real ``mcpexec serve`` on a loopback port: MCP over Streamable HTTP at /mcp, for clients of
+both protocol eras, with the REST API's bearer tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp import types as mt
+from mcp.client.streamable_http import streamable_http_client
+
+from acceptance.conftest import Server, make_server
+
+pytestmark = pytest.mark.anyio
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = make_server(tmp_path_factory.mktemp("http"), workers=2)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def mcp_client(
+    server: Server, mode: str, token: str | None = None, statuses: list[int] | None = None
+) -> Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def record(response: httpx2.Response) -> None:
+        if statuses is not None:
+            statuses.append(response.status_code)
+
+    http = httpx2.AsyncClient(
+        headers=headers,
+        timeout=httpx2.Timeout(30, read=120),
+        event_hooks={"response": [record]},
+    )
+    transport = streamable_http_client(f"{server.url}/mcp", http_client=http)
+    return Client(transport, mode=mode, read_timeout_seconds=60)  # type: ignore[arg-type]
+
+
+def data(result: mt.CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+async def test_both_eras_execute_and_poll(serve: Server, mode: str, version: str) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with mcp_client(serve, mode, serve.token) as client:
+        assert client.protocol_version == version
+        tools = {t.name for t in (await client.list_tools()).tools}
+        assert {"execute", "submit_run", "get_run", "cancel_run"} <= tools
+        done = data(
+            await client.call_tool(
+                "execute", {"shell": "sleep 1.5; echo http"}, progress_callback=on_progress
+            )
+        )
+        assert done["stdout"] == "http\n"
+        assert progress, "no progress notifications over HTTP"
+        run_id = data(await client.call_tool("submit_run", {"command": ["echo", "x"]}))["run_id"]
+        run = data(await client.call_tool("get_run", {"run_id": run_id, "wait_s": 30}))
+        assert run["status"] == "completed"
+        missing = await client.call_tool("get_run", {"run_id": "nope"})
+        assert missing.is_error
+    # the same run through the REST API, with the same token
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {serve.token}"}) as rest:
+        answer = await rest.get(f"{serve.url}/api/v1/runs/{run_id}")
+    assert answer.json()["status"] == "completed"
+
+
+@pytest.mark.parametrize("token", [None, "mcpx_not-a-real-token"])
+def test_without_a_valid_token_is_401(serve: Server, token: str | None) -> None:
+    headers = dict(MCP_HEADERS)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    answer = httpx.post(f"{serve.url}/mcp", json=INIT, headers=headers)
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].lower().startswith("bearer")
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_sdk_client_without_token_is_refused(serve: Server, mode: str) -> None:
+    statuses: list[int] = []
+    with pytest.raises(Exception):  # noqa: PT011, B017 - the SDK's error type varies by era
+        async with mcp_client(serve, mode, statuses=statuses) as client:
+            await client.list_tools()
+    assert statuses
+    assert set(statuses) == {401}
+
+
+def test_dns_rebinding_protection_rejects_foreign_hosts(serve: Server) -> None:
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {serve.token}"}
+    ok = httpx.post(f"{serve.url}/mcp", json=INIT, headers=headers)
+    assert ok.status_code == 200
+    evil = httpx.post(
+        f"{serve.url}/mcp", json=INIT, headers={**headers, "Host": "evil.example:8002"}
+    )
+    assert evil.status_code == 421
+    origin = httpx.post(
+        f"{serve.url}/mcp", json=INIT, headers={**headers, "Origin": "http://evil.example"}
+    )
+    assert origin.status_code == 403
+
+
+def test_extra_allowed_hosts_come_from_settings(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, workers=0, MCPEXEC_MCP_ALLOWED_HOSTS="proxy.example, other.test")
+    srv.start()
+    try:
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {srv.token}"}
+        for host in ("proxy.example", "proxy.example:443", "other.test:8002"):
+            answer = httpx.post(f"{srv.url}/mcp", json=INIT, headers={**headers, "Host": host})
+            assert answer.status_code == 200, host
+        evil = httpx.post(f"{srv.url}/mcp", json=INIT, headers={**headers, "Host": "evil.test"})
+        assert evil.status_code == 421
+    finally:
+        srv.stop()
+
+
+def test_rest_api_still_answers_beside_mcp(serve: Server) -> None:
+    assert httpx.get(f"{serve.url}/health").status_code == 200
+    assert httpx.get(f"{serve.url}/api/v1/runs").status_code == 401
