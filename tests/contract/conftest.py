@@ -1,6 +1,7 @@
 """The one store contract suite: every test taking ``store`` runs against every implementation.
 
-To add an implementation (e.g. PostgreSQL), add one entry to ``STORES``.
+To add an implementation (e.g. PostgreSQL), add one entry to ``STORES``. ``anyio_backend``
+comes from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,6 @@ STORES: dict[str, Callable[[Path], Store]] = {
     "memory": lambda tmp: MemoryStore(),
     "sqlite": lambda tmp: SqliteStore(tmp / "mcpexec.db"),
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(params=sorted(STORES))

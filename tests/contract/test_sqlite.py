@@ -29,11 +29,6 @@ HERE = Path(__file__).parent
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "mcpexec.db"
 
