@@ -18,18 +18,13 @@ import json
 import sqlite3
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from mcpexec.errors import Conflict
 from mcpexec.models import (
     Artifact,
     Attempt,
-    ExecSpec,
-    Failure,
-    FailureKind,
     Page,
     Progress,
-    RetryPolicy,
     Run,
     RunFilter,
     RunStatus,
@@ -37,6 +32,15 @@ from mcpexec.models import (
 )
 from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, from_us, to_us
 from mcpexec.store._sqlite_db import Database, load_queries
+from mcpexec.store._sqlite_rows import (
+    attempt_of,
+    claim_of,
+    json_or_none,
+    run_of,
+    token_of,
+    us_or_none,
+    worker_of,
+)
 from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
@@ -50,96 +54,6 @@ from mcpexec.store.base import (
 
 Q = load_queries()
 _NO_CURSOR = 2**63 - 1  # "below everything": keeps the seq range in list_runs an index range
-
-
-def _us(value: datetime | None) -> int | None:
-    return None if value is None else to_us(value)
-
-
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else from_us(value)
-
-
-def _failure(kind: str | None, message: str | None) -> Failure | None:
-    return None if kind is None else Failure(kind=FailureKind(kind), message=message or "")
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _run(row: sqlite3.Row) -> Run:
-    return Run(
-        id=row["id"],
-        seq=row["seq"],
-        tenant=row["tenant"],
-        status=RunStatus(row["status"]),
-        spec=ExecSpec.model_validate_json(row["spec"]),
-        retry=RetryPolicy.model_validate_json(row["retry"]),
-        priority=row["priority"],
-        labels=json.loads(row["labels"]),
-        idempotency_key=row["idempotency_key"],
-        created_at=from_us(row["created_at"]),
-        run_at=_dt(row["run_at"]),
-        started_at=_dt(row["started_at"]),
-        finished_at=_dt(row["finished_at"]),
-        next_attempt_at=_dt(row["next_attempt_at"]),
-        attempts=row["attempts"],
-        worker_id=row["worker_id"],
-        cancel_requested=bool(row["cancel_requested"]),
-        exit_code=row["exit_code"],
-        failure=_failure(row["failure_kind"], row["failure_message"]),
-        progress=None if row["progress"] is None else Progress.model_validate_json(row["progress"]),
-        result=None if row["result"] is None else json.loads(row["result"]),
-        partial=bool(row["partial"]),
-        output_truncated=bool(row["output_truncated"]),
-        rerun_of=row["rerun_of"],
-    )
-
-
-def _claim(row: sqlite3.Row) -> Claim:
-    return Claim(
-        run=_run(row), attempt=row["attempts"], lease_expires_at=from_us(row["lease_expires_at"])
-    )
-
-
-def _attempt(row: sqlite3.Row) -> Attempt:
-    return Attempt(
-        run_id=row["run_id"],
-        number=row["number"],
-        worker_id=row["worker_id"],
-        status=RunStatus(row["status"]),
-        started_at=from_us(row["started_at"]),
-        finished_at=_dt(row["finished_at"]),
-        exit_code=row["exit_code"],
-        signal=row["signal"],
-        failure=_failure(row["failure_kind"], row["failure_message"]),
-        output_truncated=bool(row["output_truncated"]),
-    )
-
-
-def _worker(row: sqlite3.Row) -> WorkerInfo:
-    return WorkerInfo(
-        id=row["id"],
-        hostname=row["hostname"],
-        pid=row["pid"],
-        concurrency=row["concurrency"],
-        started_at=from_us(row["started_at"]),
-        heartbeat_at=from_us(row["heartbeat_at"]),
-        running=row["running"],
-    )
-
-
-def _token(row: sqlite3.Row) -> TokenRecord:
-    return TokenRecord(
-        id=row["id"],
-        name=row["name"],
-        token_hash=row["token_hash"],
-        role=row["role"],
-        tenant=row["tenant"],
-        created_at=from_us(row["created_at"]),
-        revoked=bool(row["revoked"]),
-    )
 
 
 def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) -> bool:
@@ -161,7 +75,7 @@ class SqliteStore(Store):
     # -- runs --------------------------------------------------------------------------------
     async def enqueue(self, new: NewRun) -> tuple[Run, bool]:
         created_at = to_us(new.created_at)
-        run_at = _us(new.run_at)
+        run_at = us_or_none(new.run_at)
         args = {
             "id": new.id,
             "tenant": new.tenant,
@@ -180,19 +94,19 @@ class SqliteStore(Store):
             if new.idempotency_key is not None:
                 row = conn.execute(Q["run_by_key"], args).fetchone()
                 if row is not None:
-                    return _run(row), False
+                    return run_of(row), False
             try:
                 row = conn.execute(Q["insert_run"], args).fetchone()
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"run id {new.id!r} already exists") from exc
-            return _run(row), True
+            return run_of(row), True
 
         return await self._db.write(tx)
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         def tx(conn: sqlite3.Connection) -> Run | None:
             row = conn.execute(Q["run_by_id"], {"run_id": run_id, "tenant": tenant}).fetchone()
-            return None if row is None else _run(row)
+            return None if row is None else run_of(row)
 
         return await self._db.read(tx)
 
@@ -203,14 +117,14 @@ class SqliteStore(Store):
             "cursor": _NO_CURSOR if cursor is None else cursor,
             "tenant": filter.tenant,
             "statuses": json.dumps(sorted(filter.status)) if filter.status else None,
-            "created_after": _us(filter.created_after),
-            "created_before": _us(filter.created_before),
+            "created_after": us_or_none(filter.created_after),
+            "created_before": us_or_none(filter.created_before),
             "labels": json.dumps(filter.labels),
             "limit": limit + 1,  # one more tells whether another page follows
         }
 
         def tx(conn: sqlite3.Connection) -> Page:
-            runs = [_run(r) for r in conn.execute(Q["list_runs"], args)]
+            runs = [run_of(r) for r in conn.execute(Q["list_runs"], args)]
             if len(runs) > limit:
                 return Page(runs=runs[:limit], next_cursor=str(runs[limit - 1].seq))
             return Page(runs=runs)
@@ -238,7 +152,7 @@ class SqliteStore(Store):
                     for r in rows
                 ],
             )
-            return [_claim(r) for r in rows]
+            return [claim_of(r) for r in rows]
 
         if limit <= 0:
             return []
@@ -302,9 +216,9 @@ class SqliteStore(Store):
             "run_id": run_id,
             "attempt": attempt,
             "worker_id": worker_id,
-            "lease_expired_before": _us(lease_expired_before),
+            "lease_expired_before": us_or_none(lease_expired_before),
         }
-        result = _json(outcome.result)  # refuse a non-JSON result before touching anything
+        result = json_or_none(outcome.result)  # refuse a non-JSON result before touching anything
         now_us = to_us(now)
         failure = outcome.failure
 
@@ -349,17 +263,17 @@ class SqliteStore(Store):
                     "result": result,
                     "output_truncated": outcome.output_truncated,
                     "finished_at": None if pending else now_us,
-                    "retry_at": _us(retry_at) if pending else None,
+                    "retry_at": us_or_none(retry_at) if pending else None,
                 },
             ).fetchone()
-            return _run(updated)
+            return run_of(updated)
 
         return await self._db.write(tx)
 
     async def expired_leases(self, now: datetime, limit: int = 100) -> list[Claim]:
         args = {"now": to_us(now), "limit": limit}
         return await self._db.read(
-            lambda conn: [_claim(r) for r in conn.execute(Q["expired_leases"], args)]
+            lambda conn: [claim_of(r) for r in conn.execute(Q["expired_leases"], args)]
         )
 
     async def expire_worker(self, worker_id: str, now: datetime) -> int:
@@ -385,14 +299,14 @@ class SqliteStore(Store):
                 row = conn.execute(Q["cancel_pending"], args).fetchone()
             elif row["status"] == RunStatus.RUNNING and not row["cancel_requested"]:
                 row = conn.execute(Q["cancel_running"], args).fetchone()
-            return _run(row)
+            return run_of(row)
 
         return await self._db.write(tx)
 
     async def attempts(self, run_id: str) -> list[Attempt]:
         args = {"run_id": run_id}
         return await self._db.read(
-            lambda conn: [_attempt(r) for r in conn.execute(Q["attempts_of_run"], args)]
+            lambda conn: [attempt_of(r) for r in conn.execute(Q["attempts_of_run"], args)]
         )
 
     # -- logs and artifacts --------------------------------------------------------------------
@@ -483,7 +397,7 @@ class SqliteStore(Store):
 
     async def list_workers(self) -> list[WorkerInfo]:
         return await self._db.read(
-            lambda conn: [_worker(r) for r in conn.execute(Q["list_workers"])]
+            lambda conn: [worker_of(r) for r in conn.execute(Q["list_workers"])]
         )
 
     # -- housekeeping --------------------------------------------------------------------------
@@ -525,9 +439,11 @@ class SqliteStore(Store):
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
         def tx(conn: sqlite3.Connection) -> TokenRecord | None:
             row = conn.execute(Q["token_by_hash"], {"token_hash": token_hash}).fetchone()
-            return None if row is None else _token(row)
+            return None if row is None else token_of(row)
 
         return await self._db.read(tx)
 
     async def list_tokens(self) -> list[TokenRecord]:
-        return await self._db.read(lambda conn: [_token(r) for r in conn.execute(Q["list_tokens"])])
+        return await self._db.read(
+            lambda conn: [token_of(r) for r in conn.execute(Q["list_tokens"])]
+        )
