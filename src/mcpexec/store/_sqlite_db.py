@@ -9,7 +9,9 @@ operation started, the operation never runs; once started, it runs to COMMIT or 
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A process crash loses nothing
 that was committed; an OS crash or power loss may lose the last transactions (never corrupts
-the file). ``FULL`` would fsync every commit at about a third of the throughput.
+the file). ``FULL`` would fsync every commit at about a third of the throughput, so only the
+writes that answer a durability promise (enqueue: the 202) commit with ``FULL``; a lost claim,
+heartbeat or log write after an OS crash is recovered by the lease and retry machinery.
 
 Migrations: ``migrations/sqlite/NNNN_name.sql``, applied in order inside one
 ``BEGIN IMMEDIATE`` transaction together with ``PRAGMA user_version = NNNN``. yoyo-migrations
@@ -117,9 +119,16 @@ class Database:
         finally:
             executor.shutdown(wait=True)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (retried whole when busy)."""
-        return await self._submit(lambda: self._transaction("BEGIN IMMEDIATE", fn))
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (retried whole when busy).
+
+        ``durable`` commits with ``synchronous = FULL`` (the WAL is fsynced before COMMIT returns):
+        used where an answer promises durability to a client, e.g. the 202 of a submit, so that
+        not even an OS crash loses an accepted run. Everything else can be redone or reaped.
+        """
+        if not durable:
+            return await self._submit(lambda: self._transaction("BEGIN IMMEDIATE", fn))
+        return await self._submit(lambda: self._durable_transaction(fn))
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction: a consistent snapshot, no write lock."""
@@ -172,6 +181,16 @@ class Database:
             return result
 
         return self._retry_busy(attempt)
+
+    def _durable_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is not open")
+        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            return self._transaction("BEGIN IMMEDIATE", fn)
+        finally:
+            conn.execute("PRAGMA synchronous = NORMAL")
 
     @staticmethod
     def _retry_busy(fn: Callable[[], T]) -> T:

@@ -9,7 +9,8 @@ so a run is never handed to two workers. Reads run in a deferred transaction: a 
 snapshot that never blocks writers (WAL).
 
 Durability: WAL with ``synchronous=NORMAL``: a process crash loses nothing committed, an OS
-crash may lose the last transactions.
+crash may lose the last transactions, except ``enqueue``, which commits with ``synchronous=FULL``
+because its answer (the 202) promises the run is durably stored.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class SqliteStore(Store):
                 raise Conflict(f"run id {new.id!r} already exists") from exc
             return run_of(row), True
 
-        return await self._db.write(tx)
+        return await self._db.write(tx, durable=True)
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         def tx(conn: sqlite3.Connection) -> Run | None:
