@@ -124,10 +124,7 @@ class Worker:
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Claim and execute until ``stop()``; then drain as ``stop()`` describes."""
-        now = utcnow()
-        await self.store.register_worker(
-            WorkerInfo(self.id, socket.gethostname(), os.getpid(), self.concurrency, now, now)
-        )
+        await self._register()
         self.events.add_cancel_listener(self._on_cancel)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat")
         try:
@@ -138,6 +135,11 @@ class Worker:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.store.remove_worker(self.id)
+
+    async def _register(self) -> None:
+        now = utcnow()
+        info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), self.concurrency, now, now)
+        await self.store.register_worker(info)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -260,6 +262,11 @@ class Worker:
         reply = await self.store.heartbeat(self.id, held, now, lease)
         for run_id in reply.cancel | reply.lost:
             self._on_cancel(run_id)
+        if reply.lost:
+            # Someone declared us dead (a long pause, a clock jump): our attempts were reaped.
+            # Stop them (above) and register again so our future claims are attributed.
+            log.warning("%d attempt(s) were reclaimed from this worker", len(reply.lost))
+            await self._register()
 
     @property
     def running(self) -> int:

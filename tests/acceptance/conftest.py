@@ -54,6 +54,9 @@ class Server:
             "MCPEXEC_HEARTBEAT_S": "0.5",
             "MCPEXEC_REAPER_S": "0.5",
             "MCPEXEC_KILL_GRACE_S": "0.5",
+            # Debian's interpreters: a pyenv shim would fork helper processes that carry the
+            # task's arguments (and so its marker) for a moment.
+            "MCPEXEC_TASK_PATH": "/usr/bin:/bin",
         }
         env.update(self.extra_env)
         return env
