@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from mcpexec.app import App, Principal
 
 
-def get_app(request: Request) -> App:
+async def get_app(request: Request) -> App:
+    # ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, one
+    # thread hop per request for a dictionary lookup.
     app: App = request.app.state.mcpexec
     return app
 
@@ -17,7 +19,7 @@ def get_app(request: Request) -> App:
 async def get_principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    app = get_app(request)
+    app = await get_app(request)
     return await app.authenticate(token.strip() if scheme.lower() == "bearer" else None)
 
 
