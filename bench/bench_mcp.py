@@ -1,0 +1,117 @@
+"""get_run round trip over MCP (Streamable HTTP in both eras, and stdio) against REST
+``GET /api/v1/runs/{id}``, measured in the same run on an idle server. Goal: p50 <= 5 ms.
+
+Usage: .venv/bin/python bench/bench_mcp.py [N]
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
+GOAL_MS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
+    for _ in range(min(20, n)):  # warm-up
+        await call()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def report(name: str, samples: list[float], rest_p50: float | None) -> float:
+    p50 = statistics.median(samples)
+    p95 = statistics.quantiles(samples, n=20)[18]
+    ratio = f"  x{p50 / rest_p50:.2f} REST" if rest_p50 else ""
+    verdict = "" if rest_p50 is None else ("  ok" if p50 <= GOAL_MS else "  OVER GOAL")
+    print(f"{name:<28} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms{ratio}{verdict}")
+    return p50
+
+
+def start_serve(home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MCPEXEC_HOME": str(home)}
+    serve = subprocess.Popen(
+        [MCPEXEC, "serve", "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return serve
+        except httpx.TransportError:
+            time.sleep(0.05)
+    serve.kill()
+    raise RuntimeError("serve did not start")
+
+
+async def measure(url: str, home: Path, n: int) -> None:
+    token = (home / "token").read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=auth) as rest:
+        run = (await rest.post("/api/v1/runs", json={"command": ["true"]})).json()
+        run_id = run["id"]
+        await rest.get(f"/api/v1/runs/{run_id}", params={"wait": 30})
+        print(f"get_run round trip, {n} calls each, idle server\n")
+        rest_p50 = report(
+            "REST GET /api/v1/runs/{id}",
+            await timed(lambda: rest.get(f"/api/v1/runs/{run_id}"), n),
+            None,
+        )
+    args = {"run_id": run_id}
+    for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
+        http = httpx2.AsyncClient(headers=auth)
+        transport = streamable_http_client(f"{url}/mcp", http_client=http)
+        async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+            samples = await timed(lambda c=client: c.call_tool("get_run", args), n)
+        report(label, samples, rest_p50)
+    stdio = StdioServerParameters(
+        command=MCPEXEC,
+        args=["mcp", "--no-worker"],
+        env={"PATH": os.environ["PATH"], "MCPEXEC_HOME": str(home)},
+    )
+    async with Client(stdio) as client:
+        version = client.protocol_version
+        samples = await timed(lambda: client.call_tool("get_run", args), n)
+    report(f"MCP stdio ({version})", samples, rest_p50)
+
+
+def main(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        port = free_port()
+        serve = start_serve(home, port)
+        try:
+            anyio.run(measure, f"http://127.0.0.1:{port}", home, n)
+        finally:
+            serve.terminate()
+            serve.wait(30)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
