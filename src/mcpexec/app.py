@@ -77,6 +77,11 @@ class App:
         self.workers: list[Worker] = []
         self._background: list[asyncio.Task[None]] = []
 
+    @property
+    def isolation(self) -> str:
+        """The isolation this process applies to runs (reported by /health and at start)."""
+        return self.executor.isolation
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
         await self.store.open()

@@ -44,7 +44,7 @@ def create_server_app(settings: Settings, *, workers: int | None = None) -> Fast
         log.info(
             "mcpexec ready: %d worker slot(s), isolation=%s, home=%s",
             slots,
-            app.executor.isolation,
+            app.isolation,
             settings.home,
         )
         try:

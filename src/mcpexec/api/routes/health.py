@@ -20,7 +20,7 @@ async def health(app: AppDep) -> dict[str, Any]:
     return {
         "status": "ok",
         "version": __version__,
-        "isolation": app.executor.isolation,
+        "isolation": app.isolation,
         "worker_slots": sum(w.concurrency for w in app.workers),
         "running": running,
     }
