@@ -2,7 +2,8 @@
 
 One run measures, in this order:
 
-(a) the raw ceiling: asyncio spawning ``true`` (pipes read, process awaited), C concurrent;
+(a) the raw ceiling: asyncio spawning ``true`` (pipes read, process awaited), C concurrent; measured
+    before serve starts and after it stopped, the mean is used;
 (d1) serve's RSS after a warm-up of the first runs;
 (c) latency at idle: sequential submit + long-poll, submit→start and submit→completed;
 (b) end to end throughput: N runs of ``true`` submitted over HTTP by a few concurrent submitters
@@ -161,6 +162,8 @@ class Serve:
             "HOME": str(self.home),
             "MCPEXEC_HOME": str(self.home),
         }
+        if "PYTHONPATH" in os.environ:  # benchmark another checkout with the same venv
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [MCPEXEC, "serve", "--port", str(self.port), "--workers", str(self.workers)],
@@ -342,8 +345,9 @@ class Config:
 
 async def bench(cfg: Config, keep_home: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"config": asdict(cfg)}
-    raw = await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)
-    results["raw_runs_per_s"] = raw
+    # Measured before serve starts and again after it stopped: on a shared machine the ceiling
+    # itself drifts, and the ratio should not hinge on one sample of it.
+    raw_before = await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)
 
     serve = Serve(cfg.workers, keep_home)
     try:
@@ -363,6 +367,10 @@ async def bench(cfg: Config, keep_home: bool) -> dict[str, Any]:
         raise
     finally:
         serve.stop()
+    raw_after = await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)
+    raw = (raw_before + raw_after) / 2
+    results["raw_runs_per_s"] = raw
+    results["raw_runs_per_s_before_after"] = [raw_before, raw_after]
     results["ratio"] = results["serve_runs_per_s"] / raw
     return results
 
@@ -425,10 +433,16 @@ def report(r: dict[str, Any]) -> str:
         lat["client_roundtrip_ms"],
     )
     ratio = r["ratio"]
+    before, after = r["raw_runs_per_s_before_after"]
     cpu = r["cpu_ms_per_run"]
     growth = r["rss_growth_mb"]
     rows = [
-        ("(a) raw ceiling: asyncio spawn `true`", f"{r['raw_runs_per_s']:.0f} runs/s", "", ""),
+        (
+            "(a) raw ceiling: asyncio spawn `true`",
+            f"{r['raw_runs_per_s']:.0f} runs/s (before {before:.0f}, after {after:.0f})",
+            "",
+            "",
+        ),
         ("(b) mcpexec end to end", f"{r['serve_runs_per_s']:.0f} runs/s", "", ""),
         (
             "    ratio b/a",
