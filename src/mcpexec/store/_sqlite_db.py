@@ -28,12 +28,13 @@ import asyncio
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mcpexec.errors import McpexecError, StoreError
 
@@ -94,6 +95,9 @@ class Database:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        # Durable writes waiting for the next group commit (see ``write``).
+        self._group: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]] = []
+        self._group_lock = threading.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -125,10 +129,22 @@ class Database:
         ``durable`` commits with ``synchronous = FULL`` (the WAL is fsynced before COMMIT returns):
         used where an answer promises durability to a client, e.g. the 202 of a submit, so that
         not even an OS crash loses an accepted run. Everything else can be redone or reaped.
+        Durable writes are group-committed: those that arrive while one fsync is under way share
+        the next transaction (each in its own savepoint, so one failing changes nothing of the
+        others), which keeps one fsync per batch instead of one per submit.
         """
         if not durable:
             return await self._submit(lambda: self._transaction("BEGIN IMMEDIATE", fn))
-        return await self._submit(lambda: self._durable_transaction(fn))
+        if self._executor is None:
+            raise StoreError("the store is not open")
+        future: Future[Any] = Future()
+        with self._group_lock:
+            self._group.append((fn, future))
+            schedule = len(self._group) == 1
+        if schedule:
+            self._executor.submit(self._commit_group)
+        result: T = await asyncio.wrap_future(future)
+        return result
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction: a consistent snapshot, no write lock."""
@@ -181,6 +197,38 @@ class Database:
             return result
 
         return self._retry_busy(attempt)
+
+    def _commit_group(self) -> None:
+        with self._group_lock:
+            batch, self._group = self._group, []
+        # A caller that gave up before its turn is skipped; once started, a write runs to COMMIT.
+        batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+        if not batch:
+            return
+
+        def run_all(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT grouped")
+                try:
+                    outcomes.append((True, fn(conn)))
+                except Exception as exc:  # handed to that caller alone
+                    conn.execute("ROLLBACK TO grouped")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE grouped")
+            return outcomes
+
+        try:
+            outcomes = self._durable_transaction(run_all)
+        except BaseException as exc:
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
     def _durable_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
