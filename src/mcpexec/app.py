@@ -154,6 +154,9 @@ class App:
         """Durably enqueue a run. Returns ``(run, created)``; ``created`` is ``False`` when the
         idempotency key matched an earlier run, which is returned unchanged."""
         self._require_submit(principal)
+        problem = self.executor.check_spec(request)
+        if problem is not None:
+            raise InvalidRequest(problem)
         new = NewRun(
             id=uuid.uuid4().hex,
             tenant=principal.tenant,

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from mcpexec.api import create_api
 from mcpexec.app import App
-from mcpexec.executor.subprocess import SubprocessExecutor
+from mcpexec.executor.sandbox import build_executor
 from mcpexec.mcp_server.http import create_mcp_http
 from mcpexec.settings import Settings
 from mcpexec.store.blobs import FileBlobStore
@@ -20,12 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings) -> App:
-    """An App on the SQLite store and subprocess executor under ``settings.home``."""
+    """An App on the SQLite store and the executor ``settings.sandbox`` selects (bwrap sandbox by
+    default; see :mod:`mcpexec.executor.sandbox`) under ``settings.home``."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore(settings.db_path)
-    executor = SubprocessExecutor(
-        settings.work_dir, task_path=settings.task_path, keep_workdirs=settings.keep_workdirs
-    )
+    executor = build_executor(settings)
     return App(settings, store, executor, FileBlobStore(settings.artifacts_dir))
 
 

@@ -54,6 +54,21 @@ def main(ctx: click.Context, url: str | None, token: str | None) -> None:
 
 
 @main.command()
+@click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
+def doctor(home: Path | None) -> None:
+    """Check the sandbox layers this host offers and the mode serve would run in."""
+    from mcpexec.executor.sandbox import doctor_report
+    from mcpexec.settings import load_settings
+
+    settings = load_settings(home=home)
+    click.echo(f"configured mode: {settings.sandbox} (MCPEXEC_SANDBOX)")
+    lines, ok = doctor_report(settings.sandbox, settings.sandbox_uid, settings.sandbox_gid)
+    for line in lines:
+        click.echo(line)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
 def version() -> None:
     """Print the version."""
     click.echo(__version__)
@@ -151,7 +166,8 @@ def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any
         spec["run_at"] = (datetime.now(UTC) + timedelta(seconds=opts["delay"])).isoformat()
     if opts["run_at"] is not None:
         spec["run_at"] = opts["run_at"]
-    limits = {k: opts[k] for k in ("cpu_s", "memory_mb", "max_output_bytes") if opts[k] is not None}
+    names = ("cpu_s", "memory_mb", "pids", "disk_mb", "max_output_bytes")
+    limits = {k: opts[k] for k in names if opts[k] is not None}
     if limits:
         spec["limits"] = limits
     if opts["env"]:
@@ -160,6 +176,10 @@ def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any
         spec["labels"] = _key_values(opts["label"], "--label")
     if opts["input"]:
         spec["inputs"] = _inputs(opts["input"])
+    if opts["network"]:
+        spec["network"] = True
+    if opts["secret"]:
+        spec["secrets"] = list(opts["secret"])
     return spec
 
 
@@ -178,7 +198,11 @@ def _submit_options(f: Any) -> Any:
         click.option("--label", multiple=True, help="KEY=VALUE label (repeatable)."),
         click.option("--input", multiple=True, help="NAME=text or NAME=@file (repeatable)."),
         click.option("--cpu-s", type=int, help="CPU-seconds limit."),
-        click.option("--memory-mb", type=int, help="Address-space limit in MiB."),
+        click.option("--memory-mb", type=int, help="Memory limit in MiB (cgroup in the sandbox)."),
+        click.option("--pids", type=int, help="Process/thread limit (cgroup pids.max)."),
+        click.option("--disk-mb", type=int, help="Workdir size limit in MiB."),
+        click.option("--network", is_flag=True, help="Allow network access (sandbox)."),
+        click.option("--secret", multiple=True, help="NAME of a server secret (repeatable)."),
         click.option("--max-output-bytes", type=int, help="Output cap per stream."),
         click.option("--idempotency-key", help="Submitting twice with one key gives one run."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),

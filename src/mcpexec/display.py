@@ -99,3 +99,9 @@ def print_run(run: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
                 f"{a['number']:>3}  {a['status']:<10} {exit_code:>5}  {duration:>9}  {kind:<12} "
                 f"{a['worker_id']}"
             )
+        last = attempts[-1]
+        if last.get("isolation"):
+            click.echo(f"{'isolation:':<14}{last['isolation']}")
+        if last.get("limits"):
+            text = " ".join(f"{k}={v}" for k, v in last["limits"].items())
+            click.echo(f"{'limits:':<14}{text}")

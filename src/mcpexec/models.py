@@ -88,7 +88,17 @@ class Limits(BaseModel):
 
     cpu_s: int | None = Field(default=None, ge=1, le=86_400, description="CPU seconds (RLIMIT_CPU)")
     memory_mb: int | None = Field(
-        default=None, ge=16, le=1_048_576, description="address-space backstop (RLIMIT_AS), MiB"
+        default=None,
+        ge=16,
+        le=1_048_576,
+        description="memory, MiB: the cgroup memory limit under the sandbox (workdir files count), "
+        "else an address-space cap (RLIMIT_AS)",
+    )
+    pids: int | None = Field(
+        default=None, ge=8, le=1_000_000, description="processes and threads (cgroup pids.max)"
+    )
+    disk_mb: int | None = Field(
+        default=None, ge=1, le=1_048_576, description="total workdir size, MiB (sandbox)"
     )
     file_size_mb: int | None = Field(
         default=None, ge=1, le=1_048_576, description="largest file a task may write, MiB"
@@ -175,6 +185,12 @@ class ExecSpec(BaseModel):
     )
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 86_400)
     limits: Limits = Field(default_factory=Limits)
+    network: bool = Field(default=False, description="network access (sandbox default: off)")
+    secrets: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="names of server-configured secrets to expose as environment variables",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> ExecSpec:
@@ -186,6 +202,9 @@ class ExecSpec(BaseModel):
             )
         if self.command is not None and any("\0" in a for a in self.command):
             raise ValueError("command arguments may not contain NUL bytes")
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(f"{', '.join(both)}: named both in 'env' and in 'secrets'")
         return self
 
     @field_validator("env")
@@ -199,6 +218,14 @@ class ExecSpec(BaseModel):
             if "\0" in value:
                 raise ValueError(f"env {name!r} contains a NUL byte")
         return env
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _ENV_NAME.match(name) or name.startswith("MCPEXEC_"):
+                raise ValueError(f"secret name {name!r} is not a valid variable name")
+        return list(dict.fromkeys(names))
 
     @field_validator("inputs")
     @classmethod
@@ -299,6 +326,10 @@ class Attempt(BaseModel):
     signal: int | None = None
     failure: Failure | None = None
     output_truncated: bool = False
+    #: The isolation applied (``"bwrap+seccomp+cgroup"``, ``"none"``, ...) and the limits in
+    #: force; ``None`` while running and for attempts recorded before they were kept.
+    isolation: str | None = None
+    limits: dict[str, Any] | None = None
 
     @property
     def duration_s(self) -> float | None:

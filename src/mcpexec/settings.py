@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -63,6 +63,41 @@ class Settings(BaseSettings):
     task_path: str | None = Field(default=None, description="PATH inside tasks")
     keep_workdirs: bool = False
 
+    # -- sandbox (see docs/architecture.md "Sandbox"; `mcpexec doctor` shows what applies) -----
+    sandbox: Literal["default", "strict", "none"] = Field(
+        default="default",
+        description="default: bwrap, limits where the host allows (warns otherwise); strict: "
+        "refuse to start without bwrap, cgroup memory+pids and a workdir size limit; none: no "
+        "isolation (process group + rlimits only)",
+    )
+    sandbox_uid: int = Field(default=65534, ge=1, description="task uid when serve runs as root")
+    sandbox_gid: int = Field(default=65534, ge=1)
+    sandbox_work_dir: Path | None = Field(
+        default=None,
+        description="workdirs of sandboxed runs when serve runs as root (must be traversable "
+        "by sandbox_uid); default /tmp/mcpexec-sandbox",
+    )
+    sandbox_tmp_mb: int = Field(default=64, ge=1, description="size of the private /tmp")
+    sandbox_ro_binds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="extra read-only paths inside the sandbox (interpreters outside /usr)",
+    )
+    #: Per-run defaults (a spec's ``limits`` overrides them) and server maxima (clamp them).
+    memory_mb: int | None = Field(default=1024, ge=16)
+    max_memory_mb: int = Field(default=65536, ge=16)
+    pids: int | None = Field(default=256, ge=8)
+    max_pids: int = Field(default=16384, ge=8)
+    disk_mb: int | None = Field(default=1024, ge=1)
+    max_disk_mb: int = Field(default=65536, ge=1)
+    cpu_s: int | None = Field(default=None, ge=1)
+    max_cpu_s: int | None = Field(default=None, ge=1)
+    max_file_size_mb: int = Field(default=65536, ge=1)
+    max_open_files: int = Field(default=65536, ge=16)
+    #: Named secrets a spec may expose as environment variables (``secrets: [NAME]``). From the
+    #: config file's ``[secrets]`` table and/or ``secrets_file`` (``NAME=value`` lines, mode 0600).
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+    secrets_file: Path | None = None
+
     retention_days: float = Field(default=30.0, gt=0)
     purge_interval_s: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=8 * MIB, ge=1024)
@@ -71,7 +106,7 @@ class Settings(BaseSettings):
         description="extra Host names /mcp accepts (comma-separated in the environment)",
     )
 
-    @field_validator("mcp_allowed_hosts", mode="before")
+    @field_validator("mcp_allowed_hosts", "sandbox_ro_binds", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):

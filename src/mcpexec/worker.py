@@ -29,20 +29,29 @@ from mcpexec.store.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 
+def _pick(requested: int | None, default: int | None, maximum: int | None) -> int | None:
+    value = requested if requested is not None else default
+    if value is not None and maximum is not None:
+        value = min(value, maximum)
+    return value
+
+
 def effective_limits(spec: ExecSpec, settings: Settings) -> EffectiveLimits:
     """The spec's limits with server defaults filled in and server maxima applied."""
-    lim = spec.limits
-    timeout = min(spec.timeout_s or settings.default_timeout_s, settings.max_timeout_s)
+    lim, s = spec.limits, settings
+    timeout = min(spec.timeout_s or s.default_timeout_s, s.max_timeout_s)
     return EffectiveLimits(
         timeout_s=timeout,
-        cpu_s=lim.cpu_s,
-        memory_mb=lim.memory_mb,
-        file_size_mb=lim.file_size_mb or settings.file_size_mb,
-        open_files=lim.open_files or settings.open_files,
-        max_output_bytes=lim.max_output_bytes or settings.max_output_bytes,
-        max_artifacts=settings.max_artifacts,
-        max_artifact_bytes=settings.max_artifact_bytes,
-        kill_grace_s=settings.kill_grace_s,
+        cpu_s=_pick(lim.cpu_s, s.cpu_s, s.max_cpu_s),
+        memory_mb=_pick(lim.memory_mb, s.memory_mb, s.max_memory_mb),
+        file_size_mb=min(lim.file_size_mb or s.file_size_mb, s.max_file_size_mb),
+        open_files=min(lim.open_files or s.open_files, s.max_open_files),
+        max_output_bytes=lim.max_output_bytes or s.max_output_bytes,
+        max_artifacts=s.max_artifacts,
+        max_artifact_bytes=s.max_artifact_bytes,
+        kill_grace_s=s.kill_grace_s,
+        pids=_pick(lim.pids, s.pids, s.max_pids),
+        disk_mb=_pick(lim.disk_mb, s.disk_mb, s.max_disk_mb),
     )
 
 
@@ -233,6 +242,8 @@ class Worker:
             failure=failure,
             output_truncated=result.output_truncated,
             result=result.result,
+            isolation=result.isolation or self.executor.isolation,
+            limits=result.limits,
         )
         updated = await self.store.finish_attempt(
             claim.run.id, claim.attempt, self.id, outcome, now, retry_at

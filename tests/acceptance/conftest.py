@@ -137,8 +137,10 @@ def sleeper(marker: str, seconds: int = 1000) -> str:
     return f"python3 -c 'import time; time.sleep({seconds})' {marker}"
 
 
-def processes_with_marker(marker: str) -> list[int]:
-    """Pids whose command line contains ``marker`` (our own test process excluded)."""
+def processes_with_marker(marker: str, *, wrappers: bool = True) -> list[int]:
+    """Pids whose command line contains ``marker`` (our own test process excluded).
+    ``wrappers=False`` leaves out the sandbox's bwrap processes (bwrap and its pid-1 init carry
+    the task's argv too), counting only task processes."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -148,6 +150,8 @@ def processes_with_marker(marker: str) -> list[int]:
         except OSError:
             continue
         if marker.encode() in cmdline:
+            if not wrappers and cmdline.split(b"\0")[0].endswith(b"bwrap"):
+                continue
             found.append(int(entry.name))
     return found
 

@@ -126,15 +126,14 @@ def test_priority_then_fifo(tmp_path: Path) -> None:
     srv = make_server(tmp_path, workers=1)
     srv.start()
     try:
-        gate = tmp_path / "go"
         with srv.client() as client:
-            blocker = client.submit(
-                {"shell": f"while [ ! -e {gate} ]; do sleep 0.02; done", "timeout_s": 60}
-            )
+            # The only slot is busy until the blocker is cancelled (a sandboxed task cannot see
+            # a gate file of the test's).
+            blocker = client.submit({"shell": "sleep 60", "timeout_s": 60})
             client_wait_running(client, blocker["id"])
             order = ["low", "normal", "high", 5, "normal"]
             ids = [client.submit({"shell": "true", "priority": p})["id"] for p in order]
-            gate.touch()
+            client.cancel(blocker["id"])
             runs = [client.wait(i, 30) for i in ids]
         started = sorted(runs, key=lambda r: r["started_at"])
         assert [r["id"] for r in started] == [ids[2], ids[3], ids[1], ids[4], ids[0]]

@@ -129,6 +129,21 @@ async def test_finish_failed_records_failure_signal_and_truncation(store: Store)
     assert attempt.failure == outcome.failure
 
 
+async def test_finish_records_isolation_and_limits(store: Store) -> None:
+    await store.enqueue(new_run("a"))
+    assert (await claim_one(store)).run.id == "a"
+    [running] = await store.attempts("a")
+    assert (running.isolation, running.limits) == (None, None)
+    limits = {"memory_mb": 256, "memory_by": "cgroup-v1", "pids": 64, "network": False}
+    outcome = AttemptOutcome(
+        succeeded=True, exit_code=0, isolation="bwrap(default) uid=65534", limits=limits
+    )
+    assert await store.finish_attempt("a", 1, "w1", outcome, t(3), None) is not None
+    [attempt] = await store.attempts("a")
+    assert attempt.isolation == "bwrap(default) uid=65534"
+    assert attempt.limits == limits
+
+
 async def test_failed_with_artifacts_is_partial(store: Store) -> None:
     await store.enqueue(new_run("a"))
     await claim_one(store)

@@ -212,3 +212,31 @@ async def test_busy_beyond_the_retries_is_a_store_error(
     run, _ = await store.enqueue(new_run("x"))  # and the store still works
     assert run.id == "x"
     await store.close()
+
+
+async def test_migration_2_keeps_attempts_of_a_version_1_database(db: Path) -> None:
+    """A database created by 0001 alone gains the attempt isolation/limits columns; attempts
+    recorded before read back with ``None`` for both."""
+    [(number, first), *_] = _sqlite_db.load_migrations()
+    assert number == 1
+    conn = sqlite3.connect(db)
+    conn.executescript(first)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO runs (id, tenant, status, priority, spec, retry, created_at, available_at,"
+        " attempts) VALUES ('old', 'default', 'completed', 0, ?, '{}', 0, 0, 1)",
+        (json.dumps({"command": ["true"]}),),
+    )
+    conn.execute(
+        "INSERT INTO attempts (run_id, number, worker_id, status, started_at, finished_at)"
+        " VALUES ('old', 1, 'w0', 'completed', 0, 1)"
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        [attempt] = await store.attempts("old")
+        assert (attempt.isolation, attempt.limits) == (None, None)
+    finally:
+        await store.close()

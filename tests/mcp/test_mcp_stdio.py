@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -78,20 +79,35 @@ async def test_progress_notifications_over_stdio(client: Client) -> None:
     assert seen == sorted(seen)
 
 
-async def test_cancel_over_stdio_kills_the_process_tree(client: Client, tmp_path: Path) -> None:
-    pidfile = tmp_path / "grandchild.pid"
+async def test_cancel_over_stdio_kills_the_process_tree(client: Client) -> None:
+    # The task runs sandboxed (its own pid namespace and filesystem): find the grandchild on the
+    # host by a unique argument instead of a pid it could write.
+    marker = f"300.{secrets.randbelow(10**9):09d}"
     run_id = data(
         await client.call_tool(
             "submit_run",
-            {"shell": f"sh -c 'sleep 300 & echo $! > {pidfile}; wait' & wait", "timeout_s": 600},
+            {"shell": f"sh -c 'sleep {marker} & wait' & wait", "timeout_s": 600},
         )
     )["run_id"]
-    await eventually(lambda: pidfile.exists() and bool(pidfile.read_text().strip()), 20)
-    grandchild = int(pidfile.read_text())
+    await eventually(lambda: bool(_pids_with_arg(marker)), 20)
+    [grandchild] = _pids_with_arg(marker)
     data(await client.call_tool("cancel_run", {"run_id": run_id}))
     run = data(await client.call_tool("get_run", {"run_id": run_id, "wait_s": 30}))
     assert run["status"] == "cancelled"
     await eventually(lambda: not _alive(grandchild), 10)
+
+
+def _pids_with_arg(arg: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"sleep", arg.encode()]:
+                found.append(int(name))
+    return found
 
 
 async def test_stdout_carries_only_protocol(tmp_path: Path) -> None:

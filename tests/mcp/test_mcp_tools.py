@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -180,19 +182,21 @@ async def test_read_logs_by_offset_while_running(server: McpexecServer, app: App
 
 
 async def test_cancel_run_kills_the_tree_and_refuses_a_finished_run(
-    server: McpexecServer, app: App, tmp_path: Any
+    server: McpexecServer, app: App
 ) -> None:
-    pidfile = tmp_path / "child.pid"
+    # The task is sandboxed (own pid namespace and filesystem): find its child on the host by a
+    # unique argument rather than by a pid it writes.
+    marker = f"300.{uuid.uuid4().int % 10**9:09d}"
     async with Client(server) as client:
         run_id = structured(
             await client.call_tool(
-                "submit_run", {"shell": f"sleep 300 & echo $! > {pidfile}; wait", "timeout_s": 600}
+                "submit_run", {"shell": f"sleep {marker} & wait", "timeout_s": 600}
             )
         )["run_id"]
         with anyio.fail_after(20):
-            while not pidfile.exists() or not pidfile.read_text().strip():
+            while not _sleepers(marker):
                 await app.wait(run_id, _admin(), 0.1)
-        child = int(pidfile.read_text())
+        [child] = _sleepers(marker)
         structured(await client.call_tool("cancel_run", {"run_id": run_id}))
         done = structured(await client.call_tool("get_run", {"run_id": run_id, "wait_s": 30}))
         assert done["status"] == "cancelled"
@@ -337,6 +341,20 @@ def _filter(**labels: str) -> Any:
     from mcpexec.models import RunFilter
 
     return RunFilter(labels=labels)
+
+
+def _sleepers(arg: str) -> list[int]:
+    """Host pids of ``sleep ARG`` processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"sleep", arg.encode()]:
+                found.append(int(entry.name))
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import secrets
 import shutil
 import signal
@@ -30,11 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mcpexec.executor.base import ExecRequest, ExecResult, ExecSink
+from mcpexec.executor.hooks import Spawn
 from mcpexec.executor.limits import make_preexec, rlimits_for
 from mcpexec.executor.mechanism import ProcessTree, TreeMechanism
 from mcpexec.executor.output import OutputPump
 from mcpexec.executor.workdir import CONTROL_DIR, ProgressTail, Workdir, leaf_name
-from mcpexec.models import ExecSpec, Failure, FailureKind, Stream
+from mcpexec.models import ExecSpec, Failure, FailureKind, Progress, Stream
 
 if TYPE_CHECKING:
     from mcpexec.executor.subprocess import SubprocessExecutor
@@ -148,6 +151,7 @@ class Attempt:
         self.tree: ProcessTree | None = None
         self.transport: asyncio.SubprocessTransport | None = None
         self.pump: OutputPump | None = None
+        self.hooks = executor.attempt_hooks(request)
 
     def _spawn_error(self, message: str) -> ExecResult:
         failure = Failure(kind=FailureKind.SPAWN_ERROR, message=message)
@@ -158,7 +162,7 @@ class Attempt:
 
     async def run(self) -> ExecResult:
         try:
-            return await self._run()
+            return self._finalise(await self._run())
         except BaseException:
             # Cancelled (or a sink failed): nothing of the task may survive us.
             if self.tree is not None:
@@ -169,19 +173,45 @@ class Attempt:
         finally:
             self._cleanup()
 
+    def _finalise(self, result: ExecResult) -> ExecResult:
+        """Record the isolation and limits; redact secret values from what is kept."""
+        red = self.hooks.redactor
+        failure, notes, value = result.failure, result.notes, result.result
+        if red is not None and red.active:
+            if failure is not None:
+                failure = Failure(kind=failure.kind, message=red.redact_text(failure.message))
+            notes = [red.redact_text(n) for n in notes]
+            if value is not None:
+                value = json.loads(red.redact_text(json.dumps(value)))
+        return dataclasses.replace(
+            result,
+            failure=failure,
+            notes=notes,
+            result=value,
+            isolation=self.hooks.isolation,
+            limits=self.hooks.limits,
+        )
+
+    async def _progress(self, progress: Progress) -> None:
+        red = self.hooks.redactor
+        if red is not None and red.active and progress.message is not None:
+            progress = Progress(value=progress.value, message=red.redact_text(progress.message))
+        await self.sink.progress(progress)
+
     def _cleanup(self) -> None:
         if self.transport is not None:
             self.transport.close()
         if self.tree is not None:
             self.tree.close()
-        if self.workdir is not None:
-            if self.ex.keep_workdirs:
-                self.workdir.close()
-            else:
-                self.workdir.remove()
+        try:
+            if self.workdir is not None:
+                self.hooks.release_workdir(self.workdir, self.ex.keep_workdirs)
+        finally:
+            self.hooks.close()
 
-    def _prepare(self, spec: ExecSpec, wd: Workdir, path: str) -> tuple[list[str], str]:
-        """Write the inputs (and script); return argv and the executable to exec."""
+    def _prepare(self, spec: ExecSpec, wd: Workdir, home: Path, path: str) -> tuple[list[str], str]:
+        """Write the inputs (and script); return argv and the executable to exec. ``home`` is
+        the workdir as the task sees it."""
         for name, value in spec.inputs.items():
             data = value.encode() if isinstance(value, str) else value.data()
             try:
@@ -203,45 +233,59 @@ class Attempt:
             raise _SpawnError(f"interpreter not found: {interpreter} for {lang} (PATH={path})")
         script = f"{CONTROL_DIR}/script{ext}"
         wd.write_new(script, spec.script.source.encode())
-        return [interpreter, str(wd.path / script)], exe
+        return [interpreter, str(home / script)], exe
 
     async def _run(self) -> ExecResult:
         spec = self.request.spec
+        hooks = self.hooks
         try:
-            wd = self.workdir = Workdir.create(self.ex.instance_dir, self.leaf)
-            env = self.ex.environment(self.request, wd.path, self.token)
-            argv, exe = self._prepare(spec, wd, env["PATH"])
+            wd = self.workdir = hooks.create_workdir(self.ex.instance_dir, self.leaf)
+            home = Path(hooks.task_home) if hooks.task_home else wd.path
+            env = self.ex.environment(self.request, home, self.token)
+            if hooks.task_tmp:
+                env["TMPDIR"] = hooks.task_tmp
+            argv, exe = self._prepare(spec, wd, home, env["PATH"])
             self.tree = self.mechanism.new_tree(wd.path.name, self.token)
+            spawn = hooks.spawn(Spawn(argv, exe, env, wd.path), wd, self.tree.cgroup_path)
         except _SpawnError as exc:
             return self._spawn_error(str(exc))
         except (OSError, ValueError) as exc:
             return self._spawn_error(f"could not prepare the working directory: {exc}")
 
         loop = asyncio.get_running_loop()
-        pump = self.pump = OutputPump(self.sink, self.limits.max_output_bytes)
+        pump = self.pump = OutputPump(
+            self.sink, self.limits.max_output_bytes, redactor=hooks.redactor
+        )
         proto = _Protocol(loop, pump)
-        preexec = make_preexec(rlimits_for(self.limits), self.tree.procs_fd)
+        rlimits = rlimits_for(self.limits, address_space=spawn.address_space, nproc=spawn.nproc)
+        preexec = make_preexec(
+            rlimits, self.tree.procs_fd, extra_procs_fds=spawn.procs_fds, drop_to=spawn.drop_to
+        )
         try:
-            # The cgroup.procs descriptor is O_CLOEXEC and not in pass_fds: the child writes it in
-            # preexec, then close_fds and exec drop it, so the task never holds it.
+            # The cgroup.procs descriptors are O_CLOEXEC and not in pass_fds: the child writes
+            # them in preexec, then close_fds and exec drop them, so the task never holds them.
             transport, _ = await loop.subprocess_exec(
                 lambda: proto,
-                *argv,
-                executable=exe,
+                *spawn.argv,
+                executable=spawn.executable,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=wd.path,
-                env=env,
+                cwd=spawn.cwd,
+                env=spawn.env,
                 start_new_session=True,
+                pass_fds=spawn.pass_fds,
                 preexec_fn=preexec,  # syscalls only: see limits.make_preexec
             )
         except subprocess.SubprocessError:
-            return self._spawn_error("could not set up the child (cgroup join or rlimits failed)")
+            return self._spawn_error(
+                "could not set up the child (cgroup join, rlimits or uid change failed)"
+            )
         except OSError as exc:
-            return self._spawn_error(f"cannot execute {exe}: {exc.strerror or exc}")
+            return self._spawn_error(f"cannot execute {spawn.executable}: {exc.strerror or exc}")
         finally:
             self.tree.release_child_fd()
+            hooks.after_spawn()
         self.transport = transport
         self.tree.attach(transport.get_pid())
         pump.pauser = self._pauser
@@ -292,7 +336,7 @@ class Attempt:
         await pump.finish()
         latest = progress.poll(final=True)
         if latest is not None:
-            await self.sink.progress(latest)
+            await self._progress(latest)
         result, note = wd.read_result()
         if note:
             self.notes.append(note)
@@ -313,6 +357,7 @@ class Attempt:
             cpu_used_s=cpu_used,
             duration_s=duration,
         )
+        failure = self.hooks.reclassify(failure, self.notes)
         return ExecResult(
             succeeded=failure is None,
             exit_code=exit_code,
@@ -350,4 +395,4 @@ class Attempt:
             await asyncio.sleep(PROGRESS_INTERVAL_S)
             latest = tail.poll()
             if latest is not None:
-                await self.sink.progress(latest)
+                await self._progress(latest)

@@ -30,6 +30,22 @@ class EffectiveLimits:
     max_artifacts: int = 100
     max_artifact_bytes: int = 100 * 1024 * 1024
     kill_grace_s: float = 2.0
+    #: Processes (cgroup ``pids.max``) and workdir bytes (a size-limited tmpfs); enforced by
+    #: the sandbox backend when the host allows, ignored by the plain subprocess executor.
+    pids: int | None = None
+    disk_mb: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timeout_s": self.timeout_s,
+            "cpu_s": self.cpu_s,
+            "memory_mb": self.memory_mb,
+            "pids": self.pids,
+            "disk_mb": self.disk_mb,
+            "file_size_mb": self.file_size_mb,
+            "open_files": self.open_files,
+            "max_output_bytes": self.max_output_bytes,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,10 @@ class ExecResult:
     #: Short remarks from the executor about this attempt (an invalid result file, a refused
     #: artifact and why, ...), for logs and the attempt record.
     notes: list[str] = field(default_factory=list)
+    #: The isolation actually applied to this attempt (e.g. ``"bwrap+seccomp+cgroup-v1"``,
+    #: ``"none"``) and the limits in force, each named with how it was enforced.
+    isolation: str | None = None
+    limits: dict[str, Any] | None = None
 
 
 class Executor(abc.ABC):
@@ -75,6 +95,10 @@ class Executor(abc.ABC):
 
     #: Short name reported with every attempt (e.g. ``"process"``, ``"bwrap"``).
     isolation: str = "unknown"
+
+    def check_spec(self, spec: ExecSpec) -> str | None:
+        """Why this executor would refuse ``spec`` (asked at submit), or ``None``."""
+        return None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare (probe capabilities, clean up what a crashed predecessor left)."""

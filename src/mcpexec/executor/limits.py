@@ -44,14 +44,20 @@ def _clamp(res: int, soft: int, hard: int) -> RLimit:
     return (res, soft, hard)
 
 
-def rlimits_for(limits: EffectiveLimits) -> list[RLimit]:
-    """The rlimits one attempt runs under, computed in the parent."""
+def rlimits_for(
+    limits: EffectiveLimits, *, address_space: bool = True, nproc: int | None = None
+) -> list[RLimit]:
+    """The rlimits one attempt runs under, computed in the parent. ``address_space=False`` when
+    a cgroup enforces ``memory_mb`` (RLIMIT_AS then only gets in the way: the JVM, Go);
+    ``nproc``: a per-uid RLIMIT_NPROC backstop (it binds neither root nor one run alone)."""
     out: list[RLimit] = [(resource.RLIMIT_CORE, 0, 0)]
+    if nproc is not None:
+        out.append(_clamp(resource.RLIMIT_NPROC, nproc, nproc))
     if limits.cpu_s is not None:
         # soft < hard: the soft limit delivers SIGXCPU (a distinct, recognisable death); the
         # hard limit one second later is SIGKILL for tasks that catch or ignore SIGXCPU.
         out.append(_clamp(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 1))
-    if limits.memory_mb is not None:
+    if limits.memory_mb is not None and address_space:
         size = limits.memory_mb * MIB
         out.append(_clamp(resource.RLIMIT_AS, size, size))
     fsize = limits.file_size_mb * MIB
@@ -75,26 +81,43 @@ _PRCTL = _load_prctl()
 
 
 def make_preexec(
-    rlimits: list[RLimit], cgroup_procs_fd: int | None, pdeathsig: bool = True
+    rlimits: list[RLimit],
+    cgroup_procs_fd: int | None,
+    pdeathsig: bool = True,
+    *,
+    extra_procs_fds: tuple[int, ...] = (),
+    drop_to: tuple[int, int] | None = None,
 ) -> Callable[[], None]:
-    """Build the child-side hook. Everything it touches is bound now, in the parent."""
+    """Build the child-side hook. Everything it touches is bound now, in the parent.
+
+    ``extra_procs_fds``: more ``cgroup.procs`` descriptors to join (the v1 limit groups).
+    ``drop_to``: ``(uid, gid)`` to switch to, with no supplementary groups, after the cgroup
+    joins and rlimits (which need the server's privileges) and before exec.
+    """
     setrlimit = resource.setrlimit
     prctl = _PRCTL if pdeathsig else None
     sigkill = int(signal.SIGKILL)
     write = os.write  # bound here: the child does no lookups on modules
+    setgroups, setresgid, setresuid = os.setgroups, os.setresgid, os.setresuid
 
     limits = tuple(rlimits)
-    fd = -1 if cgroup_procs_fd is None else cgroup_procs_fd
+    fds = tuple(fd for fd in (cgroup_procs_fd, *extra_procs_fds) if fd is not None)
+    uid, gid = drop_to if drop_to is not None else (-1, -1)
+    no_groups: list[int] = []
 
     def preexec() -> None:
-        # Join the attempt's cgroup first, so that every process the task ever forks is inside
-        # it: "0" means "the writing process".
-        if fd >= 0:
+        # Join the attempt's cgroups first, so that every process the task ever forks is inside
+        # them: "0" means "the writing process".
+        for fd in fds:
             write(fd, b"0")
         for res, soft, hard in limits:
             setrlimit(res, (soft, hard))
+        if uid >= 0:
+            setgroups(no_groups)
+            setresgid(gid, gid, gid)
+            setresuid(uid, uid, uid)
         # If the server's loop thread dies, the direct child gets SIGKILL at once; the rest of
-        # the tree is the watchdog's job.
+        # the tree is the watchdog's job. After the uid change, which clears it.
         if prctl is not None:
             prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
 

@@ -82,6 +82,11 @@ class ProcessTree(abc.ABC):
         """CPU time used by the whole tree, when the mechanism can tell."""
         return None
 
+    @property
+    def cgroup_path(self) -> Path | None:
+        """The attempt's cgroup v2 leaf, if the mechanism has one."""
+        return None
+
     def close(self) -> None:
         self.release_child_fd()
 
@@ -107,6 +112,10 @@ class CgroupTree(ProcessTree):
 
     def empty(self) -> bool:
         return not cgroup_populated(self.path)
+
+    @property
+    def cgroup_path(self) -> Path | None:
+        return self.path
 
     def cpu_seconds(self) -> float | None:
         try:

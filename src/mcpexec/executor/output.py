@@ -21,6 +21,7 @@ import contextlib
 from collections.abc import Callable
 
 from mcpexec.executor.base import ExecSink
+from mcpexec.executor.redact import Redactor
 from mcpexec.models import Stream
 
 FLUSH_BYTES = 64 * 1024
@@ -88,8 +89,11 @@ class OutputPump:
         flush_interval: float = FLUSH_INTERVAL_S,
         high_water: int = HIGH_WATER,
         pauser: Pauser | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._sink = sink
+        # Secrets are replaced before anything is counted, kept or delivered.
+        self._redactor = redactor if redactor is not None and redactor.active else None
         tail = min(tail_bytes, cap)
         self._streams = {s: StreamCapture(cap, tail) for s in (Stream.STDOUT, Stream.STDERR)}
         self._flush_bytes = flush_bytes
@@ -116,6 +120,11 @@ class OutputPump:
 
     def feed(self, stream: Stream, data: bytes) -> None:
         """Called synchronously from the pipe protocol for every chunk read."""
+        if self._redactor is not None:
+            data = self._redactor.feed(stream, data)
+        self._capture(stream, data)
+
+    def _capture(self, stream: Stream, data: bytes) -> None:
         capture = self._streams[stream]
         capture.feed(data)
         if not capture.pending:
@@ -154,6 +163,9 @@ class OutputPump:
     async def finish(self) -> None:
         """Flush what is left, then the omitted-bytes markers and tails. Call once, after the
         pipes are closed (or abandoned)."""
+        if self._redactor is not None:
+            for stream in self._streams:
+                self._capture(stream, self._redactor.flush(stream))
         self._closed = True
         self._any.set()
         self._full.set()

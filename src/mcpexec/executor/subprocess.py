@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from pathlib import Path
 
 from mcpexec.executor.attempt import Attempt
 from mcpexec.executor.base import ExecRequest, ExecResult, ExecSink, Executor
+from mcpexec.executor.hooks import AttemptHooks
 from mcpexec.executor.mechanism import TreeMechanism, choose_mechanism
+from mcpexec.executor.redact import Redactor
 from mcpexec.executor.tree import (
     INSTANCE_VAR,
     RUN_TOKEN_VAR,
@@ -22,8 +25,10 @@ from mcpexec.executor.tree import (
     parse_instance_id,
 )
 from mcpexec.executor.workdir import OUTPUT_DIR, PROGRESS_FILE, RESULT_FILE, TMP_DIR
+from mcpexec.models import ExecSpec
 
 OWNER_FILE = "owner"
+log = logging.getLogger(__name__)
 
 
 class SubprocessExecutor(Executor):
@@ -43,8 +48,12 @@ class SubprocessExecutor(Executor):
         task_path: str | None = None,
         keep_workdirs: bool = False,
         use_cgroups: bool | None = None,
+        secrets: dict[str, str] | None = None,
+        loud: bool = False,
     ) -> None:
         self.work_root = Path(work_root)
+        self.loud = loud  # MCPEXEC_SANDBOX=none: say so on every run
+        self.secrets = dict(secrets or {})
         self.task_path = task_path
         self.keep_workdirs = keep_workdirs
         self.use_cgroups = use_cgroups
@@ -53,6 +62,43 @@ class SubprocessExecutor(Executor):
         self.stale_removed: list[str] = []
         self.mechanism: TreeMechanism | None = None
         self._watchdog: Watchdog | None = None
+
+    def check_spec(self, spec: ExecSpec) -> str | None:
+        unknown = [name for name in spec.secrets if name not in self.secrets]
+        if unknown:
+            return f"unknown secret(s): {', '.join(unknown)} (not configured on this server)"
+        return None
+
+    def attempt_hooks(self, request: ExecRequest) -> AttemptHooks:
+        """What this executor adds to one attempt (the plain executor: nothing but secrets)."""
+        if self.loud:
+            log.error("run %s: NO SANDBOX (MCPEXEC_SANDBOX=none)", request.run_id)
+        return AttemptHooks(
+            isolation=f"none ({self.isolation})",
+            limits=self.limits_in_force(request),
+            redactor=self.redactor(request),
+        )
+
+    def redactor(self, request: ExecRequest) -> Redactor | None:
+        if not request.spec.secrets:
+            return None
+        return Redactor({n: self.secrets[n] for n in request.spec.secrets if n in self.secrets})
+
+    def limits_in_force(self, request: ExecRequest) -> dict[str, object]:
+        """Each limit with how this executor enforces it."""
+        lim = request.limits
+        out: dict[str, object] = {
+            "timeout_s": lim.timeout_s,
+            "max_output_bytes": lim.max_output_bytes,
+            "file_size_mb": lim.file_size_mb,
+            "open_files": lim.open_files,
+        }
+        if lim.cpu_s is not None:
+            out["cpu_s"] = lim.cpu_s
+        if lim.memory_mb is not None:
+            out["memory_mb"] = lim.memory_mb
+            out["memory_by"] = "rlimit-as"
+        return out
 
     async def start(self) -> None:
         if self.mechanism is not None:
@@ -117,6 +163,9 @@ class SubprocessExecutor(Executor):
         env["HOME"] = str(workdir)
         env["TMPDIR"] = str(workdir / TMP_DIR)
         env.update(request.spec.env)
+        for name in request.spec.secrets:
+            if name in self.secrets:
+                env[name] = self.secrets[name]
         env.update(
             MCPEXEC_RUN_ID=request.run_id,
             MCPEXEC_ATTEMPT=str(request.attempt),

@@ -76,13 +76,23 @@ class Workdir:
         self.fd = fd
 
     @classmethod
-    def create(cls, parent: Path, leaf: str) -> Workdir:
+    def create(
+        cls, parent: Path, leaf: str, mount: Callable[[Path], None] | None = None
+    ) -> Workdir:
+        """A fresh directory; ``mount`` (e.g. a size-limited tmpfs) is called on it while it is
+        still empty."""
         path = parent / leaf
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:  # a leftover of the same attempt: never reuse it
             path = parent / f"{leaf}.{secrets.token_hex(3)}"
             os.mkdir(path, 0o700)
+        if mount is not None:
+            try:
+                mount(path)
+            except BaseException:
+                os.rmdir(path)
+                raise
         fd = os.open(path, _DIR)
         for name in (CONTROL_DIR, OUTPUT_DIR, TMP_DIR):
             os.mkdir(name, 0o700, dir_fd=fd)

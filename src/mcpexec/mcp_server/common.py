@@ -132,6 +132,8 @@ async def execute_result(
     stdout, out_cut = await read_tail(app, run.id, principal, Stream.STDOUT, cap)
     stderr, err_cut = await read_tail(app, run.id, principal, Stream.STDERR, cap)
     artifacts = [a.name for a in await app.artifacts(run.id, principal)] if run.terminal else []
+    attempts = await app.attempts(run.id, principal)
+    last = attempts[-1] if attempts else None
     duration = None
     if run.started_at is not None and run.finished_at is not None:
         duration = (run.finished_at - run.started_at).total_seconds()
@@ -150,4 +152,6 @@ async def execute_result(
         result=run.result,
         artifacts=artifacts,
         duration_s=duration,
+        isolation=last.isolation if last is not None else None,
+        limits=last.limits if last is not None else None,
     )

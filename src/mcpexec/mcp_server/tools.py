@@ -53,6 +53,13 @@ Timeout = Annotated[
     float | None, Field(description="seconds before the run is killed (server default if unset)")
 ]
 Labels = Annotated[dict[str, str] | None, Field(description="labels to filter runs by later")]
+Network = Annotated[
+    bool, Field(description="network access for the run (off by default; never in strict mode)")
+]
+Secrets = Annotated[
+    list[str] | None,
+    Field(description="names of secrets configured on the server to expose as env variables"),
+]
 IdemKey = Annotated[
     str | None, Field(description="a retried submit with the same key returns the same run")
 ]
@@ -76,6 +83,8 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         inputs: Inputs = None,
         timeout_s: Timeout = None,
         limits: Limits | None = None,
+        network: Network = False,
+        secrets: Secrets = None,
         labels: Labels = None,
         idempotency_key: IdemKey = None,
         tail_bytes: Annotated[
@@ -84,6 +93,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
     ) -> ExecuteResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
+        spec.update(network=network, secrets=secrets)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
         with tool_errors():
@@ -114,12 +124,15 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         inputs: Inputs = None,
         timeout_s: Timeout = None,
         limits: Limits | None = None,
+        network: Network = False,
+        secrets: Secrets = None,
         labels: Labels = None,
         priority: Annotated[int, Field(ge=-100, le=100, description="higher runs first")] = 0,
         idempotency_key: IdemKey = None,
     ) -> SubmitResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
+        spec.update(network=network, secrets=secrets)
         spec.update(priority=priority)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()

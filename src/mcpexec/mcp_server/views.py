@@ -55,6 +55,12 @@ class ExecuteResult(BaseModel):
     result: Any = Field(default=None, description="the run's result.json, if it wrote one")
     artifacts: list[str] = Field(description="artifact names; fetch with read_artifact")
     duration_s: float | None = None
+    isolation: str | None = Field(
+        default=None, description="the isolation applied to the last attempt (e.g. bwrap ...)"
+    )
+    limits: dict[str, Any] | None = Field(
+        default=None, description="the limits in force for the last attempt"
+    )
 
 
 class SubmitResult(BaseModel):

@@ -84,6 +84,8 @@ def attempt_of(row: sqlite3.Row) -> Attempt:
         signal=row["signal"],
         failure=failure_of(row["failure_kind"], row["failure_message"]),
         output_truncated=bool(row["output_truncated"]),
+        isolation=row["isolation"],
+        limits=None if row["limits"] is None else json.loads(row["limits"]),
     )
 
 

@@ -68,6 +68,9 @@ class AttemptOutcome:
     failure: Failure | None = None
     output_truncated: bool = False
     result: Any = None
+    #: Recorded with the attempt: the isolation actually applied and the limits in force.
+    isolation: str | None = None
+    limits: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,6 +262,8 @@ class MemoryStore(Store):
                 "signal": outcome.signal,
                 "failure": outcome.failure,
                 "output_truncated": outcome.output_truncated,
+                "isolation": outcome.isolation,
+                "limits": _copy_json(outcome.limits),
             }
         )
         row.status = decision.run_status

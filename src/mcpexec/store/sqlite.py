@@ -245,6 +245,8 @@ class SqliteStore(Store):
                     "failure_kind": None if failure is None else failure.kind.value,
                     "failure_message": None if failure is None else failure.message,
                     "output_truncated": outcome.output_truncated,
+                    "isolation": outcome.isolation,
+                    "limits": json_or_none(outcome.limits),
                 },
             )
             pending = decision.run_status == RunStatus.PENDING

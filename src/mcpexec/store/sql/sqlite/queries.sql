@@ -79,7 +79,7 @@ WHERE id = :run_id AND status = 'running' AND attempts = :attempt AND worker_id 
 UPDATE attempts
 SET status = :status, finished_at = :now, exit_code = :exit_code, signal = :signal,
     failure_kind = :failure_kind, failure_message = :failure_message,
-    output_truncated = :output_truncated
+    output_truncated = :output_truncated, isolation = :isolation, limits = :limits
 WHERE run_id = :run_id AND number = :attempt;
 
 -- name: finish_run

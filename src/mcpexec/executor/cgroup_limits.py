@@ -1,0 +1,304 @@
+"""Per-run memory and process-count limits in cgroups: v2 controllers when the v2 tree has them,
+else the v1 ``memory`` and ``pids`` hierarchies (a hybrid host such as Debian without systemd has
+v2 for ``cgroup.kill`` but memory/pids only in v1).
+
+The tree-kill cgroup (:mod:`mcpexec.executor.tree`) stays what it is; this module only adds the
+*limit* groups. Each attempt joins them in ``preexec`` by writing ``0`` to an already open
+``cgroup.procs`` descriptor, before any task code runs, so every descendant is charged.
+
+Layout: ``<hierarchy>/<the server's own cgroup>/mcpexec/<instance>/<attempt leaf>`` for v1 (nested
+under the server's cgroup, so whatever limit the host put on the server still applies), and the
+attempt's v2 leaf of the tree-kill mechanism for v2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcpexec.executor.tree import CGROUP_DIR, POLL_S, owner_alive, parse_instance_id
+
+V1_ROOT = Path("/sys/fs/cgroup")
+MIB = 1024 * 1024
+
+
+def _own_v1_path(controller: str) -> str | None:
+    """The server's own cgroup in the v1 hierarchy of ``controller`` (``/proc/self/cgroup``)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return None
+
+
+def _v1_mount(controller: str) -> Path | None:
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 4 and parts[2] == "cgroup" and controller in parts[3].split(","):
+            return Path(parts[1])
+    return None
+
+
+def v1_base(controller: str) -> Path | None:
+    """``<mount>/<own cgroup>/mcpexec`` when the v1 hierarchy exists and we may create it."""
+    mount = _v1_mount(controller)
+    own = _own_v1_path(controller)
+    if mount is None or own is None:
+        return None
+    for parent in (mount / own.lstrip("/"), mount):
+        if parent.is_dir() and os.access(parent, os.W_OK):
+            return parent / CGROUP_DIR
+    return None
+
+
+def _write(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _rmdir_tree(path: Path, timeout: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        for root, dirs, _ in os.walk(path, topdown=False):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(root, name))
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+        else:
+            return True
+
+
+def _v1_kill_members(path: Path) -> None:
+    """SIGKILL whatever is still in a stale v1 group (the v2 sweep normally got them)."""
+    for root, _, files in os.walk(path):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in Path(root, "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), 9)
+
+
+@dataclass
+class LimitSupport:
+    """What this host can limit per run: ``"v2"``, ``"v1"`` or ``None`` for each."""
+
+    memory: str | None = None
+    pids: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.memory is not None and self.pids is not None
+
+
+def _v2_enable(instance: Path) -> set[str]:
+    """Enable memory/pids for the children of the v2 instance cgroup where the parent has them;
+    returns the controllers its leaves get."""
+    got: set[str] = set()
+    for ctl in ("memory", "pids"):
+        ok = True
+        for group in (instance.parent, instance):
+            try:
+                available = (group / "cgroup.controllers").read_text().split()
+                if ctl not in available:
+                    ok = False
+                    break
+                _write(group / "cgroup.subtree_control", f"+{ctl}")
+            except OSError:
+                ok = False
+                break
+        if ok:
+            got.add(ctl)
+    return got
+
+
+class LimitGroups:
+    """Per executor: the instance directories of the limit cgroups; :meth:`new` per attempt."""
+
+    def __init__(self, instance_id: str, v2_instance: Path | None) -> None:
+        self.instance_id = instance_id
+        self.v2_instance = v2_instance
+        self.support = LimitSupport()
+        self.v1: dict[str, Path] = {}  # controller -> instance dir
+
+    def setup(self) -> LimitSupport:
+        sup = self.support
+        v2 = _v2_enable(self.v2_instance) if self.v2_instance is not None else set()
+        for ctl in ("memory", "pids"):
+            if ctl in v2:
+                setattr(sup, ctl, "v2")
+                continue
+            base = v1_base(ctl)
+            if base is None:
+                sup.problems.append(f"no writable cgroup {ctl} controller (v2 or v1)")
+                continue
+            try:
+                base.mkdir(mode=0o755, exist_ok=True)
+                inst = base / self.instance_id
+                inst.mkdir(mode=0o755)
+                if ctl == "memory":
+                    # v1: children inherit hierarchical accounting; make it explicit.
+                    with contextlib.suppress(OSError):
+                        _write(inst / "memory.use_hierarchy", "1")
+            except OSError as exc:
+                sup.problems.append(f"cgroup v1 {ctl}: {exc}")
+                continue
+            self.v1[ctl] = inst
+            setattr(sup, ctl, "v1")
+        return sup
+
+    def cleanup_stale(self) -> list[str]:
+        removed = []
+        for ctl in ("memory", "pids"):
+            base = v1_base(ctl)
+            if base is None or not base.is_dir():
+                continue
+            for entry in sorted(base.iterdir()):
+                owner = parse_instance_id(entry.name)
+                if entry.is_dir() and owner is not None and not owner_alive(*owner):
+                    _v1_kill_members(entry)
+                    _rmdir_tree(entry, 2.0)
+                    removed.append(str(entry))
+        return removed
+
+    def teardown(self) -> None:
+        for inst in self.v1.values():
+            _v1_kill_members(inst)
+            _rmdir_tree(inst, 2.0)
+        self.v1.clear()
+
+    def new(
+        self, leaf: str, v2_leaf: Path | None, memory_mb: int | None, pids: int | None
+    ) -> AttemptGroups:
+        return AttemptGroups(self, leaf, v2_leaf, memory_mb, pids)
+
+
+class AttemptGroups:
+    """One attempt's limit cgroups. ``procs_fds`` are written by the child in ``preexec``."""
+
+    def __init__(
+        self,
+        owner: LimitGroups,
+        leaf: str,
+        v2_leaf: Path | None,
+        memory_mb: int | None,
+        pids: int | None,
+    ) -> None:
+        self.dirs: list[Path] = []
+        self.procs_fds: list[int] = []
+        self.memory_dir: tuple[str, Path] | None = None
+        self.pids_dir: tuple[str, Path] | None = None
+        self.applied: dict[str, int] = {}
+        sup = owner.support
+        try:
+            if memory_mb is not None and sup.memory is not None:
+                path = self._group(owner, "memory", leaf, v2_leaf)
+                size = str(memory_mb * MIB)
+                if sup.memory == "v2":
+                    _write(path / "memory.max", size)
+                    with contextlib.suppress(OSError):
+                        _write(path / "memory.swap.max", "0")
+                else:
+                    _write(path / "memory.limit_in_bytes", size)
+                    with contextlib.suppress(OSError):  # absent without swap accounting
+                        _write(path / "memory.memsw.limit_in_bytes", size)
+                self.memory_dir = (sup.memory, path)
+                self.applied["memory_mb"] = memory_mb
+            if pids is not None and sup.pids is not None:
+                path = self._group(owner, "pids", leaf, v2_leaf)
+                _write(path / "pids.max", str(pids))
+                self.pids_dir = (sup.pids, path)
+                self.applied["pids"] = pids
+        except BaseException:
+            self.close()
+            raise
+
+    def _group(self, owner: LimitGroups, ctl: str, leaf: str, v2_leaf: Path | None) -> Path:
+        if getattr(owner.support, ctl) == "v2":
+            assert v2_leaf is not None
+            return v2_leaf  # the tree-kill leaf: the child joins it already
+        path = owner.v1[ctl] / leaf
+        if path not in self.dirs:
+            path.mkdir(mode=0o755)
+            self.dirs.append(path)
+            self.procs_fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        return path
+
+    def release_child_fds(self) -> None:
+        for fd in self.procs_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.procs_fds = []
+
+    def oom_kills(self) -> int:
+        """How many tasks the memory limit killed (``oom_kill`` of v2 ``memory.events`` or of
+        v1 ``memory.oom_control``)."""
+        if self.memory_dir is None:
+            return 0
+        version, path = self.memory_dir
+        name = "memory.events" if version == "v2" else "memory.oom_control"
+        return _stat_field(path / name, "oom_kill")
+
+    def pids_refused(self) -> int:
+        """How many forks the pids limit refused (``max`` of ``pids.events``)."""
+        if self.pids_dir is None:
+            return 0
+        return _stat_field(self.pids_dir[1] / "pids.events", "max")
+
+    def close(self) -> None:
+        self.release_child_fds()
+        for path in reversed(self.dirs):
+            _rmdir_tree(path)
+        self.dirs = []
+
+
+def _stat_field(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def probe_limits() -> LimitSupport:
+    """Without creating anything: which controllers a root server could use here."""
+    sup = LimitSupport()
+    from mcpexec.executor.tree import find_cgroup2_mount
+
+    mount = find_cgroup2_mount()
+    v2 = set()
+    if mount is not None:
+        with contextlib.suppress(OSError):
+            v2 = set((mount / "cgroup.controllers").read_text().split())
+    for ctl in ("memory", "pids"):
+        if ctl in v2:
+            setattr(sup, ctl, "v2")
+        elif v1_base(ctl) is not None:
+            setattr(sup, ctl, "v1")
+        else:
+            sup.problems.append(f"no writable cgroup {ctl} controller (v2 or v1)")
+    return sup

@@ -1,0 +1,187 @@
+"""Fixtures for the sandbox abuse suite: a started SandboxExecutor (the real bwrap, cgroups and
+tmpfs of this host), a recording sink, and the "nothing left behind" check every case ends with.
+
+A layer the host lacks makes the tests needing it skip with the reason; the fixture then asserts
+the executor *reports* the degraded layer in every attempt's ``isolation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from mcpexec.executor.base import ExecRequest, ExecResult
+from mcpexec.executor.cgroup_limits import LimitGroups
+from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor, SandboxUnavailable, probe
+from mcpexec.executor.tree import INSTANCE_VAR, pids_with_env
+from mcpexec.models import ExecSpec, Progress, Stream
+from mcpexec.settings import Settings
+from mcpexec.worker import effective_limits
+
+SETTINGS = Settings(home=Path("/nonexistent"), kill_grace_s=0.5)
+PROBE = probe("default")
+NO_BWRAP = PROBE.bwrap_error
+ROOT = os.geteuid() == 0
+
+
+@dataclass
+class Sink:
+    keep: int = 1 << 20
+    data: dict[Stream, bytearray] = field(
+        default_factory=lambda: {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
+    )
+    total: dict[Stream, int] = field(default_factory=lambda: {Stream.STDOUT: 0, Stream.STDERR: 0})
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    progress_seen: list[Progress] = field(default_factory=list)
+
+    async def output(self, stream: Stream, data: bytes) -> None:
+        self.total[stream] += len(data)
+        buf = self.data[stream]
+        buf += data[: max(0, self.keep - len(buf))]
+
+    async def progress(self, progress: Progress) -> None:
+        self.progress_seen.append(progress)
+
+    async def artifact(self, name: str, file: BinaryIO, size: int) -> None:
+        self.artifacts[name] = file.read(size)
+
+    @property
+    def out(self) -> str:
+        return self.data[Stream.STDOUT].decode(errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.data[Stream.STDERR].decode(errors="replace")
+
+
+def request(spec: dict[str, Any], run_id: str = "run", **limits: Any) -> ExecRequest:
+    es = ExecSpec.model_validate(spec)
+    eff = effective_limits(es, SETTINGS)
+    if limits:
+        eff = replace(eff, **limits)
+    return ExecRequest(run_id, 1, es, eff)
+
+
+async def execute(
+    ex: SandboxExecutor,
+    spec: dict[str, Any],
+    cancel: asyncio.Event | None = None,
+    timeout: float = 60,
+    **limits: Any,
+) -> tuple[ExecResult, Sink]:
+    sink = Sink()
+    req = request(spec, **limits)
+    result = await asyncio.wait_for(ex.execute(req, sink, cancel or asyncio.Event()), timeout)
+    return result, sink
+
+
+def cgroup_children(ex: SandboxExecutor) -> list[str]:
+    """Leftover attempt cgroups of this executor (v2 leaves and v1 limit groups)."""
+    found = []
+    mech = ex.mechanism
+    inst = getattr(mech, "instance", None)
+    if isinstance(inst, Path) and inst.is_dir():
+        found += [str(p) for p in inst.iterdir() if p.is_dir()]
+    groups: LimitGroups | None = ex.limit_groups
+    if groups is not None:
+        for d in groups.v1.values():
+            found += [str(p) for p in d.iterdir() if p.is_dir()]
+    return found
+
+
+def processes_with_arg(needle: str) -> list[int]:
+    """Host pids whose command line contains ``needle`` (this process excluded)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle.encode() in cmdline:
+            found.append(int(name))
+    return found
+
+
+async def assert_clean(ex: SandboxExecutor, marker: str | None = None) -> None:
+    """Nothing of any run is left: no task process (environ marker of this executor, and the
+    argv ``marker`` if given), no attempt cgroup, no workdir, and the executor still answers."""
+    assert pids_with_env(INSTANCE_VAR, ex.instance_id) == {}
+    if marker is not None:
+        assert processes_with_arg(marker) == []
+    assert cgroup_children(ex) == []
+    leftovers = sorted(p.name for p in ex.instance_dir.iterdir())
+    assert leftovers == ["owner"], leftovers
+    result, sink = await execute(ex, {"command": ["echo", "still here"]})
+    assert result.succeeded, result
+    assert sink.out == "still here\n"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _started(config: SandboxConfig, **kwargs: Any) -> SandboxExecutor:
+    if NO_BWRAP:
+        with pytest.raises(SandboxUnavailable, match="bwrap"):
+            await SandboxExecutor(Path("/tmp/mcpexec-sandbox"), config).start()
+        pytest.skip(f"bwrap unusable here (and the executor refuses to start): {NO_BWRAP}")
+    home = Path(kwargs.pop("home"))
+    root_dir = Path("/tmp/mcpexec-sandbox") if ROOT else home / "work"
+    ex = SandboxExecutor(root_dir, config, **kwargs)
+    await ex.start()
+    return ex
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[SandboxExecutor]:
+    ex = await _started(
+        SandboxConfig(),
+        home=tmp_path,
+        secrets={"API_TOKEN": "tok-9f8e7d6c5b4a-canary", "OTHER": "other-secret-value"},
+    )
+    try:
+        yield ex
+    finally:
+        await ex.stop()
+    assert pids_with_env(INSTANCE_VAR, ex.instance_id) == {}
+    assert not ex.instance_dir.exists()
+
+
+async def need(ex: SandboxExecutor, layer: str) -> None:
+    """Skip unless ``layer`` (memory, pids, disk, seccomp) works here; when it does not, first
+    check that an attempt reports the degraded layer in its ``isolation``."""
+    p = ex.probe
+    assert p is not None
+    missing = {
+        "memory": p.limits.memory is None,
+        "pids": p.limits.pids is None,
+        "disk": p.disk_error is not None,
+        "seccomp": p.seccomp_error is not None,
+    }[layer]
+    if missing:
+        result, _ = await execute(ex, {"command": ["true"]})
+        expected = {
+            "memory": "memory=rlimit-as",
+            "pids": "pids=rlimit-nproc",
+            "disk": "disk=UNLIMITED",
+            "seccomp": "NO-seccomp",
+        }[layer]
+        assert expected in (result.isolation or "")
+        pytest.skip(f"this host has no usable {layer} layer: {p.degraded}")
+
+
+def which(prog: str) -> str:
+    path = shutil.which(prog, path="/usr/bin:/bin")
+    if path is None:
+        pytest.skip(f"{prog} not installed")
+    return path
