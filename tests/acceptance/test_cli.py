@@ -50,6 +50,16 @@ def test_detach_show_runs_logs(server: Server) -> None:
     assert "failed" in shown.stdout
     assert "3 of at most 3" in shown.stdout
     assert shown.stdout.count("exit_code") == 4  # the run's failure line and three attempts
+    # The sandbox (default mode) records what it applied: in show and in the REST attempts.
+    assert "isolation:    bwrap(default)" in shown.stdout
+    assert "limits:" in shown.stdout
+    with server.client() as client:
+        attempts = client.attempts(run_id)
+    assert all(a["isolation"].startswith("bwrap(default)") for a in attempts)
+    assert all(a["limits"]["timeout_s"] == 5 for a in attempts)
+    unknown = server.cli("run", "--secret", "NOT_CONFIGURED", "--", "true")
+    assert unknown.returncode != 0
+    assert "NOT_CONFIGURED" in unknown.stderr + unknown.stdout
     listed = json.loads(server.cli("runs", "--status", "failed", "--json").stdout)
     assert run_id in [r["id"] for r in listed["runs"]]
     table = server.cli("runs")
