@@ -111,6 +111,18 @@ def processes_with_arg(needle: str) -> list[int]:
     return found
 
 
+def sleeping(marker: str) -> list[int]:
+    """Pids of the task's own ``sleep MARKER`` (not of wrappers whose argv merely mentions it)."""
+    found = []
+    for pid in processes_with_arg(marker):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{marker}\0".encode():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 async def assert_clean(ex: SandboxExecutor, marker: str | None = None) -> None:
     """Nothing of any run is left: no task process (environ marker of this executor, and the
     argv ``marker`` if given), no attempt cgroup, no workdir, and the executor still answers."""

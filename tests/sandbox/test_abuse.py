@@ -36,6 +36,7 @@ from conftest import (
     need,
     processes_with_arg,
     request,
+    sleeping,
 )
 from mcpexec.executor.base import ExecResult
 from mcpexec.executor.sandbox import SandboxExecutor
@@ -546,10 +547,11 @@ async def test_13_secrets_reach_only_the_task_and_never_logs_or_argv(
     cancel = asyncio.Event()
     task = asyncio.ensure_future(execute(sandbox, spec, cancel=cancel, timeout_s=30))
     deadline = time.monotonic() + 20
-    while not processes_with_arg(m) and time.monotonic() < deadline:
+    # Bounded poll: the task's own sleep, which runs once everything before it has printed.
+    while not sleeping(m) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     # While it runs: no process's argv on the host carries the value (bwrap got it via --args).
-    assert processes_with_arg(m)
+    assert sleeping(m)
     assert processes_with_arg(value) == []
     cancel.set()
     _result, sink = await task

@@ -23,17 +23,19 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mcpexec.executor.base import ExecRequest, ExecResult, ExecSink
 from mcpexec.executor.hooks import Spawn
-from mcpexec.executor.limits import make_preexec, rlimits_for
+from mcpexec.executor.limits import exec_wrapper, make_preexec, rlimits_for
 from mcpexec.executor.mechanism import ProcessTree, TreeMechanism
 from mcpexec.executor.output import OutputPump
 from mcpexec.executor.workdir import CONTROL_DIR, ProgressTail, Workdir, leaf_name
@@ -222,6 +224,11 @@ class Attempt:
             exe = _which(spec.command[0], path, wd.path)
             if exe is None:
                 raise _SpawnError(f"command not found: {spec.command[0]} (PATH={path})")
+            # Checked here because the exec wrapper would turn a failed exec into exit 126/127.
+            if not os.path.isfile(exe) or not os.access(exe, os.X_OK):
+                raise _SpawnError(
+                    f"cannot execute {spec.command[0]}: Permission denied (not an executable file)"
+                )
             return list(spec.command), exe
         if spec.shell is not None:
             return ["/bin/sh", "-c", spec.shell], "/bin/sh"
@@ -258,16 +265,24 @@ class Attempt:
         )
         proto = _Protocol(loop, pump)
         rlimits = rlimits_for(self.limits, address_space=spawn.address_space, nproc=spawn.nproc)
-        preexec = make_preexec(
-            rlimits, self.tree.procs_fd, extra_procs_fds=spawn.procs_fds, drop_to=spawn.drop_to
-        )
+        procs_paths = [p for p in (self.tree.procs_path, *spawn.procs_paths) if p is not None]
+        wrapper = exec_wrapper(rlimits, procs_paths, spawn.drop_to)
+        preexec: Callable[[], None] | None = None
+        if wrapper is not None:
+            argv = [*wrapper, spawn.executable, *spawn.argv[1:]]
+            executable = wrapper[0]
+        else:
+            argv, executable = spawn.argv, spawn.executable
+            preexec = make_preexec(
+                rlimits, self.tree.procs_fd, extra_procs_fds=spawn.procs_fds, drop_to=spawn.drop_to
+            )
         try:
-            # The cgroup.procs descriptors are O_CLOEXEC and not in pass_fds: the child writes
-            # them in preexec, then close_fds and exec drop them, so the task never holds them.
+            # The cgroup.procs descriptors are O_CLOEXEC and not in pass_fds: a preexec child
+            # writes them, then close_fds and exec drop them, so the task never holds them.
             transport, _ = await loop.subprocess_exec(
                 lambda: proto,
-                *spawn.argv,
-                executable=spawn.executable,
+                *argv,
+                executable=executable,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -207,6 +207,7 @@ class AttemptGroups:
     ) -> None:
         self.dirs: list[Path] = []
         self.procs_fds: list[int] = []
+        self.procs_paths: list[Path] = []
         self.memory_dir: tuple[str, Path] | None = None
         self.pids_dir: tuple[str, Path] | None = None
         self.applied: dict[str, int] = {}
@@ -242,6 +243,7 @@ class AttemptGroups:
         if path not in self.dirs:
             path.mkdir(mode=0o755)
             self.dirs.append(path)
+            self.procs_paths.append(path / "cgroup.procs")
             self.procs_fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
         return path
 

@@ -28,6 +28,7 @@ class Spawn:
     cwd: Path
     pass_fds: tuple[int, ...] = ()
     procs_fds: tuple[int, ...] = ()
+    procs_paths: tuple[Path, ...] = ()  # the same files as procs_fds, by path
     drop_to: tuple[int, int] | None = None
     address_space: bool = True  # apply memory_mb as RLIMIT_AS
     nproc: int | None = None

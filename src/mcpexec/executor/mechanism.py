@@ -39,6 +39,7 @@ class ProcessTree(abc.ABC):
     from a ``CancelledError`` handler."""
 
     procs_fd: int | None = None  # passed to the child, which writes "0" to join the cgroup
+    procs_path: Path | None = None  # the same file, for the exec wrapper (limits.exec_wrapper)
 
     def __init__(self) -> None:
         self.pgid: int | None = None
@@ -96,7 +97,8 @@ class CgroupTree(ProcessTree):
         super().__init__()
         self.path = path
         path.mkdir(mode=0o755)
-        self.procs_fd = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        self.procs_path = path / "cgroup.procs"
+        self.procs_fd = os.open(self.procs_path, os.O_WRONLY | os.O_CLOEXEC)
 
     def terminate(self) -> None:
         self._killpg(signal.SIGTERM)

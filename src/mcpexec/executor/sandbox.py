@@ -561,6 +561,7 @@ class SandboxHooks(AttemptHooks):
             cwd=Path("/"),
             pass_fds=tuple(self.spawned.pass_fds),
             procs_fds=tuple(self.groups.procs_fds),
+            procs_paths=tuple(self.groups.procs_paths),
             drop_to=(ex.uid, ex.gid) if ex.root else None,
             address_space=not self.memcg,
             nproc=nproc,
