@@ -19,19 +19,21 @@ from mcpexec.store.sqlite import SqliteStore
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings) -> App:
+def build_app(settings: Settings, *, pidfd_watcher: bool = False) -> App:
     """An App on the SQLite store and the executor ``settings.sandbox`` selects (bwrap sandbox by
     default; see :mod:`mcpexec.executor.sandbox`) under ``settings.home``."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore(settings.db_path)
-    executor = build_executor(settings)
+    # pidfd_watcher: only for processes that run one event loop for life (serve, worker, mcp);
+    # see mcpexec.executor.subprocess.use_pidfd_child_watcher.
+    executor = build_executor(settings, pidfd_watcher=pidfd_watcher)
     return App(settings, store, executor, FileBlobStore(settings.artifacts_dir))
 
 
 def create_server_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
     """The ASGI app of ``mcpexec serve``: REST API, MCP at ``/mcp``, in-process workers and
     reaper."""
-    app = build_app(settings)
+    app = build_app(settings, pidfd_watcher=True)
     slots = settings.workers if workers is None else workers
     mcp_server, mcp_asgi = create_mcp_http(app, settings)
 

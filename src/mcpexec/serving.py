@@ -40,6 +40,10 @@ def run_server(
         # Long-lived SSE followers must not hold up a shutdown; runs get their own grace.
         timeout_graceful_shutdown=3,
         lifespan="on",
+        # The stdlib loop, not uvloop: with uvloop each run of `true` took 24 ms from start to
+        # finish instead of 7.5 ms (its subprocess spawn and exit notification are slower), which
+        # cost the engine two thirds of its throughput (docs/benchmarks.md).
+        loop="asyncio",
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these no-op
@@ -61,7 +65,7 @@ def run_worker(
 
 
 async def _worker_main(slots: int, settings: Settings) -> None:
-    app = build_app(settings)
+    app = build_app(settings, pidfd_watcher=True)
     await app.open()
     await app.start_background(workers=max(slots, 1))
     stop = asyncio.Event()

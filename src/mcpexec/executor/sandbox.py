@@ -348,6 +348,7 @@ class SandboxExecutor(SubprocessExecutor):
         task_path: str | None = None,
         keep_workdirs: bool = False,
         secrets: dict[str, str] | None = None,
+        pidfd_watcher: bool = False,
     ) -> None:
         super().__init__(
             work_root,
@@ -355,6 +356,7 @@ class SandboxExecutor(SubprocessExecutor):
             keep_workdirs=keep_workdirs,
             use_cgroups=True if config.strict else None,
             secrets=secrets,
+            pidfd_watcher=pidfd_watcher,
         )
         self.config = config
         self.root = os.geteuid() == 0
@@ -609,8 +611,9 @@ class SandboxHooks(AttemptHooks):
 # --- assembly ----------------------------------------------------------------------------------
 
 
-def build_executor(settings: Any) -> Executor:
-    """The executor ``settings.sandbox`` asks for (``settings``: a ``Settings``)."""
+def build_executor(settings: Any, *, pidfd_watcher: bool = False) -> Executor:
+    """The executor ``settings.sandbox`` asks for (``settings``: a ``Settings``).
+    ``pidfd_watcher``: for processes with one event loop (see ``use_pidfd_child_watcher``)."""
     try:
         secrets = load_secrets(settings.secrets, settings.secrets_file)
     except SecretsError as exc:
@@ -627,6 +630,7 @@ def build_executor(settings: Any) -> Executor:
             keep_workdirs=settings.keep_workdirs,
             secrets=secrets,
             loud=True,
+            pidfd_watcher=pidfd_watcher,
         )
     config = SandboxConfig(
         strict=settings.sandbox == "strict",
@@ -643,4 +647,5 @@ def build_executor(settings: Any) -> Executor:
         task_path=settings.task_path,
         keep_workdirs=settings.keep_workdirs,
         secrets=secrets,
+        pidfd_watcher=pidfd_watcher,
     )

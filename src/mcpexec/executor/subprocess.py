@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 from mcpexec.executor.attempt import Attempt
@@ -31,6 +33,28 @@ OWNER_FILE = "owner"
 log = logging.getLogger(__name__)
 
 
+def use_pidfd_child_watcher() -> None:
+    """Make asyncio learn of child exits through pidfds (Python 3.11 on Linux >= 5.3).
+
+    3.11's default ``ThreadedChildWatcher`` starts one thread per child to block in ``waitpid``:
+    measured here, spawning ``true`` at concurrency 4 went from 570-850 to 880-1180 per second with
+    pidfds. In 3.11 that watcher is attached to one running loop, so only a process that runs one
+    loop for its whole life (``serve``, ``worker``, ``mcp``) should opt in: see
+    ``SubprocessExecutor(pidfd_watcher=True)``. 3.12+ uses pidfds by itself.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # kernel without pidfd_open: keep the default watcher
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        asyncio.set_child_watcher(watcher)
+        watcher.attach_loop(asyncio.get_running_loop())
+
+
 class SubprocessExecutor(Executor):
     """Runs each attempt as a local process tree. ``isolation`` is ``"process+cgroup"`` or
     ``"process+environ"`` after :meth:`start`, naming the tree-kill mechanism in use.
@@ -50,8 +74,10 @@ class SubprocessExecutor(Executor):
         use_cgroups: bool | None = None,
         secrets: dict[str, str] | None = None,
         loud: bool = False,
+        pidfd_watcher: bool = False,
     ) -> None:
         self.work_root = Path(work_root)
+        self.pidfd_watcher = pidfd_watcher  # see use_pidfd_child_watcher
         self.loud = loud  # MCPEXEC_SANDBOX=none: say so on every run
         self.secrets = dict(secrets or {})
         self.task_path = task_path
@@ -103,6 +129,8 @@ class SubprocessExecutor(Executor):
     async def start(self) -> None:
         if self.mechanism is not None:
             return
+        if self.pidfd_watcher:
+            use_pidfd_child_watcher()
         self.work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         mechanism = choose_mechanism(self.instance_id, self.use_cgroups)
         try:

@@ -29,7 +29,7 @@ def run_stdio(settings: Settings, *, workers: int, log_level: str = "warning") -
 
 
 async def _serve(settings: Settings, workers: int) -> None:
-    app = build_app(settings)
+    app = build_app(settings, pidfd_watcher=True)
     await app.open()
     server = build_mcp_server(app, local=True)
     try:
