@@ -133,6 +133,9 @@ async def raw_ceiling(n: int, concurrency: int, timeout_s: float) -> float:
 # --- the server ---------------------------------------------------------------------------------
 
 
+SANDBOX = os.environ.get("MCPEXEC_SANDBOX", "none")
+
+
 class Serve:
     """A live ``mcpexec serve`` on a loopback port with its own temporary home."""
 
@@ -161,6 +164,9 @@ class Serve:
             "PATH": os.environ.get("PATH", os.defpath),
             "HOME": str(self.home),
             "MCPEXEC_HOME": str(self.home),
+            # The engine against a bare spawn: no sandbox by default (bench_sandbox.py measures
+            # what bwrap adds). MCPEXEC_SANDBOX=default benchmarks the engine sandboxed.
+            "MCPEXEC_SANDBOX": SANDBOX,
         }
         if "PYTHONPATH" in os.environ:  # benchmark another checkout with the same venv
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -502,7 +508,8 @@ def report(r: dict[str, Any]) -> str:
         f"mcpexec engine benchmark — {platform.node()} · {os.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · {datetime.now().astimezone():%Y-%m-%d %H:%M}",
         f"N={cfg['n']} (raw N={cfg['raw_n']}, C={cfg['concurrency']}), serve --workers "
-        f"{cfg['workers']}, {cfg['submitters']} HTTP submitters, {cfg['latency_n']} idle runs",
+        f"{cfg['workers']}, {cfg['submitters']} HTTP submitters, {cfg['latency_n']} idle runs, "
+        f"MCPEXEC_SANDBOX={SANDBOX}",
         "",
         line(header),
         line(tuple("-" * w for w in widths)),
