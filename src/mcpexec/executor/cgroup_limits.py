@@ -19,7 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcpexec.executor.tree import CGROUP_DIR, POLL_S, owner_alive, parse_instance_id
+from mcpexec.executor.tree import (
+    CGROUP_DIR,
+    POLL_S,
+    owner_alive,
+    parse_instance_id,
+    remove_cgroup,
+)
 
 V1_ROOT = Path("/sys/fs/cgroup")
 MIB = 1024 * 1024
@@ -71,22 +77,13 @@ def _write(path: Path, value: str) -> None:
 
 
 def _rmdir_tree(path: Path, timeout: float = 0.5) -> bool:
+    """``remove_cgroup``, retried while the last members are still leaving (bounded)."""
     deadline = time.monotonic() + timeout
-    while True:
-        for root, dirs, _ in os.walk(path, topdown=False):
-            for name in dirs:
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.join(root, name))
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_S)
-        else:
-            return True
+    while not remove_cgroup(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
 def _v1_kill_members(path: Path) -> None:
