@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +366,20 @@ def _alive(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as stat:
         status = stat.read().split()[2]
     return status != "Z"
+
+
+async def test_submit_run_with_retry_and_run_at(server: McpexecServer) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    body = {
+        "shell": "exit 3",
+        "retry": {"max_attempts": 2, "delay_s": 0},
+        "run_at": later,
+        "priority": 5,
+    }
+    async with Client(server) as client:
+        run_id = structured(await client.call_tool("submit_run", body))["run_id"]
+        run = structured(await client.call_tool("get_run", {"run_id": run_id}))
+    assert run["status"] == "pending"
+    assert run["max_attempts"] == 2
+    assert run["priority"] == 5
+    assert datetime.fromisoformat(run["run_at"]) == datetime.fromisoformat(later)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +33,7 @@ from mcpexec.mcp_server.views import (
     RunList,
     SubmitResult,
 )
-from mcpexec.models import InputFile, Limits, RunFilter, RunStatus, Script, Stream
+from mcpexec.models import InputFile, Limits, RetryPolicy, RunFilter, RunStatus, Script, Stream
 
 MAX_GET_WAIT_S = 60.0
 MAX_LOG_READ = 1024 * 1024
@@ -55,6 +56,10 @@ Timeout = Annotated[
 Labels = Annotated[dict[str, str] | None, Field(description="labels to filter runs by later")]
 Network = Annotated[
     bool, Field(description="network access for the run (off by default; never in strict mode)")
+]
+Retry = Annotated[
+    RetryPolicy | None,
+    Field(description="retry policy: {max_attempts, backoff, delay_s, max_delay_s, retry_on}"),
 ]
 Secrets = Annotated[
     list[str] | None,
@@ -85,6 +90,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         limits: Limits | None = None,
         network: Network = False,
         secrets: Secrets = None,
+        retry: Retry = None,
         labels: Labels = None,
         idempotency_key: IdemKey = None,
         tail_bytes: Annotated[
@@ -93,7 +99,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
     ) -> ExecuteResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
-        spec.update(network=network, secrets=secrets)
+        spec.update(network=network, secrets=secrets, retry=retry)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
         with tool_errors():
@@ -126,13 +132,17 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         limits: Limits | None = None,
         network: Network = False,
         secrets: Secrets = None,
+        retry: Retry = None,
         labels: Labels = None,
         priority: Annotated[int, Field(ge=-100, le=100, description="higher runs first")] = 0,
+        run_at: Annotated[
+            datetime | None, Field(description="start no sooner than this ISO 8601 time")
+        ] = None,
         idempotency_key: IdemKey = None,
     ) -> SubmitResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
-        spec.update(network=network, secrets=secrets)
+        spec.update(network=network, secrets=secrets, retry=retry, run_at=run_at)
         spec.update(priority=priority)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
