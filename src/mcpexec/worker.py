@@ -176,7 +176,14 @@ class Worker:
                 continue
             now = utcnow()
             lease = now + timedelta(seconds=self.settings.lease_s)
-            claims = await self.store.claim(self.id, free, now, lease)
+            try:
+                claims = await self.store.claim(self.id, free, now, lease)
+            except Exception:
+                # A store that is briefly busy or unavailable must not end the worker: nothing
+                # was claimed (the claim is one transaction), so try again after a poll.
+                log.exception("claim failed; retrying")
+                await self.events.wait_for_work(self.settings.poll_s)
+                continue
             for claim in claims:
                 self._start(claim)
             if not claims:
@@ -211,7 +218,15 @@ class Worker:
                 run.id, claim.attempt, run.spec, effective_limits(run.spec, self.settings)
             )
             sink = _AttemptSink(self, claim, lost)
-            result = await self.executor.execute(request, sink, held.cancel)
+            try:
+                result = await self.executor.execute(request, sink, held.cancel)
+            except Exception as exc:
+                # The executor promises not to raise for anything the task does; if it still
+                # does (a bug, a full disk), report the attempt now instead of letting the lease
+                # run out. Its process tree is already dead (the executor's own cleanup).
+                log.exception("run %s attempt %d: executor error", run.id, claim.attempt)
+                failure = Failure(kind=FailureKind.SPAWN_ERROR, message=f"executor error: {exc}")
+                result = ExecResult(succeeded=False, failure=failure)
             await self._report(claim, result, shutdown=held.shutdown)
         finally:
             lost_watch.cancel()

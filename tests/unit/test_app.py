@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mcpexec.app import App, Principal
-from mcpexec.errors import Forbidden, RunNotFound, Unauthorized
+from mcpexec.errors import Forbidden, RunNotFound, StoreError, Unauthorized
+from mcpexec.executor.base import ExecResult
 from mcpexec.executor.fake import FakeExecutor
 from mcpexec.models import RunFilter, RunRequest, RunStatus, Stream
 from mcpexec.settings import Settings
@@ -135,5 +137,52 @@ async def test_retention_purge_removes_runs_logs_and_artifacts(tmp_path: Path) -
             await app.get(run.id, ADMIN)
         assert not (tmp_path / "artifacts" / run.id).exists()
         assert (await app.get(pending.id, ADMIN)).status == RunStatus.PENDING
+    finally:
+        await app.close()
+
+
+async def test_executor_error_fails_the_attempt_at_once(tmp_path: Path) -> None:
+    async def broken(*_: object) -> ExecResult:
+        raise OSError(28, "No space left on device")
+
+    settings = Settings(home=tmp_path, poll_s=0.05)
+    app = App(settings, MemoryStore(), FakeExecutor(broken), FileBlobStore(tmp_path / "a"))
+    await app.open()
+    await app.start_background(workers=1, reaper=False)
+    try:
+        run, _ = await app.submit(req(command=["echo"]), ADMIN)
+        done = await app.wait(run.id, ADMIN, 5)
+        assert done.status == RunStatus.FAILED
+        assert done.failure is not None
+        assert done.failure.kind == "spawn_error"
+        assert "No space left" in done.failure.message
+    finally:
+        await app.close()
+
+
+class FlakyClaimStore(MemoryStore):
+    """Fails the first claims, as a locked database would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("SQLite: database is locked")
+        return await super().claim(*args, **kwargs)
+
+
+async def test_worker_survives_failing_claims(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, poll_s=0.05)
+    store = FlakyClaimStore(failures=3)
+    app = App(settings, store, FakeExecutor(), FileBlobStore(tmp_path / "a"))
+    await app.open()
+    await app.start_background(workers=1, reaper=False)
+    try:
+        run, _ = await app.submit(req(command=["echo", "ok"]), ADMIN)
+        assert (await app.wait(run.id, ADMIN, 5)).status == RunStatus.COMPLETED
+        assert store.failures == 0
     finally:
         await app.close()
