@@ -13,6 +13,7 @@ import pytest
 from mcp import Client
 from mcp import types as mt
 from mcp.client.streamable_http import streamable_http_client
+from subscribe_flow import Updates, subscribe_and_follow
 
 from acceptance.conftest import Server, make_server
 
@@ -40,7 +41,11 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def mcp_client(
-    server: Server, mode: str, token: str | None = None, statuses: list[int] | None = None
+    server: Server,
+    mode: str,
+    token: str | None = None,
+    statuses: list[int] | None = None,
+    message_handler: Any = None,
 ) -> Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -54,7 +59,12 @@ def mcp_client(
         event_hooks={"response": [record]},
     )
     transport = streamable_http_client(f"{server.url}/mcp", http_client=http)
-    return Client(transport, mode=mode, read_timeout_seconds=60)  # type: ignore[arg-type]
+    return Client(
+        transport,
+        mode=mode,  # type: ignore[arg-type]
+        read_timeout_seconds=60,
+        message_handler=message_handler,
+    )
 
 
 def data(result: mt.CallToolResult) -> dict[str, Any]:
@@ -143,3 +153,19 @@ def test_extra_allowed_hosts_come_from_settings(tmp_path: Path) -> None:
 def test_rest_api_still_answers_beside_mcp(serve: Server) -> None:
     assert httpx.get(f"{serve.url}/health").status_code == 200
     assert httpx.get(f"{serve.url}/api/v1/runs").status_code == 401
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_legacy_session_subscribes_to_a_runs_logs(tmp_path: Path) -> None:
+    """resources/subscribe over a real serve's Streamable HTTP session: updates arrive on the
+    session's GET stream as output arrives and when the run finishes; unsubscribing stops them.
+    The runs execute unsandboxed so that they see the test's gate files."""
+    srv = make_server(tmp_path, workers=1, MCPEXEC_SANDBOX="none")
+    srv.start()
+    try:
+        updates = Updates()
+        async with mcp_client(srv, "legacy", srv.token, message_handler=updates) as client:
+            assert client.protocol_version == "2025-11-25"
+            await subscribe_and_follow(client, updates, tmp_path / "gates")
+    finally:
+        srv.stop()

@@ -13,6 +13,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp import types as mt
+from subscribe_flow import Updates, subscribe_and_follow
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +135,17 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_legacy_session_subscribes_over_stdio(tmp_path: Path) -> None:
+    """resources/subscribe in a 2025-11-25 stdio session (runs unsandboxed, to see the gates)."""
+    server = params(tmp_path / "home")
+    assert server.env is not None
+    server.env["MCPEXEC_SANDBOX"] = "none"
+    updates = Updates()
+    async with Client(
+        server, mode="legacy", read_timeout_seconds=60, message_handler=updates
+    ) as client:
+        assert client.protocol_version == "2025-11-25"
+        await subscribe_and_follow(client, updates, tmp_path / "gates")

@@ -17,7 +17,7 @@ from mcpexec import __version__
 from mcpexec.app import App
 from mcpexec.mcp_server.auth import AppTokenVerifier
 from mcpexec.mcp_server.common import Deps
-from mcpexec.mcp_server.resources import RunWatcher, register_resources
+from mcpexec.mcp_server.resources import LegacySubscriptions, RunWatcher, register_resources
 from mcpexec.mcp_server.tasks_ext import TasksExtension
 from mcpexec.mcp_server.tools import register_tools
 
@@ -29,9 +29,11 @@ INSTRUCTIONS = (
 
 
 class McpexecServer(MCPServer[Any]):
-    """An ``MCPServer`` that also owns the watcher behind resource update notifications."""
+    """An ``MCPServer`` that also owns the watcher behind resource update notifications and
+    the ``resources/subscribe`` sessions of 2025-11-25 clients."""
 
     watcher: RunWatcher
+    legacy_subscriptions: LegacySubscriptions
 
 
 def build_mcp_server(
@@ -74,6 +76,8 @@ def build_mcp_server(
         **auth,
     )
     server.watcher = watcher
+    server.legacy_subscriptions = LegacySubscriptions(deps, bus)
     register_tools(server, deps)
     register_resources(server, deps)
+    server.legacy_subscriptions.register(server)
     return server
