@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mcpexec.executor.base import ExecRequest, Executor
-from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor, SandboxUnavailable, probe
+from mcpexec.executor.probe import SandboxUnavailable, probe
+from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor
 from mcpexec.executor.subprocess import SubprocessExecutor
 from mcpexec.models import ExecSpec, Progress, Stream
 from mcpexec.settings import Settings

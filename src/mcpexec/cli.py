@@ -57,7 +57,7 @@ def main(ctx: click.Context, url: str | None, token: str | None) -> None:
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
 def doctor(home: Path | None) -> None:
     """Check the sandbox layers this host offers and the mode serve would run in."""
-    from mcpexec.executor.sandbox import doctor_report
+    from mcpexec.executor.probe import doctor_report
     from mcpexec.settings import load_settings
 
     settings = load_settings(home=home)

@@ -19,7 +19,8 @@ import pytest
 
 from mcpexec.executor.base import ExecRequest, ExecResult
 from mcpexec.executor.cgroup_limits import LimitGroups
-from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor, SandboxUnavailable, probe
+from mcpexec.executor.probe import SandboxUnavailable, probe
+from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor
 from mcpexec.executor.tree import INSTANCE_VAR, pids_with_env
 from mcpexec.models import ExecSpec, Progress, Stream
 from mcpexec.settings import Settings

@@ -720,7 +720,8 @@ async def test_19_timeout_and_cancel_while_output_flows(sandbox: SandboxExecutor
 async def test_20_without_bwrap_default_and_strict_refuse_clearly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mcpexec.executor.sandbox import SandboxConfig, SandboxUnavailable
+    from mcpexec.executor.probe import SandboxUnavailable
+    from mcpexec.executor.sandbox import SandboxConfig
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
     for strict in (False, True):

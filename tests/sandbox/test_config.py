@@ -14,15 +14,12 @@ import pytest
 from conftest import NO_BWRAP, ROOT, execute
 from mcpexec.app import App
 from mcpexec.errors import InvalidRequest
+from mcpexec.executor import probe as probe_mod
 from mcpexec.executor import sandbox as sandbox_mod
 from mcpexec.executor.fake import FakeExecutor
+from mcpexec.executor.probe import SandboxUnavailable
 from mcpexec.executor.redact import Redactor, SecretsError, load_secrets_file
-from mcpexec.executor.sandbox import (
-    SandboxConfig,
-    SandboxExecutor,
-    SandboxUnavailable,
-    build_executor,
-)
+from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor, build_executor
 from mcpexec.executor.subprocess import SubprocessExecutor
 from mcpexec.models import ExecSpec, RunRequest, Stream
 from mcpexec.settings import Settings
@@ -181,7 +178,7 @@ async def test_strict_refuses_to_start_when_a_layer_is_missing(
 
 @pytest.mark.skipif(bool(NO_BWRAP), reason=f"bwrap unusable: {NO_BWRAP}")
 async def test_strict_runs_where_everything_is_available(tmp_path: Path) -> None:
-    p = sandbox_mod.probe("strict")
+    p = probe_mod.probe("strict")
     if p.missing_for_strict:
         pytest.skip(f"strict mode cannot run here: {p.missing_for_strict}")
     work = Path("/tmp/mcpexec-sandbox") if ROOT else tmp_path / "work"
