@@ -8,7 +8,8 @@ One run measures, in this order:
 (c) latency at idle: sequential submit + long-poll, submit→start and submit→completed;
 (b) end to end throughput: N runs of ``true`` submitted over HTTP by a few concurrent submitters
     to a live ``mcpexec serve --workers 4``, timed from the first submit until all completed;
-(e) serve's CPU per run over (b) (its own utime+stime; its children's is reported apart);
+(e) serve's CPU per run over (b) (utime+stime of serve and of its helper processes, the spawn
+    helper and the watchdog; the runs' own, their reaped children's, is reported apart);
 (d2) serve's RSS after the total run count (default 5,000) is reached.
 
 Usage::
@@ -16,6 +17,11 @@ Usage::
     .venv/bin/python bench/bench_engine.py            # the full run (about a minute or two)
     .venv/bin/python bench/bench_engine.py --quick    # a smoke run (seconds)
     .venv/bin/python bench/bench_engine.py --n 4000 --json out.json
+    # the same phases for each variant of serve's settings (or checkout, PYTHONPATH=.../src),
+    # one serve after the other, the ceiling measured before, between and after them; each
+    # variant compared with the first:
+    .venv/bin/python bench/bench_engine.py --variant off:MCPEXEC_SPAWN_HELPER=0 \
+        --variant on:MCPEXEC_SPAWN_HELPER=1
 
 Only loopback traffic. serve runs with a fresh temporary ``MCPEXEC_HOME`` and is killed at the end,
 whatever happens; every wait is bounded.
@@ -88,8 +94,42 @@ class CpuTimes:
         utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
         return cls((utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK)
 
+    def __add__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.own + other.own, self.children + other.children)
+
     def __sub__(self, other: CpuTimes) -> CpuTimes:
         return CpuTimes(self.own - other.own, self.children - other.children)
+
+
+#: serve's long-lived helper processes, by the file their interpreter runs: their CPU is serve's
+#: (the issue counts "all its threads and helper processes"); their reaped children's is the runs'.
+HELPER_SCRIPTS = (b"spawn_helper.py", b"watchdog.py")
+
+
+def helper_pids(serve_pid: int) -> list[int]:
+    """serve's direct children that are its helpers (spawn helper, watchdog)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{name}/stat").read_bytes()
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(raw[raw.rfind(b")") + 2 :].split()[1])
+        if ppid == serve_pid and any(a.endswith(HELPER_SCRIPTS) for a in cmdline):
+            found.append(int(name))
+    return found
+
+
+def serve_cpu(serve_pid: int, helpers: list[int]) -> CpuTimes:
+    """serve's own CPU plus its helpers'; children: serve's and the helpers' reaped children."""
+    total = CpuTimes.of(serve_pid)
+    for pid in helpers:
+        with contextlib.suppress(OSError):
+            total = total + CpuTimes.of(pid)
+    return total
 
 
 def self_cpu_s() -> float:
@@ -139,8 +179,11 @@ SANDBOX = os.environ.get("MCPEXEC_SANDBOX", "none")
 class Serve:
     """A live ``mcpexec serve`` on a loopback port with its own temporary home."""
 
-    def __init__(self, workers: int, keep_home: bool = False) -> None:
+    def __init__(
+        self, workers: int, keep_home: bool = False, settings: dict[str, str] | None = None
+    ) -> None:
         self.workers = workers
+        self.settings = dict(settings or {})  # MCPEXEC_* (and PYTHONPATH) of this variant
         self.keep_home = keep_home
         self.home = Path(tempfile.mkdtemp(prefix="mcpexec-bench-"))
         self.port = free_port()
@@ -170,6 +213,7 @@ class Serve:
         }
         if "PYTHONPATH" in os.environ:  # benchmark another checkout with the same venv
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        env.update(self.settings)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [MCPEXEC, "serve", "--port", str(self.port), "--workers", str(self.workers)],
@@ -349,16 +393,58 @@ class Config:
     timeout_s: float
 
 
-async def bench(cfg: Config, keep_home: bool) -> dict[str, Any]:
-    results: dict[str, Any] = {"config": asdict(cfg)}
-    # Measured before serve starts and again after it stopped: on a shared machine the ceiling
-    # itself drifts, and the ratio should not hinge on one sample of it.
-    raw_before = await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)
+@dataclass(frozen=True)
+class Variant:
+    """A name and the settings (``MCPEXEC_*`` variables) serve gets for it; ``PYTHONPATH``
+    runs another checkout's ``src`` (e.g. the tree before a change) in the same benchmark."""
 
-    serve = Serve(cfg.workers, keep_home)
+    name: str
+    settings: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        name, _, rest = text.partition(":")
+        settings = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or not (key.startswith("MCPEXEC_") or key == "PYTHONPATH"):
+                raise argparse.ArgumentTypeError(
+                    f"{item!r}: expected MCPEXEC_NAME=value or PYTHONPATH=dir"
+                )
+            settings[key] = value
+        return cls(name or "default", settings)
+
+    def describe(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.settings.items()) or "(defaults)"
+
+
+async def bench(cfg: Config, keep_home: bool, variants: list[Variant]) -> list[dict[str, Any]]:
+    """Each variant against its own serve; the raw ceiling before, between and after them (on a
+    shared machine the ceiling itself drifts: a variant's ratio uses the two around it)."""
+    ceilings = [await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)]
+    out = []
+    for variant in variants:
+        results: dict[str, Any] = {"config": asdict(cfg), "variant": asdict(variant)}
+        results.update(await _one_serve(cfg, keep_home, variant))
+        ceilings.append(await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s))
+        before, after = ceilings[-2:]
+        raw = (before + after) / 2
+        results["raw_runs_per_s"] = raw
+        results["raw_runs_per_s_before_after"] = [before, after]
+        results["ratio"] = results["serve_runs_per_s"] / raw
+        out.append(results)
+    return out
+
+
+async def _one_serve(cfg: Config, keep_home: bool, variant: Variant) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    serve = Serve(cfg.workers, keep_home, variant.settings)
     try:
         serve.start()
-        print(f"serve pid {serve.pid} on {serve.url}, home {serve.home}", file=sys.stderr)
+        print(
+            f"[{variant.name}] serve pid {serve.pid} on {serve.url}, home {serve.home}",
+            file=sys.stderr,
+        )
         results["serve_home"] = str(serve.home) if keep_home else None
         api = Api(serve, connections=cfg.submitters + 2)
         try:
@@ -366,18 +452,15 @@ async def bench(cfg: Config, keep_home: bool) -> dict[str, Any]:
         finally:
             await api.close()
         results["serve_log_errors"] = [
-            line for line in serve.log_tail(400).splitlines() if " ERROR " in line
+            line
+            for line in serve.log_tail(400).splitlines()
+            if " ERROR " in line and "NO SANDBOX" not in line  # logged for every run, on purpose
         ][:5]
     except BaseException:
         print(f"serve log (tail):\n{serve.log_tail()}", file=sys.stderr)
         raise
     finally:
         serve.stop()
-    raw_after = await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)
-    raw = (raw_before + raw_after) / 2
-    results["raw_runs_per_s"] = raw
-    results["raw_runs_per_s_before_after"] = [raw_before, raw_after]
-    results["ratio"] = results["serve_runs_per_s"] / raw
     return results
 
 
@@ -397,9 +480,11 @@ async def _against_serve(cfg: Config, serve: Serve, api: Api) -> dict[str, Any]:
     total += latency.n
     out["latency"] = latency.summary()
 
-    cpu0, client0 = CpuTimes.of(serve.pid), self_cpu_s()
+    helpers = helper_pids(serve.pid)
+    cpu0, client0 = serve_cpu(serve.pid, helpers), self_cpu_s()
     batch = await submit_and_drain(api, cfg.n, cfg.submitters, cfg.timeout_s)
-    cpu, client_cpu = CpuTimes.of(serve.pid) - cpu0, self_cpu_s() - client0
+    cpu, client_cpu = serve_cpu(serve.pid, helpers) - cpu0, self_cpu_s() - client0
+    out["helper_processes"] = len(helpers)
     total += batch.n
     out["serve_runs_per_s"] = batch.runs_per_s
     out["throughput"] = asdict(batch)
@@ -432,6 +517,7 @@ def _verdict(ok: bool, goal: bool | None = None) -> str:
 
 def report(r: dict[str, Any]) -> str:
     cfg = r["config"]
+    variant = Variant(**r["variant"])
     lat = r["latency"]
     start, done, rt = (
         lat["submit_to_start_ms"],
@@ -487,7 +573,7 @@ def report(r: dict[str, Any]) -> str:
             _verdict(growth <= TARGET_RSS_GROWTH_MB),
         ),
         (
-            "(e) serve CPU per run (own threads)",
+            f"(e) serve CPU per run (+{r.get('helper_processes', 0)} helper proc.)",
             f"{cpu:.2f} ms",
             f"<= {TARGET_CPU_MS:g} ms",
             _verdict(cpu <= TARGET_CPU_MS),
@@ -510,6 +596,7 @@ def report(r: dict[str, Any]) -> str:
         f"N={cfg['n']} (raw N={cfg['raw_n']}, C={cfg['concurrency']}), serve --workers "
         f"{cfg['workers']}, {cfg['submitters']} HTTP submitters, {cfg['latency_n']} idle runs, "
         f"MCPEXEC_SANDBOX={SANDBOX}",
+        f"variant {variant.name}: {variant.describe()}",
         "",
         line(header),
         line(tuple("-" * w for w in widths)),
@@ -520,6 +607,27 @@ def report(r: dict[str, Any]) -> str:
     ]
     if r["serve_log_errors"]:
         lines.append("serve logged errors: " + " | ".join(r["serve_log_errors"]))
+    return "\n".join(lines)
+
+
+def compare(runs: list[dict[str, Any]]) -> str:
+    """One line per variant, each against the first (the baseline of the same run)."""
+    base = runs[0]
+    w = max(12, *(len(r["variant"]["name"]) for r in runs))
+    header = (
+        f"{'variant':<{w}} {'runs/s':>7} {'ratio b/a':>9} {'vs ' + base['variant']['name']:>10} "
+        f"{'CPU ms/run':>10} {'vs':>6} {'start p50':>9} {'done p50':>9}"
+    )
+    lines = ["comparison (each variant's ratio against the ceiling measured around it):", header]
+    for r in runs:
+        lat = r["latency"]
+        lines.append(
+            f"{r['variant']['name']:<{w}} {r['serve_runs_per_s']:>7.0f} {r['ratio']:>9.2f} "
+            f"{r['ratio'] / base['ratio']:>9.2f}x {r['cpu_ms_per_run']:>10.2f} "
+            f"{r['cpu_ms_per_run'] / base['cpu_ms_per_run']:>5.2f}x "
+            f"{lat['submit_to_start_ms']['p50']:>7.2f}ms "
+            f"{lat['submit_to_completed_ms']['p50']:>7.2f}ms"
+        )
     return "\n".join(lines)
 
 
@@ -536,6 +644,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on each phase (s)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-home", action="store_true", help="keep serve's temporary home")
+    parser.add_argument(
+        "--variant",
+        type=Variant.parse,
+        action="append",
+        metavar="NAME:MCPEXEC_X=V[,...]",
+        help="run the phases against a serve with these settings (repeatable; the first is the "
+        "baseline of the comparison)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.latency_n, args.rss_early, args.rss_total = 300, 50, 100, 600
@@ -550,10 +666,14 @@ def main(argv: list[str] | None = None) -> int:
         rss_total=max(args.rss_total, args.rss_early + args.latency_n + args.n),
         timeout_s=args.timeout,
     )
-    results = asyncio.run(bench(cfg, args.keep_home))
-    print(report(results))
+    variants = args.variant or [Variant("default", {})]
+    runs = asyncio.run(bench(cfg, args.keep_home, variants))
+    print("\n\n".join(report(r) for r in runs))
+    if len(runs) > 1:
+        print()
+        print(compare(runs))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        args.json.write_text(json.dumps(runs, indent=2, default=str) + "\n")
     return 0
 
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -21,6 +20,7 @@ import httpx
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from timing import timed
 
 MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
 GOAL_MS = 5.0
@@ -31,17 +31,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
-    for _ in range(min(20, n)):  # warm-up
-        await call()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 def report(name: str, samples: list[float], rest_p50: float | None) -> float:
@@ -80,15 +69,19 @@ async def measure(url: str, home: Path, n: int) -> None:
         print(f"get_run round trip, {n} calls each, idle server\n")
         rest_p50 = report(
             "REST GET /api/v1/runs/{id}",
-            await timed(lambda: rest.get(f"/api/v1/runs/{run_id}"), n),
+            await timed(lambda: rest.get(f"/api/v1/runs/{run_id}"), n, warmup=20),
             None,
         )
     args = {"run_id": run_id}
     for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
         http = httpx2.AsyncClient(headers=auth)
         transport = streamable_http_client(f"{url}/mcp", http_client=http)
-        async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
-            samples = await timed(lambda c=client: c.call_tool("get_run", args), n)
+        async with Client(transport, mode=mode) as client:
+
+            async def get_run(c: Client = client) -> object:
+                return await c.call_tool("get_run", args)
+
+            samples = await timed(get_run, n, warmup=20)
         report(label, samples, rest_p50)
     stdio = StdioServerParameters(
         command=MCPEXEC,
@@ -97,7 +90,7 @@ async def measure(url: str, home: Path, n: int) -> None:
     )
     async with Client(stdio) as client:
         version = client.protocol_version
-        samples = await timed(lambda: client.call_tool("get_run", args), n)
+        samples = await timed(lambda: client.call_tool("get_run", args), n, warmup=20)
     report(f"MCP stdio ({version})", samples, rest_p50)
 
 

@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
+from mcpexec.errors import SandboxUnavailable
 from mcpexec.executor.base import ExecRequest, Executor
-from mcpexec.executor.probe import SandboxUnavailable, probe
+from mcpexec.executor.probe import probe
 from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor
 from mcpexec.executor.subprocess import SubprocessExecutor
 from mcpexec.models import ExecSpec, Progress, Stream
@@ -62,14 +63,14 @@ async def main() -> None:  # noqa: PLR0912 - one linear script
     tmp = Path(tempfile.mkdtemp(prefix="mcpexec-bench-"))
     root = os.geteuid() == 0
     work = Path("/tmp/mcpexec-sandbox") if root else tmp / "work"
-    settings = Settings(home=tmp, task_path="/usr/bin:/bin")
+    settings = Settings(home=tmp, run_path="/usr/bin:/bin")
     executors: dict[str, Executor] = {
-        "none": SubprocessExecutor(tmp / "plain", task_path="/usr/bin:/bin")
+        "none": SubprocessExecutor(tmp / "plain", run_path="/usr/bin:/bin")
     }
-    executors["default"] = SandboxExecutor(work, SandboxConfig(), task_path="/usr/bin:/bin")
+    executors["default"] = SandboxExecutor(work, SandboxConfig(), run_path="/usr/bin:/bin")
     if not probe("strict").missing_for_strict:
         executors["strict"] = SandboxExecutor(
-            work, SandboxConfig(strict=True), task_path="/usr/bin:/bin"
+            work, SandboxConfig(strict=True), run_path="/usr/bin:/bin"
         )
     started: dict[str, Executor] = {}
     try:

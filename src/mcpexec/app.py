@@ -8,16 +8,24 @@ reaper (``start_background``).
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import dataclasses
 import logging
 import os
-import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcpexec.errors import ArtifactNotFound, Forbidden, InvalidRequest, RunNotFound, Unauthorized
+from mcpexec.definitions import TaskOps, rerun_request
+from mcpexec.errors import (
+    ArtifactNotFound,
+    Forbidden,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotFound,
+    RunNotFound,
+    StorageQuotaExceeded,
+)
 from mcpexec.events import EventHub
 from mcpexec.executor.base import Executor
 from mcpexec.models import (
@@ -33,15 +41,34 @@ from mcpexec.models import (
     Stream,
     utcnow,
 )
-from mcpexec.reaper import Reaper
+from mcpexec.reaper import Reaper, ReaperOptions
+from mcpexec.schedule_ops import ScheduleOps
+from mcpexec.scheduler import Scheduler
 from mcpexec.settings import Settings
 from mcpexec.store.base import NewRun, Stats, Store, TokenRecord, WorkerInfo
 from mcpexec.store.blobs import BlobStore
-from mcpexec.worker import Worker
+from mcpexec.tenancy import (
+    RESERVED_LABEL_PREFIX,
+    Action,
+    Actor,
+    Decision,
+    Scope,
+    decide,
+    hash_token,
+    scope_of,
+)
+from mcpexec.tenant_ops import TenantOps
+from mcpexec.tools_service import ToolRunExecutor, ToolsService
+from mcpexec.worker import Worker, WorkerOptions
+
+# Stats, TokenRecord and WorkerInfo are what App methods return: re-exported so that adapters
+# can name them without importing the store (the layer check forbids that).
+__all__ = ["App", "Principal", "Stats", "TokenRecord", "WorkerInfo", "WorkerSlots", "hash_token"]
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 300.0
+MIB = 1024 * 1024
 #: How often a waiter re-reads the store when no in-process event arrives (another process may
 #: be running the run).
 POLL_S = 0.5
@@ -49,20 +76,32 @@ POLL_S = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who is calling: the principal a token authenticates (its role and tenant)."""
+
     token_id: str
     name: str
     role: str
     tenant: str
+    #: The principal's id (a run's owner); tokens stored before issue 10 are their own.
+    principal_id: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.principal_id or self.token_id
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def actor(self) -> Actor:
+        return Actor(id=self.id, role=self.role, tenant=self.tenant)
 
-def hash_token(token: str) -> str:
-    # Tokens are 256-bit random strings, so a fast unsalted hash is enough: there is nothing to
-    # brute-force, and lookups by hash stay O(1).
-    return hashlib.sha256(token.encode()).hexdigest()
+
+@dataclass(frozen=True, slots=True)
+class WorkerSlots:
+    total: int
+    busy: int
 
 
 class App:
@@ -76,33 +115,87 @@ class App:
         self.events = EventHub()
         self.workers: list[Worker] = []
         self._background: list[asyncio.Task[None]] = []
+        # Task definitions and schedules (issue 11): definitions.py, schedule_ops.py.
+        self.tasks = TaskOps(self)
+        self.schedules = ScheduleOps(self)
+        self.scheduler = Scheduler(self)
+        # Tenants, tokens, quotas and the audit log (issue 10): tenant_ops.py.
+        self.tenancy = TenantOps(self)
+        # Tools of downstream MCP servers and fs (issue 14): tools_service.py.
+        self.tools = ToolsService(settings)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shutting_down = False
 
     @property
     def isolation(self) -> str:
         """The isolation this process applies to runs (reported by /health and at start)."""
         return self.executor.isolation
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    async def open(self) -> None:
-        await self.store.open()
+    def worker_slots(self) -> WorkerSlots:
+        """Worker slots in this process and how many are busy (``/health``, ``/metrics``)."""
+        return WorkerSlots(
+            total=sum(w.concurrency for w in self.workers),
+            busy=sum(w.running for w in self.workers),
+        )
 
-    async def start_background(self, *, workers: int, reaper: bool = True) -> None:
-        """Start ``workers`` worker slots (one Worker) and the reaper in this process."""
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def open(self, *, gateway: bool = True) -> None:
+        """Open the store and, with ``gateway`` and a gateway configured (``mcp_config``,
+        ``sandbox_directory``), start the gateway (its eager servers start now)."""
+        self._loop = asyncio.get_running_loop()
+        await self.store.open()
+        if gateway:
+            await self.tools.start()
+
+    @property
+    def shutting_down(self) -> bool:
+        """``begin_shutdown`` was called: waiters return what they have instead of waiting."""
+        return self._shutting_down
+
+    def begin_shutdown(self) -> None:
+        """The first step of a shutdown, as soon as the signal arrives (before the HTTP drain):
+        workers stop claiming and start their grace period, long-polls (``wait``) return the
+        run as it is and followers (``follow_logs``) end with it. Idempotent; ``close`` still
+        does the rest."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        log.info("shutting down: no new attempts start")
+        for worker in self.workers:
+            worker.stop()
+        self.events.all_runs_changed()
+
+    def begin_shutdown_threadsafe(self) -> None:
+        """``begin_shutdown`` from a signal handler or another thread (a no-op before
+        ``open``)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.begin_shutdown)
+
+    async def start_background(
+        self, *, workers: int, reaper: bool = True, scheduler: bool = False
+    ) -> None:
+        """Start ``workers`` worker slots (one Worker), the reaper and (``scheduler``) the
+        schedule loop in this process."""
+        if scheduler:
+            loop = asyncio.create_task(self.scheduler.run_forever(), name="scheduler")
+            self._background.append(loop)
         if workers > 0:
             await self.executor.start()
-            worker = Worker(
-                self.store, self.executor, self.blobs, self.events, self.settings, workers
-            )
+            options = WorkerOptions.from_settings(self.settings, workers)
+            # Tool runs go to the gateway, the rest to the executor (issue 14).
+            executor = ToolRunExecutor(self.executor, self.tools)
+            worker = Worker(self.store, executor, self.blobs, self.events, options)
             self.workers.append(worker)
             self._background.append(asyncio.create_task(worker.run(), name="worker"))
         if reaper:
-            housekeeping = Reaper(self.store, self.blobs, self.events, self.settings)
+            reaping = ReaperOptions.from_settings(self.settings)
+            housekeeping = Reaper(self.store, self.blobs, self.events, reaping)
             self._background.append(asyncio.create_task(housekeeping.run_forever(), name="reaper"))
 
     async def close(self) -> None:
         """Stop workers gracefully (see ``Worker.stop``), then the reaper, then the store."""
-        for worker in self.workers:
-            worker.stop()
+        self.begin_shutdown()
         for task in self._background:
             if task.get_name() != "worker":
                 task.cancel()
@@ -111,30 +204,21 @@ class App:
         if self.workers:
             await self.executor.stop()
         self.workers.clear()
+        await self.tools.close()
         await self.store.close()
 
     # -- auth ---------------------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Principal:
-        if not token:
-            raise Unauthorized()
-        record = await self.store.token_by_hash(hash_token(token))
-        if record is None or record.revoked:
-            raise Unauthorized("the bearer token is unknown or revoked")
-        return Principal(record.id, record.name, record.role, record.tenant)
+        """The principal of a bearer token; unknown, revoked and expired tokens are refused
+        (compared through the hash: the token itself is never stored or logged)."""
+        return await self.tenancy.authenticate(token)
 
     async def create_token(
         self, name: str, role: str = "admin", tenant: str = DEFAULT_TENANT
     ) -> str:
-        token = "mcpx_" + secrets.token_urlsafe(32)
-        record = TokenRecord(
-            id=uuid.uuid4().hex[:12],
-            name=name,
-            token_hash=hash_token(token),
-            role=role,
-            tenant=tenant,
-            created_at=utcnow(),
-        )
-        await self.store.add_token(record)
+        """A new token of a new principal (no checks: for ``serve``'s first start and tests;
+        the API's ``tenancy.create_token`` checks who asks)."""
+        token, _ = await self.tenancy.issue_token(name, role, tenant)
         return token
 
     async def ensure_admin_token(self, path: Path) -> str:
@@ -149,18 +233,32 @@ class App:
 
     # -- runs ---------------------------------------------------------------------------------
     async def submit(
-        self, request: RunRequest, principal: Principal, rerun_of: str | None = None
+        self,
+        request: RunRequest,
+        principal: Principal,
+        rerun_of: str | None = None,
+        *,
+        reserved: Collection[str] = (),
     ) -> tuple[Run, bool]:
         """Durably enqueue a run. Returns ``(run, created)``; ``created`` is ``False`` when the
-        idempotency key matched an earlier run, which is returned unchanged."""
+        idempotency key matched an earlier run, which is returned unchanged. Labels under
+        ``mcp/`` are mcpexec's own: a caller sets none, an adapter only the ``reserved`` keys
+        it names (the MCP tasks binding's ``mcp/task``). A full queue raises
+        ``QuotaExceeded`` (429)."""
+        if request.task is not None:  # a run of a defined task (definitions.py)
+            return await self.tasks.submit(request, principal, rerun_of, reserved)
         self._require_submit(principal)
+        self.check_labels(request.labels, reserved=reserved)
         problem = self.executor.check_spec(request)
         if problem is not None:
             raise InvalidRequest(problem)
+        if request.tool is not None:  # unknown_tool / invalid_arguments now, where known
+            self.tools.check_tool_run(request.tool)
+        await self._check_storage(principal.tenant)
         new = NewRun(
             id=uuid.uuid4().hex,
             tenant=principal.tenant,
-            spec=request.exec_spec(),
+            spec=await self.tenancy.limit_spec(principal.tenant, request.exec_spec()),
             retry=request.retry or DEFAULT_RETRY,
             priority=request.priority,
             labels=dict(request.labels),
@@ -169,41 +267,120 @@ class App:
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
         )
-        run, created = await self.store.enqueue(new)
+        run, created = await self.store.enqueue(self.stamp(new, principal))
         if created:
             self.events.work_available()
+        elif not run.same_request(new.spec, new.retry, new.priority, new.labels, new.run_at):
+            raise IdempotencyConflict(key=new.idempotency_key, run_id=run.id)
         return run, created
 
-    async def get(self, run_id: str, principal: Principal) -> Run:
+    async def _check_storage(self, tenant: str) -> None:
+        """Refuse a submit once the global or the tenant's storage budget is used up (the
+        store's counters: one lookup each). Runs already accepted keep running; each is
+        bounded by its own output and artifact caps."""
+        budgets = (
+            (self.settings.max_storage_mb, None, "max_storage_mb"),
+            (self.settings.tenant_max_storage_mb, tenant, "tenant_max_storage_mb"),
+        )
+        for budget_mb, scope, setting in budgets:
+            if budget_mb is None:
+                continue
+            used = await self.store.storage_used(scope)
+            if used >= budget_mb * MIB:
+                whose = "the server's" if scope is None else f"tenant {tenant!r}'s"
+                raise StorageQuotaExceeded(
+                    f"{whose} storage budget is used up ({used / MIB:.1f} of {budget_mb:g} MiB"
+                    f" of logs and artifacts, setting {setting}); retention frees it",
+                    setting=setting,
+                    used_bytes=used,
+                    budget_bytes=int(budget_mb * MIB),
+                )
+
+    def stamp(self, new: NewRun, principal: Principal) -> NewRun:
+        """``new`` with its owner, the token for the audit log and the tenant's default queue
+        limit (the store checks it in the enqueue's transaction)."""
+        return dataclasses.replace(
+            new,
+            owner=principal.id,
+            token_id=principal.token_id,
+            default_max_queued=self.settings.tenant_max_queued,
+            global_max_queued=self.settings.max_queued,
+        )
+
+    @staticmethod
+    def check_labels(labels: Mapping[str, str], *, reserved: Collection[str] = ()) -> None:
+        for key in labels:
+            if key.startswith(RESERVED_LABEL_PREFIX) and key not in reserved:
+                raise InvalidRequest(
+                    f"label {key!r}: labels starting {RESERVED_LABEL_PREFIX!r} are set by "
+                    "mcpexec itself",
+                    field=f"labels.{key}",
+                )
+
+    def check_access(
+        self,
+        principal: Principal,
+        action: Action,
+        tenant: str | None = None,
+        owner: str | None = None,
+        *,
+        what: str = "run",
+        ident: str = "",
+    ) -> None:
+        """The one access rule of every surface (``tenancy.decide``): a resource of another
+        tenant is not found (404), one the role may not touch is forbidden (403)."""
+        decision = decide(principal.actor, action, tenant, owner)
+        if decision is Decision.NOT_FOUND:
+            if what == "run":
+                raise RunNotFound(f"no run with id {ident!r}", run_id=ident)
+            raise NotFound(f"no {what} {ident!r}")
+        if decision is Decision.FORBIDDEN:
+            if tenant is not None and owner is not None and owner != principal.id:
+                why = f"role {principal.role!r} may {action.value} only its own runs"
+            else:
+                why = f"role {principal.role!r} may not {action.value.replace('_', ' ')}"
+            raise Forbidden(why, action=action.value, role=principal.role)
+
+    async def get(self, run_id: str, principal: Principal, action: Action = Action.READ) -> Run:
         run = await self.store.get_run(run_id, self._tenant_scope(principal))
         if run is None:
             raise RunNotFound(f"no run with id {run_id!r}", run_id=run_id)
+        self.check_access(principal, action, run.tenant, run.owner, ident=run_id)
         return run
 
     async def wait(self, run_id: str, principal: Principal, timeout_s: float) -> Run:
-        """The run once it is terminal, or as it is after ``timeout_s`` (capped)."""
+        """The run once it is terminal, or as it is after ``timeout_s`` (capped) or once this
+        process is shutting down (``begin_shutdown``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(timeout_s, 0.0), MAX_WAIT_S)
         while True:
             run = await self.get(run_id, principal)
             remaining = deadline - loop.time()
-            if run.terminal or remaining <= 0:
+            # no await between this check and wait_run's registration: a shutdown wakes it
+            if run.terminal or remaining <= 0 or self._shutting_down:
                 return run
             await self.events.wait_run(run_id, min(remaining, POLL_S))
 
     async def list_runs(
         self, principal: Principal, filter: RunFilter, limit: int = 50, cursor: str | None = None
     ) -> Page:
-        scoped = filter.model_copy(update={"tenant": self._tenant_scope(principal)})
+        self.check_access(principal, Action.READ)
+        scope = {"tenant": self._tenant_scope(principal)}
+        if scope_of(principal.role, Action.READ) is Scope.OWN:
+            scope["owner"] = principal.id
+        scoped = filter.model_copy(update=scope)
         seq = _parse_cursor(cursor)
         return await self.store.list_runs(scoped, max(1, min(limit, 500)), seq)
 
     async def cancel(self, run_id: str, principal: Principal) -> Run:
         """Request cancellation (idempotent). A pending run is cancelled at once; a running one
         is killed by its worker (tree, grace, SIGKILL) and then reported ``cancelled``."""
-        run = await self.store.request_cancel(run_id, utcnow(), self._tenant_scope(principal))
+        await self.get(run_id, principal, Action.CANCEL)
+        now = utcnow()
+        run = await self.store.request_cancel(run_id, now, self._tenant_scope(principal))
         if run is None:
             raise RunNotFound(f"no run with id {run_id!r}", run_id=run_id)
+        await self.tenancy.audit(principal, "cancel", run.id, tenant=run.tenant, at=now)
         if run.status == "running":
             self.events.cancel_requested(run_id)
         self.events.run_changed(run_id)
@@ -212,12 +389,15 @@ class App:
     async def rerun(self, run_id: str, principal: Principal) -> Run:
         """A new run with the same spec, retry policy, priority and labels."""
         old = await self.get(run_id, principal)
+        if old.task is not None:  # the same task version and parameters
+            run, _ = await self.submit(rerun_request(old), principal, rerun_of=old.id)
+            return run
         request = RunRequest.model_validate(
             {
                 **old.spec.model_dump(exclude_none=True),
                 "retry": old.retry,
                 "priority": old.priority,
-                "labels": old.labels,
+                "labels": _unreserved(old.labels),
             }
         )
         run, _ = await self.submit(request, principal, rerun_of=old.id)
@@ -248,7 +428,9 @@ class App:
         offsets: dict[Stream, int] | None = None,
         chunk: int = 256 * 1024,
     ) -> AsyncIterator[LogChunk | Run]:
-        """Yield log chunks as they arrive, then the terminal run, then stop."""
+        """Yield log chunks as they arrive, then the run, then stop. The run is terminal, unless
+        this process is shutting down: then it is the run as it is (not terminal), after the
+        output read so far."""
         positions = {s: (offsets or {}).get(s, 0) for s in streams}
         while True:
             run = await self.get(run_id, principal)
@@ -259,11 +441,14 @@ class App:
                     yield LogChunk(stream=stream, offset=positions[stream], data=data)
                     positions[stream] = nxt
                     progressed = True
-            if progressed:
-                continue
-            if run.terminal:
+            if run.terminal and not progressed:
                 yield run
                 return
+            if self._shutting_down and not run.terminal:
+                yield run
+                return
+            if progressed:
+                continue
             await self.events.wait_run(run_id, POLL_S)
 
     # -- artifacts ----------------------------------------------------------------------------
@@ -283,6 +468,7 @@ class App:
 
     # -- admin --------------------------------------------------------------------------------
     async def stats(self, principal: Principal) -> Stats:
+        self.check_access(principal, Action.READ)
         return await self.store.stats(self._tenant_scope(principal))
 
     async def list_workers(self, principal: Principal) -> list[WorkerInfo]:
@@ -299,10 +485,13 @@ class App:
         if not principal.is_admin:
             raise Forbidden("this needs an admin token")
 
-    @staticmethod
-    def _require_submit(principal: Principal) -> None:
-        if principal.role not in ("admin", "operator", "submitter"):
-            raise Forbidden(f"role {principal.role!r} may not submit runs")
+    def _require_submit(self, principal: Principal) -> None:
+        self.check_access(principal, Action.SUBMIT)
+
+
+def _unreserved(labels: Mapping[str, str]) -> dict[str, str]:
+    """A rerun's labels: mcpexec's own (``mcp/``) stay with the original."""
+    return {k: v for k, v in labels.items() if not k.startswith(RESERVED_LABEL_PREFIX)}
 
 
 def _read_token_file(path: Path) -> str | None:

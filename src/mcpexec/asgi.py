@@ -1,38 +1,35 @@
-"""Assembling a server: the App from settings, and the ASGI application ``serve`` runs."""
+"""The ASGI application ``mcpexec serve`` runs: REST, MCP and the App's background parts.
+
+The App itself is assembled in :mod:`mcpexec.bootstrap`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 
 from mcpexec.api import create_api
 from mcpexec.app import App
-from mcpexec.executor.sandbox import build_executor
+from mcpexec.bootstrap import build_app
 from mcpexec.mcp_server.http import create_mcp_http
 from mcpexec.settings import Settings
-from mcpexec.store.blobs import FileBlobStore
-from mcpexec.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
 
-def build_app(settings: Settings, *, pidfd_watcher: bool = False) -> App:
-    """An App on the SQLite store and the executor ``settings.sandbox`` selects (bwrap sandbox by
-    default; see :mod:`mcpexec.executor.sandbox`) under ``settings.home``."""
-    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SqliteStore(settings.db_path)
-    # pidfd_watcher: only for processes that run one event loop for life (serve, worker, mcp);
-    # see mcpexec.executor.subprocess.use_pidfd_child_watcher.
-    executor = build_executor(settings, pidfd_watcher=pidfd_watcher)
-    return App(settings, store, executor, FileBlobStore(settings.artifacts_dir))
-
-
-def create_server_app(settings: Settings, *, workers: int | None = None) -> FastAPI:
+def create_server_app(
+    settings: Settings, *, workers: int | None = None, spool: Path | None = None
+) -> FastAPI:
     """The ASGI app of ``mcpexec serve``: REST API, MCP at ``/mcp``, in-process workers and
-    reaper."""
+    reaper, and with ``spool`` a spool directory watched by this process."""
     app = build_app(settings, pidfd_watcher=True)
     slots = settings.workers if workers is None else workers
     mcp_server, mcp_asgi = create_mcp_http(app, settings)
@@ -40,19 +37,23 @@ def create_server_app(settings: Settings, *, workers: int | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await app.open()
+        reloading = _reload_on_sighup(app)
         await app.ensure_admin_token(settings.token_path)
-        await app.start_background(workers=slots)
-        log.info(
-            "mcpexec ready: %d worker slot(s), isolation=%s, home=%s",
-            slots,
-            app.isolation,
-            settings.home,
-        )
+        await app.start_background(workers=slots, scheduler=True)
+        # "ready" is logged by serving once the socket listens.
         try:
             # A mounted app's own lifespan never runs: the MCP session manager starts here.
-            async with mcp_server.session_manager.run():
+            async with contextlib.AsyncExitStack() as stack:
+                if spool is not None:
+                    from mcpexec.spool.daemon import spool_running
+
+                    # Stops (and lets jobs writing their result finish) before the App closes.
+                    await stack.enter_async_context(spool_running(app, spool))
+                await stack.enter_async_context(mcp_server.session_manager.run())
                 yield
         finally:
+            if reloading:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await mcp_server.watcher.close()
             await app.close()
 
@@ -61,3 +62,32 @@ def create_server_app(settings: Settings, *, workers: int | None = None) -> Fast
     # Last, at "/": its route is /mcp (mounted at /mcp it would answer with 307 redirects).
     api.mount("/", mcp_asgi)
     return api
+
+
+def _reload_on_sighup(app: App) -> bool:
+    """SIGHUP re-reads the MCP servers file (``mcpexec servers reload`` without a token)."""
+    if not app.tools.configured:
+        return False
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.tools.reload_soon)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        return False
+    return True
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the App the moment a shutdown signal arrives.
+
+    uvicorn runs the lifespan's shutdown (``App.close``) only after its HTTP drain, and until
+    then workers would keep claiming runs and long-polls would be cut off after the drain's
+    timeout. ``handle_exit`` is the earliest point: from the signal handler it schedules
+    ``App.begin_shutdown`` (stop claiming, end long-polls and followers with the current
+    state), then lets uvicorn begin its own shutdown."""
+
+    def __init__(self, config: uvicorn.Config, app: App) -> None:
+        super().__init__(config)
+        self._mcpexec = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._mcpexec.begin_shutdown_threadsafe()
+        super().handle_exit(sig, frame)

@@ -4,25 +4,34 @@ server through ``mcpexec.client``. Tables for people, ``--json`` for scripts."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mcpexec import __version__
-from mcpexec.client import ApiError, Client
-from mcpexec.display import print_run, print_runs_table
+from mcpexec.cli_common import PRIORITY
 from mcpexec.errors import McpexecError
+
+if TYPE_CHECKING:
+    from mcpexec.client import Client
+
+# Imports of httpx, pydantic and the engine are local to the commands that need them: `--help`
+# and the client commands start in a fraction of the time (docs/benchmarks.md).
 
 EXIT_TIMEOUT = 124
 EXIT_CANCELLED = 130
 
 
 def _client(ctx: click.Context) -> Client:
+    from mcpexec.client import Client
+
     obj: dict[str, Any] = ctx.ensure_object(dict)
     return Client.from_env(url=obj.get("url"), token=obj.get("token"))
 
@@ -37,8 +46,12 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ApiError, McpexecError) as exc:
-            click.echo(f"mcpexec: {exc}", err=True)
+        except McpexecError as exc:
+            message = str(exc)
+            hint = getattr(exc, "token_hint", "")
+            if getattr(exc, "status", None) == 401 and hint:
+                message += f" (no token found: {hint})"
+            click.echo(f"mcpexec: {message}", err=True)
             sys.exit(1)
 
 
@@ -81,13 +94,26 @@ def version() -> None:
 @click.option("--workers", type=int, help="Worker slots in this process (default 4).")
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--spool",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also watch this spool directory (pending/ → completed/ or failed/; docs/spool.md).",
+)
 def serve(
-    host: str | None, port: int | None, workers: int | None, home: Path | None, log_level: str
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    home: Path | None,
+    log_level: str,
+    spool: Path | None,
 ) -> None:
-    """Run the server: REST API, workers and housekeeping in one process."""
+    """Run the server: REST API, MCP, workers and housekeeping in one process."""
     from mcpexec.serving import run_server
 
-    run_server(host=host, port=port, workers=workers, home=home, log_level=log_level)
+    with _startup_errors():
+        run_server(
+            host=host, port=port, workers=workers, home=home, log_level=log_level, spool=spool
+        )
 
 
 @main.command()
@@ -98,7 +124,8 @@ def worker(workers: int | None, home: Path | None, log_level: str) -> None:
     """Run workers alone against the store in $MCPEXEC_HOME (no HTTP)."""
     from mcpexec.serving import run_worker
 
-    run_worker(workers=workers, home=home, log_level=log_level)
+    with _startup_errors():
+        run_worker(workers=workers, home=home, log_level=log_level)
 
 
 @main.command()
@@ -106,13 +133,46 @@ def worker(workers: int | None, home: Path | None, log_level: str) -> None:
 @click.option("--no-worker", is_flag=True, help="Run no workers: a serve/worker executes runs.")
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
 @click.option("--log-level", default="warning", show_default=True, help="Logs go to stderr.")
-def mcp(workers: int | None, no_worker: bool, home: Path | None, log_level: str) -> None:
-    """Serve MCP over stdio on the store in $MCPEXEC_HOME (stdout is protocol only)."""
-    from mcpexec.mcp_server.stdio import run_stdio
+@click.option("--print-config", is_flag=True, help="Print a client config (mcpServers JSON).")
+@click.option(
+    "--tenant", default="default", show_default=True, help="Act as this tenant's operator."
+)
+def mcp(
+    workers: int | None,
+    no_worker: bool,
+    home: Path | None,
+    log_level: str,
+    print_config: bool,
+    tenant: str,
+) -> None:
+    """Serve MCP over stdio on the store in $MCPEXEC_HOME (stdout is protocol only); the
+    caller is the operator of --tenant."""
+    from mcpexec.mcp_server.stdio import client_config, run_stdio
     from mcpexec.settings import load_settings
 
-    settings = load_settings(workers=workers, home=home)
-    run_stdio(settings, workers=0 if no_worker else settings.workers, log_level=log_level)
+    with _startup_errors():
+        settings = load_settings(workers=workers, home=home)
+        if print_config:
+            click.echo(client_config(settings.home))
+            return
+        run_stdio(
+            settings,
+            workers=0 if no_worker else settings.workers,
+            log_level=log_level,
+            tenant=tenant,
+        )
+
+
+@contextlib.contextmanager
+def _startup_errors() -> Iterator[None]:
+    """A server that cannot start says why in one line (file, key, fix), not a traceback."""
+    from mcpexec.errors import SandboxUnavailable
+
+    try:
+        yield
+    except SandboxUnavailable as exc:
+        click.echo(f"mcpexec: cannot start: {exc}", err=True)
+        sys.exit(1)
 
 
 # -- submitting ----------------------------------------------------------------------------------
@@ -141,6 +201,10 @@ def _inputs(items: tuple[str, ...]) -> dict[str, Any]:
 def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any]:  # noqa: PLR0912
     spec: dict[str, Any] = {}
     given = [bool(command), opts["shell"] is not None, opts["script"] is not None]
+    if sum(given) > 1:
+        names = ("a command after '--'", "--shell", "--script")
+        named = [n for n, g in zip(names, given, strict=True) if g]
+        raise click.UsageError(f"{' and '.join(named)} are alternatives: give only one")
     if sum(given) != 1:
         raise click.UsageError("give a command after '--', or --shell TEXT, or --script FILE")
     if command:
@@ -159,15 +223,19 @@ def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any
         retry: dict[str, Any] = {"max_attempts": opts["retries"] + 1}
         if opts["retry_delay"] is not None:
             retry["delay_s"] = opts["retry_delay"]
+        if opts["backoff"] is not None:
+            retry["backoff"] = opts["backoff"]
         spec["retry"] = retry
+    elif opts["retry_delay"] is not None or opts["backoff"] is not None:
+        raise click.UsageError("--retry-delay and --backoff need --retries N")
     if opts["priority"] is not None:
         spec["priority"] = opts["priority"]
     if opts["delay"] is not None:
         spec["run_at"] = (datetime.now(UTC) + timedelta(seconds=opts["delay"])).isoformat()
     if opts["run_at"] is not None:
         spec["run_at"] = opts["run_at"]
-    names = ("cpu_s", "memory_mb", "pids", "disk_mb", "max_output_bytes")
-    limits = {k: opts[k] for k in names if opts[k] is not None}
+    limit_names = ("cpu_s", "memory_mb", "pids", "disk_mb", "max_output_bytes")
+    limits = {k: opts[k] for k in limit_names if opts[k] is not None}
     if limits:
         spec["limits"] = limits
     if opts["env"]:
@@ -191,7 +259,12 @@ def _submit_options(f: Any) -> Any:
         click.option("--timeout", type=float, help="Wall-clock limit in seconds."),
         click.option("--retries", type=click.IntRange(0, 99), help="Retry up to N times."),
         click.option("--retry-delay", type=float, help="Seconds before the first retry."),
-        click.option("--priority", help="Integer, or low/normal/high."),
+        click.option(
+            "--backoff",
+            type=click.Choice(["fixed", "exponential"]),
+            help="Delay between retries: fixed, or doubling (default exponential).",
+        ),
+        click.option("--priority", type=PRIORITY, help="Integer, or low/normal/high."),
         click.option("--delay", type=float, help="Start no sooner than this many seconds."),
         click.option("--run-at", help="Start no sooner than this ISO 8601 time."),
         click.option("--env", multiple=True, help="KEY=VALUE for the task (repeatable)."),
@@ -205,6 +278,8 @@ def _submit_options(f: Any) -> Any:
         click.option("--secret", multiple=True, help="NAME of a server secret (repeatable)."),
         click.option("--max-output-bytes", type=int, help="Output cap per stream."),
         click.option("--idempotency-key", help="Submitting twice with one key gives one run."),
+        click.option("--task", help="Run a defined task: NAME or NAME@VERSION."),
+        click.option("--param", multiple=True, help="NAME=VALUE for --task (repeatable)."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -239,8 +314,12 @@ def run(
 
     Example: mcpexec run -- python3 -c 'print(6*7)'
     """
-    spec = _build_spec(opts, command)
+    spec = None if opts["task"] else _build_spec(opts, command)
     with _client(ctx) as client:
+        if spec is None:  # --task NAME --param k=v (issue 11)
+            from mcpexec.cli_tasks import task_request
+
+            spec = task_request(client, opts, command)
         submitted = client.submit(spec, idempotency_key=opts["idempotency_key"])
         if detach:
             _emit_json(submitted) if as_json else click.echo(submitted["id"])
@@ -248,7 +327,21 @@ def run(
         final = _stream(client, submitted["id"])
     if as_json:
         _emit_json(final)
+    elif final["status"] != "completed" and (final.get("failure") or {}).get("kind") != "exit_code":
+        # A task's own non-zero exit speaks through the exit code and its stderr; anything else
+        # (not found, timeout, limits, cancel) would otherwise end silently.
+        click.echo(f"mcpexec: {describe_failure(final)}", err=True)
     sys.exit(exit_code_for(final))
+
+
+def describe_failure(run: dict[str, Any]) -> str:
+    """One line for a run that did not complete: its status, failure kind and message."""
+    failure = run.get("failure") or {}
+    kind = failure.get("kind") or run["status"]
+    text = f"run {run['id']} {run['status']}: {kind}"
+    if failure.get("message"):
+        text += f": {failure['message']}"
+    return text
 
 
 def _stream(client: Client, run_id: str) -> dict[str, Any]:
@@ -289,6 +382,10 @@ def submit(ctx: click.Context, /, as_json: bool, command: tuple[str, ...], **opt
     type=click.Choice(["pending", "running", "completed", "failed", "cancelled"]),
 )
 @click.option("--label", multiple=True, help="KEY=VALUE (repeatable).")
+@click.option("--created-after", help="Only runs created at or after this ISO 8601 time.")
+@click.option("--created-before", help="Only runs created before this ISO 8601 time.")
+@click.option("--task", help="Only runs of this task.")
+@click.option("--tool", help="Only tool runs of this tool (SERVER.TOOL).")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--cursor", help="Continue from a previous page.")
 @click.option("--json", "as_json", is_flag=True)
@@ -297,14 +394,27 @@ def runs(
     ctx: click.Context,
     status: tuple[str, ...],
     label: tuple[str, ...],
+    created_after: str | None,
+    created_before: str | None,
+    task: str | None,
+    tool: str | None,
     limit: int,
     cursor: str | None,
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
+    from mcpexec.display import print_runs_table
+
     with _client(ctx) as client:
         page = client.list_runs(
-            status=list(status) or None, label=list(label) or None, limit=limit, cursor=cursor
+            status=list(status) or None,
+            label=list(label) or None,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+            task=task,
+            tool=tool,
         )
     if as_json:
         _emit_json(page)
@@ -320,6 +430,8 @@ def runs(
 @click.pass_context
 def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Show a run: status, attempts, progress, result."""
+    from mcpexec.display import print_run
+
     with _client(ctx) as client:
         data = client.get(run_id)
         attempts = client.attempts(run_id)
@@ -396,7 +508,10 @@ def artifacts(
             items = client.artifacts(run_id)
             if as_json:
                 _emit_json(items)
+            elif not items:
+                click.echo("no artifacts")
             else:
+                click.echo(f"{'SIZE':>12}  {'SHA256':<12}  NAME")
                 for item in items:
                     click.echo(f"{item['size']:>12}  {item['sha256'][:12]}  {item['name']}")
             return
@@ -408,6 +523,40 @@ def artifacts(
             size = client.download(run_id, name, out)
         click.echo(f"saved {name} ({size} bytes) to {target}", err=True)
 
+
+# -- spool directory (mcpexec.spool.cli) -----------------------------------------------------------
+def _register_spool() -> None:
+    from mcpexec.spool.cli import spool
+
+    main.add_command(spool)
+
+
+_register_spool()
+
+
+def _register_tasks() -> None:
+    from mcpexec.cli_tasks import register
+
+    register(main)
+
+
+_register_tasks()  # tasks, schedules, scheduler (issue 11)
+
+
+def _register_tenancy() -> None:
+    from mcpexec.cli_tenancy import register
+
+    register(main)
+
+
+def _register_tools() -> None:
+    from mcpexec.cli_tools import register
+
+    register(main)
+
+
+_register_tenancy()  # tenants, tokens, quota, audit (issue 10)
+_register_tools()  # tools, call, servers (issue 14)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

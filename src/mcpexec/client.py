@@ -4,22 +4,27 @@ from mcpexec.client import Client
 with Client.from_env() as c:
     run = c.submit({"shell": "echo hi"})
     done = c.wait(run["id"], timeout_s=30)
+
+Requests go over the standard library's ``http.client`` (``mcpexec.http_call``): importing httpx
+costs about 250 ms, most of a CLI command's start-up. Only ``follow`` (a long-lived stream,
+where start-up does not matter) uses httpx and httpx-sse.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-import httpx
-from httpx_sse import connect_sse
-
+from mcpexec import paths
 from mcpexec.errors import McpexecError, ServerUnavailable
-from mcpexec.settings import load_settings
+from mcpexec.http_call import HttpConnection, Response, TransportFailure
 
 Json = dict[str, Any]
+DEFAULT_URL = "http://127.0.0.1:8002"
 
 
 class ApiError(McpexecError):
@@ -29,26 +34,50 @@ class ApiError(McpexecError):
         super().__init__(message, **details)
         self.status = status
         self.api_code = code
+        #: Where the client looked for a token, when it sent none and got a 401.
+        self.token_hint = ""
 
     def __str__(self) -> str:
         return f"{self.api_code}: {self.message}"
 
 
+class QuotaExceededError(ApiError):
+    """429 ``quota_exceeded``: the tenant's queue is full; ``retry_after`` (seconds) says when
+    to try again and ``limit`` which quota it was."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(status, code, message, details)
+        retry = details.get("retry_after_s")
+        self.retry_after: float | None = float(retry) if isinstance(retry, int | float) else None
+        self.limit = str(details.get("limit", ""))
+
+
 class Client:
-    def __init__(self, url: str, token: str | None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str | None, timeout_s: float = 30.0, token_hint: str = ""
+    ) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        self.has_token = bool(token)
+        #: Where a token was looked for (said when the server refuses for want of one).
+        self.token_hint = token_hint
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = HttpConnection(self.url, self._headers, timeout_s)
 
     @classmethod
     def from_env(cls, url: str | None = None, token: str | None = None) -> Client:
-        """URL and token from arguments, ``MCPEXEC_URL``/``MCPEXEC_TOKEN``, the config file, or
-        the token file that ``serve`` writes into ``$MCPEXEC_HOME``."""
-        settings = load_settings(url=url, token=token)
-        found = settings.token
-        if found is None and settings.token_path.is_file():
-            found = settings.token_path.read_text().strip() or None
-        return cls(settings.url, found)
+        """The server: ``url``, ``MCPEXEC_URL``, ``url`` in the config file, the URL ``serve``
+        recorded in ``$MCPEXEC_HOME/url``, else http://127.0.0.1:8002. The token: ``token``,
+        ``MCPEXEC_TOKEN``, the config file, or ``$MCPEXEC_HOME/token`` that ``serve`` writes.
+
+        Reads files and the environment only (no pydantic): client commands start fast."""
+        config = _config_keys()
+        home = Path(config["home"]) if "home" in config else paths.home()
+        url = url or os.environ.get("MCPEXEC_URL") or config.get("url")
+        url = url or _read(home / "url") or DEFAULT_URL
+        token = token or os.environ.get("MCPEXEC_TOKEN") or config.get("token")
+        token = token or _read(home / "token")
+        hint = f"looked in --token, MCPEXEC_TOKEN, {paths.config_file()} and {home / 'token'}"
+        return cls(url, token, token_hint=hint)
 
     def __enter__(self) -> Client:
         return self
@@ -62,17 +91,23 @@ class Client:
         self._http.close()
 
     # -- plumbing -----------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> Response:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except TransportFailure as exc:
             raise ServerUnavailable(
-                f"no mcpexec server answers at {self.url} ({exc.__class__.__name__}); "
+                f"no mcpexec server answers at {self.url} ({exc}); "
                 "start one with 'mcpexec serve' or set MCPEXEC_URL"
             ) from exc
         if response.status_code >= 400:
-            raise _api_error(response)
+            raise self._error(response)
         return response
+
+    def _error(self, response: Response) -> ApiError:
+        error = _api_error(response)
+        if error.status == 401 and not self.has_token:
+            error.token_hint = self.token_hint
+        return error
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Json:
         return cast(Json, self._request(method, path, **kwargs).json())
@@ -119,24 +154,42 @@ class Client:
     def follow(
         self, run_id: str, stream: str | None = None, offset: int = 0
     ) -> Iterator[tuple[str, Json]]:
-        """Yield ``("output", {stream, offset, data})`` events live, then ``("end", run)``."""
+        """Yield ``("output", {stream, offset, data})`` events live, then ``("end", run)``.
+        Raises ``ServerUnavailable`` when the server shuts down (its ``shutdown`` event) or the
+        stream breaks before the end: the run goes on, and can be followed again."""
+        import httpx
+        from httpx_sse import connect_sse
+
         params: dict[str, Any] = {"follow": "true", "offset": offset}
         if stream:
             params["stream"] = stream
         try:
-            with connect_sse(
-                self._http, "GET", f"/api/v1/runs/{run_id}/logs", params=params, timeout=None
-            ) as source:
+            with (
+                # The server pings every 15 s: a minute of silence is a dead connection.
+                httpx.Client(base_url=self.url, headers=self._headers, timeout=60.0) as http,
+                connect_sse(http, "GET", f"/api/v1/runs/{run_id}/logs", params=params) as source,
+            ):
                 if source.response.status_code >= 400:
                     source.response.read()
-                    raise _api_error(source.response)
+                    raise self._error(
+                        Response(source.response.status_code, {}, source.response.content)
+                    )
                 for event in source.iter_sse():
                     if event.event in ("output", "end"):
                         yield event.event, json.loads(event.data)
                     if event.event == "end":
                         return
+                    if event.event == "shutdown":
+                        raise ServerUnavailable(
+                            f"the server at {self.url} is shutting down; run {run_id} goes on "
+                            f"when it is back: follow it again with 'mcpexec logs -f {run_id}'"
+                        )
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"lost the connection to {self.url}: {exc}") from exc
+        raise ServerUnavailable(  # the stream ended without its closing event
+            f"lost the connection to {self.url} before run {run_id} ended; "
+            f"follow it again with 'mcpexec logs -f {run_id}'"
+        )
 
     def artifacts(self, run_id: str) -> list[Json]:
         return cast(list[Json], self._json("GET", f"/api/v1/runs/{run_id}/artifacts")["artifacts"])
@@ -152,10 +205,121 @@ class Client:
     def workers(self) -> list[Json]:
         return cast(list[Json], self._json("GET", "/api/v1/workers")["workers"])
 
+    # -- tenants, tokens, audit (issue 10) ------------------------------------------------------
+    def create_tenant(
+        self,
+        tenant: str,
+        max_concurrent: int | None = None,
+        max_queued: int | None = None,
+        *,
+        max_runtime_s: int | None = None,
+        max_limits: Mapping[str, int] | None = None,
+        default_limits: Mapping[str, int] | None = None,
+    ) -> Json:
+        """Create ``tenant``; ``max_limits``/``default_limits`` map ``memory_mb``, ``cpu_s``,
+        ``pids``, ``disk_mb`` to the tenant's maximum and default."""
+        body = {
+            "id": tenant,
+            **_quota_body(max_concurrent, max_queued, max_runtime_s, max_limits, default_limits),
+        }
+        return self._json("POST", "/api/v1/tenants", json=body)
 
-def _api_error(response: httpx.Response) -> ApiError:
+    def tenants(self) -> list[Json]:
+        return cast(list[Json], self._json("GET", "/api/v1/tenants")["tenants"])
+
+    def quota(self, tenant: str | None = None) -> Json:
+        """The tenant's limits and load (``None``: the token's own tenant)."""
+        if tenant is None:
+            return self._json("GET", "/api/v1/quota")
+        return self._json("GET", f"/api/v1/tenants/{tenant}")
+
+    def set_quota(
+        self,
+        tenant: str,
+        max_concurrent: int | None = None,
+        max_queued: int | None = None,
+        *,
+        max_runtime_s: int | None = None,
+        max_limits: Mapping[str, int] | None = None,
+        default_limits: Mapping[str, int] | None = None,
+    ) -> Json:
+        """Replace every quota of ``tenant`` (an omitted one: the server's default, none)."""
+        body = _quota_body(max_concurrent, max_queued, max_runtime_s, max_limits, default_limits)
+        return self._json("PUT", f"/api/v1/tenants/{tenant}", json=body)
+
+    def create_token(
+        self,
+        name: str,
+        role: str = "submitter",
+        tenant: str | None = None,
+        expires_in_s: int | None = None,
+        kind: str = "service",
+    ) -> Json:
+        """A new token: the answer's ``token`` is its secret, shown this once."""
+        body: Json = {"name": name, "role": role, "kind": kind}
+        if tenant is not None:
+            body["tenant"] = tenant
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return self._json("POST", "/api/v1/tokens", json=body)
+
+    def tokens(self, tenant: str | None = None) -> list[Json]:
+        params = {"tenant": tenant} if tenant else {}
+        return cast(list[Json], self._json("GET", "/api/v1/tokens", params=params)["tokens"])
+
+    def revoke_token(self, token_id: str) -> Json:
+        return self._json("DELETE", f"/api/v1/tokens/{token_id}")
+
+    def audit(self, tenant: str | None = None, limit: int = 100) -> list[Json]:
+        params: Json = {"limit": limit}
+        if tenant:
+            params["tenant"] = tenant
+        return cast(list[Json], self._json("GET", "/api/v1/audit", params=params)["entries"])
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _config_keys() -> dict[str, str]:
+    """``url``, ``token`` and ``home`` from the config file, if it has them (strings only; the
+    server validates the rest of the file when it starts)."""
+    try:
+        text = paths.config_file().read_text()
+    except OSError:
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
+    return {k: v for k in ("url", "token", "home") if isinstance(v := data.get(k), str)}
+
+
+def _api_error(response: Response) -> ApiError:
     try:
         error = response.json()["error"]
-        return ApiError(response.status_code, error["code"], error["message"], error["details"])
+        kind = QuotaExceededError if error["code"] == "quota_exceeded" else ApiError
+        return kind(response.status_code, error["code"], error["message"], error["details"])
     except (ValueError, KeyError, TypeError):
         return ApiError(response.status_code, "http_error", response.text[:200], {})
+
+
+def _quota_body(
+    max_concurrent: int | None,
+    max_queued: int | None,
+    max_runtime_s: int | None,
+    max_limits: Mapping[str, int] | None,
+    default_limits: Mapping[str, int] | None,
+) -> Json:
+    return {
+        "max_concurrent": max_concurrent,
+        "max_queued": max_queued,
+        "max_runtime_s": max_runtime_s,
+        "max_limits": dict(max_limits or {}),
+        "default_limits": dict(default_limits or {}),
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import datetime
 from typing import Any
 
@@ -18,17 +19,38 @@ def _when(value: str | None) -> str:
 def _summary(run: dict[str, Any], width: int = 40) -> str:
     spec = run["spec"]
     if spec.get("command"):
-        text = " ".join(spec["command"])
+        text = shlex.join(spec["command"])
     elif spec.get("shell"):
         text = spec["shell"]
+    elif spec.get("tool"):
+        text = f"[tool] {_tool_name(spec['tool'])}"
     else:
         text = f"[{spec['script']['language']}] script"
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _full_spec(run: dict[str, Any]) -> str:
+    """What runs, as a shell would take it (``sh -c 'exit 2'``), in full."""
+    spec = run["spec"]
+    if spec.get("command"):
+        return shlex.join(spec["command"])
+    if spec.get("shell") is not None:
+        return f"[shell] {spec['shell']}"
+    if spec.get("tool"):
+        arguments = json.dumps(spec["tool"].get("arguments") or {}, ensure_ascii=False)
+        return f"[tool] {_tool_name(spec['tool'])} {arguments}"
+    return f"[{spec['script']['language']} script] {len(spec['script']['source'])} characters"
+
+
+def _tool_name(tool: dict[str, Any]) -> str:
+    return f"{tool.get('server')}.{tool.get('name')}"
+
+
 def _outcome(run: dict[str, Any]) -> str:
     failure = run.get("failure")
+    if run["status"] == "completed" and run["spec"].get("tool"):
+        return "ok"
     if run["status"] == "completed":
         return f"exit {run.get('exit_code', 0)}"
     if failure:
@@ -63,7 +85,7 @@ def print_run(run: dict[str, Any], attempts: list[dict[str, Any]]) -> None:
             run["status"]
             + (" (cancel requested)" if run.get("cancel_requested") and not _ended(run) else ""),
         ),
-        ("spec", _summary(run, 70)),
+        ("spec", _full_spec(run)),
         ("priority", str(run["priority"])),
         ("labels", ", ".join(f"{k}={v}" for k, v in run["labels"].items()) or "-"),
         ("created", _when(run["created_at"])),

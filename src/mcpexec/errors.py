@@ -23,6 +23,13 @@ class McpexecError(Exception):
         return {"code": self.code, "message": self.message, "details": self.details}
 
 
+class ConfigError(McpexecError):
+    """The configuration is not valid."""
+
+    code = "config_error"
+    http_status = 500
+
+
 class InvalidRequest(McpexecError):
     """The request is not valid."""
 
@@ -62,6 +69,12 @@ class RunNotTerminal(Conflict):
     code = "run_not_terminal"
 
 
+class IdempotencyConflict(Conflict):
+    """This idempotency key was used with a different request; use a new key for a new run."""
+
+    code = "idempotency_conflict"
+
+
 class Unauthorized(McpexecError):
     """A valid bearer token is required (header 'Authorization: Bearer TOKEN')."""
 
@@ -95,3 +108,73 @@ class StoreError(McpexecError):
 
     code = "store_error"
     http_status = 503
+
+
+class StorageQuotaExceeded(McpexecError):
+    """The storage budget (logs and artifacts kept) is used up: no new runs until retention
+    purges old ones or the budget is raised."""
+
+    code = "storage_quota_exceeded"
+    http_status = 507
+
+
+class InvalidStoreUrl(StoreError):
+    """The store URL (MCPEXEC_DATABASE_URL) is not one mcpexec can open."""
+
+    code = "invalid_store_url"
+    http_status = 500
+
+
+class SandboxUnavailable(McpexecError, RuntimeError):
+    """The configured sandbox mode cannot run on this host (`mcpexec doctor` says what is
+    missing)."""
+
+    code = "sandbox_unavailable"
+    http_status = 503
+
+
+class SecretsError(McpexecError, ValueError):
+    """The server's secrets configuration is not valid."""
+
+    code = "secrets_invalid"
+    http_status = 500
+
+
+# -- tasks and schedules (issue 11) -----------------------------------------------------------
+class TaskNotFound(NotFound):
+    """No task of this name (or version)."""
+
+    code = "task_not_found"
+
+
+class TaskArchived(Conflict):
+    """The task is archived: its versions and runs stay readable, but it runs no more."""
+
+    code = "task_archived"
+
+
+class ScheduleNotFound(NotFound):
+    """No schedule with this id."""
+
+    code = "schedule_not_found"
+
+
+# -- tenancy (issue 10) -------------------------------------------------------------------------
+class QuotaExceeded(McpexecError):
+    """The tenant's quota does not allow this now; retry later (``details.limit`` names the
+    limit, ``details.retry_after_s`` says when to try again)."""
+
+    code = "quota_exceeded"
+    http_status = 429
+
+
+class TenantNotFound(NotFound):
+    """No tenant with this id."""
+
+    code = "tenant_not_found"
+
+
+class TokenNotFound(NotFound):
+    """No token with this id."""
+
+    code = "token_not_found"

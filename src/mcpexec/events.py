@@ -36,6 +36,11 @@ class EventHub:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def all_runs_changed(self) -> None:
+        """Wake every run waiter (shutdown: each re-reads its run and learns the news)."""
+        for run_id in list(self._run_waiters):
+            self.run_changed(run_id)
+
     async def wait_run(self, run_id: str, timeout: float) -> bool:
         """Wait for the next change of ``run_id``; ``False`` on timeout."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

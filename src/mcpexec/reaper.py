@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import socket
+from dataclasses import dataclass
 from datetime import timedelta
 
 from mcpexec.events import EventHub
@@ -34,14 +35,33 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class ReaperOptions:
+    """What the ``Reaper`` needs from the configuration."""
+
+    interval_s: float
+    lease_s: float
+    retention_days: float
+    purge_interval_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReaperOptions:
+        return cls(
+            interval_s=settings.reaper_s,
+            lease_s=settings.lease_s,
+            retention_days=settings.retention_days,
+            purge_interval_s=settings.purge_interval_s,
+        )
+
+
 class Reaper:
     def __init__(
-        self, store: Store, blobs: BlobStore, events: EventHub, settings: Settings
+        self, store: Store, blobs: BlobStore, events: EventHub, options: ReaperOptions
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.events = events
-        self.settings = settings
+        self.options = options
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._hostname = socket.gethostname()
 
@@ -51,12 +71,12 @@ class Reaper:
         while True:
             try:
                 await self.reap()
-                if loop.time() - last_purge >= self.settings.purge_interval_s:
+                if loop.time() - last_purge >= self.options.purge_interval_s:
                     last_purge = loop.time()
                     await self.purge()
             except Exception:
                 log.exception("housekeeping failed; retrying next round")
-            await asyncio.sleep(self.settings.reaper_s)
+            await asyncio.sleep(self.options.interval_s)
 
     def _dead(self, worker: WorkerInfo) -> bool:
         """A worker on this host whose process is gone is dead now, without waiting for its
@@ -66,7 +86,7 @@ class Reaper:
         if worker.hostname == self._hostname and not _pid_alive(worker.pid):
             return True
         silent_for = (utcnow() - worker.heartbeat_at).total_seconds()
-        return silent_for > 2 * self.settings.lease_s
+        return silent_for > 2 * self.options.lease_s
 
     async def reap(self) -> int:
         """Expire dead workers, then fail (and maybe retry) every expired attempt."""
@@ -102,7 +122,7 @@ class Reaper:
         return reaped
 
     async def purge(self) -> int:
-        before = utcnow() - timedelta(days=self.settings.retention_days)
+        before = utcnow() - timedelta(days=self.options.retention_days)
         total = 0
         while True:
             ids = await self.store.purge_finished(before)

@@ -5,12 +5,53 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from pathlib import Path
 
 import uvicorn
 
-from mcpexec.asgi import build_app, create_server_app
+from mcpexec.api.slow_clients import timed_protocol
+from mcpexec.asgi import DrainingServer, create_server_app
+from mcpexec.bootstrap import build_app
+from mcpexec.paths import write_private
 from mcpexec.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class _Server(DrainingServer):
+    """Says "ready" and records its URL in ``$MCPEXEC_HOME/url`` only once it listens (uvicorn
+    runs the app's start-up before binding: a port in use used to fail after "ready"); stops
+    claiming the moment a shutdown signal arrives (``DrainingServer``)."""
+
+    def __init__(self, config: uvicorn.Config, settings: Settings, api: object) -> None:
+        super().__init__(config, api.state.mcpexec)  # type: ignore[attr-defined]
+        self.settings = settings
+        self.api = api
+        self.recorded = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
+        write_private(self.settings.url_path, url + "\n")
+        self.recorded = True
+        app = self.api.state.mcpexec  # type: ignore[attr-defined]
+        log.info(
+            "mcpexec ready on %s: %d worker slot(s), isolation=%s, home=%s (token in %s)",
+            url,
+            app.worker_slots().total,
+            app.isolation,
+            self.settings.home,
+            self.settings.token_path,
+        )
+
+    def forget_url(self) -> None:
+        if self.recorded:
+            self.settings.url_path.unlink(missing_ok=True)
 
 
 def _configure_logging(level: str) -> None:
@@ -27,10 +68,11 @@ def run_server(
     workers: int | None = None,
     home: Path | None = None,
     log_level: str = "info",
+    spool: Path | None = None,
 ) -> None:
     settings = load_settings(host=host, port=port, workers=workers, home=home)
     _configure_logging(log_level)
-    api = create_server_app(settings)
+    api = create_server_app(settings, spool=spool)
     config = uvicorn.Config(
         api,
         host=settings.host,
@@ -44,16 +86,20 @@ def run_server(
         # finish instead of 7.5 ms (its subprocess spawn and exit notification are slower), which
         # cost the engine two thirds of its throughput (docs/benchmarks.md).
         loop="asyncio",
+        # Slow clients are timed out (uvicorn alone never times out reading a request).
+        http=timed_protocol(settings.header_timeout_s, settings.body_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, settings, api)  # stops claiming at the signal, records its URL
     # uvicorn re-raises the signal that stopped it once it has shut down; with these no-op
     # handlers in place that re-raise is harmless and a clean shutdown exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: None)
-    logging.getLogger(__name__).info(
-        "serving on http://%s:%d (token in %s)", settings.host, settings.port, settings.token_path
-    )
-    server.run()
+    try:
+        server.run()
+    finally:
+        server.forget_url()
 
 
 def run_worker(
@@ -73,5 +119,26 @@ async def _worker_main(slots: int, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger(__name__).info("worker running with %d slot(s)", max(slots, 1))
+    await stop.wait()
+    await app.close()
+
+
+def run_scheduler(*, home: Path | None = None, log_level: str = "info") -> None:
+    """``mcpexec scheduler``: the schedule loop alone (no HTTP, no workers) on the store in
+    ``$MCPEXEC_HOME``; safe next to any number of serve processes (each fire is keyed)."""
+    settings = load_settings(home=home)
+    _configure_logging(log_level)
+    asyncio.run(_scheduler_main(settings))
+
+
+async def _scheduler_main(settings: Settings) -> None:
+    app = build_app(settings)
+    await app.open(gateway=False)  # schedules only create runs: no MCP servers here
+    await app.start_background(workers=0, reaper=False, scheduler=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    logging.getLogger(__name__).info("scheduler running on %s", settings.store_url)
     await stop.wait()
     await app.close()

@@ -8,10 +8,11 @@ when it exists), then the defaults below.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -20,30 +21,49 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mcpexec.errors import ConfigError
+from mcpexec.paths import config_file, default_home
+
 MIB = 1024 * 1024
 
-
-def default_home() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "mcpexec"
+__all__ = ["ConfigError", "Settings", "default_home", "load_settings"]
 
 
 def _config_file() -> Path:
-    explicit = os.environ.get("MCPEXEC_CONFIG")
-    if explicit:
-        return Path(explicit)
-    home = os.environ.get("MCPEXEC_HOME")
-    return (Path(home) if home else default_home()) / "config.toml"
+    path = config_file()
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return path
+    # Whoever can write the config decides what runs and where secrets go: refuse, like sshd.
+    if stat.S_ISREG(mode) and mode & stat.S_IWOTH:
+        raise ConfigError(
+            f"config file {path} is writable by every user (mode {stat.S_IMODE(mode):o}); "
+            f"fix: chmod o-w {path}"
+        )
+    return path
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MCPEXEC_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MCPEXEC_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     home: Path = Field(default_factory=default_home, description="data directory")
     host: str = "127.0.0.1"
     port: int = Field(default=8002, ge=0, le=65535)
     url: str = Field(default="http://127.0.0.1:8002", description="server the CLI talks to")
+    public_url: str | None = Field(
+        default=None,
+        description="base of the links in API answers (e.g. https://exec.example.com); "
+        "relative links when unset (never taken from the request's Host header)",
+    )
     token: str | None = Field(default=None, repr=False)
+    database_url: str | None = Field(
+        default=None,
+        description="the store: sqlite:///PATH (default: mcpexec.db under home) or memory://",
+        repr=False,
+    )
 
     workers: int = Field(default=4, ge=0, le=256, description="worker slots in this process")
     lease_s: float = Field(default=30.0, gt=0)
@@ -60,8 +80,36 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=10 * MIB, ge=1024)
     max_artifacts: int = Field(default=100, ge=0)
     max_artifact_bytes: int = Field(default=100 * MIB, ge=0)
-    task_path: str | None = Field(default=None, description="PATH inside tasks")
+    #: Storage budget (logs + artifacts kept until retention purges them), checked at submit:
+    #: over it, submits are refused with 507 ``storage_quota_exceeded``. ``None``: no budget.
+    max_storage_mb: float | None = Field(default=None, gt=0, description="budget, all tenants")
+    tenant_max_storage_mb: float | None = Field(
+        default=None, gt=0, description="budget of each tenant"
+    )
+    #: Quotas of a tenant that sets none of its own (issue 10, docs/tenancy.md): running
+    #: attempts (``None``: only the worker slots limit) and pending runs (a submit past it
+    #: answers 429 ``quota_exceeded``).
+    tenant_max_concurrent: int | None = Field(
+        default=None, ge=1, description="running attempts per tenant (default: no limit)"
+    )
+    tenant_max_queued: int | None = Field(
+        default=100_000, ge=1, description="pending runs per tenant"
+    )
+    #: Pending runs of all tenants together (``None``: only each tenant's limit).
+    max_queued: int | None = Field(default=None, ge=1, description="pending runs in all")
+    #: PATH of the run's processes. ``task_path`` / ``MCPEXEC_TASK_PATH`` is the deprecated name.
+    run_path: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MCPEXEC_RUN_PATH", "MCPEXEC_TASK_PATH"),
+        description="PATH of the run's processes (deprecated alias: task_path)",
+    )
     keep_workdirs: bool = False
+    #: Spawn each run's process from a small helper process (one exec per run) instead of
+    #: through the exec wrapper (/bin/sh, prlimit, setpriv) from the server; see
+    #: docs/architecture.md "The executor". Falls back to the wrapper if the helper cannot start.
+    spawn_helper: bool = Field(
+        default=True, description="fork+exec runs from a spawn helper process (zygote)"
+    )
 
     # -- sandbox (see docs/architecture.md "Sandbox"; `mcpexec doctor` shows what applies) -----
     sandbox: Literal["default", "strict", "none"] = Field(
@@ -70,7 +118,9 @@ class Settings(BaseSettings):
         "refuse to start without bwrap, cgroup memory+pids and a workdir size limit; none: no "
         "isolation (process group + rlimits only)",
     )
-    sandbox_uid: int = Field(default=65534, ge=1, description="task uid when serve runs as root")
+    sandbox_uid: int = Field(
+        default=65534, ge=1, description="uid of the run's processes when serve runs as root"
+    )
     sandbox_gid: int = Field(default=65534, ge=1)
     sandbox_work_dir: Path | None = Field(
         default=None,
@@ -98,13 +148,83 @@ class Settings(BaseSettings):
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
     secrets_file: Path | None = None
 
+    # -- the gateway to downstream MCP servers (docs/gateway.md) ---------------------------------
+    mcp_config: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("mcp_config", "MCPEXEC_MCP_CONFIG", "MCP_CONFIG_PATH"),
+        description="the mcp_servers.json of downstream MCP servers (also MCP_CONFIG_PATH, the "
+        "seed's name); unset: no downstream servers",
+    )
+    sandbox_directory: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "sandbox_directory", "MCPEXEC_SANDBOX_DIRECTORY", "SANDBOX_DIRECTORY"
+        ),
+        description="root of the built-in fs server's tools (also SANDBOX_DIRECTORY, the "
+        "seed's name); unset: no fs server",
+    )
+    max_concurrent_executions: int = Field(
+        default=10,
+        ge=1,
+        le=4096,
+        validation_alias=AliasChoices(
+            "max_concurrent_executions",
+            "MCPEXEC_MAX_CONCURRENT_EXECUTIONS",
+            "MAX_CONCURRENT_EXECUTIONS",
+        ),
+        description="tool calls in flight at once, all servers together",
+    )
+    tool_acquire_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="how long a tool call waits for a free slot"
+    )
+    max_tool_output_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="a tool call's result beyond this is cut"
+    )
+
     retention_days: float = Field(default=30.0, gt=0)
     purge_interval_s: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=8 * MIB, ge=1024)
+    # -- spool directory (see docs/spool.md) ------------------------------------------------------
+    spool_tenant: str = Field(default="default", description="tenant spool jobs run in")
+    spool_timeout_s: float = Field(
+        default=300.0, gt=0, description="timeout of a spool job that sets none (the seed's)"
+    )
+    spool_parallel: int | None = Field(
+        default=None, ge=1, le=1024, description="jobs in flight at once (default: workers)"
+    )
+    spool_max_job_bytes: int = Field(default=1 * MIB, ge=1024, description="largest job file")
+    spool_result_output_bytes: int = Field(
+        default=1 * MIB, ge=0, description="stdout/stderr kept per stream in a result file"
+    )
+    spool_retention_days: float = Field(
+        default=30.0, gt=0, description="completed/ and failed/ entries older than this go"
+    )
+    spool_rescan_s: float = Field(
+        default=2.0, gt=0, description="safety-net rescan when no inotify event arrives"
+    )
+    #: Slow clients: a request's headers, then its body, must arrive within these; idle
+    #: keep-alive connections close after ``keep_alive_s``; beyond ``max_connections`` open
+    #: connections new requests get 503.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    keep_alive_s: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="extra Host names /mcp accepts (comma-separated in the environment)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        """``task_path`` (keyword or config file key) is the deprecated name of ``run_path``."""
+        if isinstance(data, dict) and "task_path" in data:
+            data = dict(data)
+            old = data.pop("task_path")
+            # Sources are merged by then: a new name from any source wins over the old one.
+            if not {"run_path", "MCPEXEC_RUN_PATH"} & data.keys():
+                data["run_path"] = old
+        return data
 
     @field_validator("mcp_allowed_hosts", "sandbox_ro_binds", mode="before")
     @classmethod
@@ -129,12 +249,32 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
+    def gateway_configured(self) -> bool:
+        """Whether this process has tools to offer (downstream servers or ``fs``)."""
+        return self.mcp_config is not None or self.sandbox_directory is not None
+
+    @property
+    def task_path(self) -> str | None:
+        """Deprecated name of :attr:`run_path`."""
+        return self.run_path
+
+    @property
     def db_path(self) -> Path:
         return self.home / "mcpexec.db"
 
     @property
+    def store_url(self) -> str:
+        """``database_url``, or the SQLite file under ``home``."""
+        return self.database_url or f"sqlite:///{self.db_path}"
+
+    @property
     def token_path(self) -> Path:
         return self.home / "token"
+
+    @property
+    def url_path(self) -> Path:
+        """Where ``serve`` records the URL it listens on (the CLI's default server)."""
+        return self.home / "url"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -146,6 +286,33 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from flags (``overrides``; ``None`` values are ignored), env and config file."""
+    """Settings from flags (``overrides``; ``None`` values are ignored), env and config file.
+
+    Raises ``ConfigError`` with one line naming the file, the key and the fix."""
+    import tomllib
+
+    from pydantic import ValidationError
+
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except tomllib.TOMLDecodeError as exc:
+        path = config_file()
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix its syntax") from None
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, given)) from None
+
+
+def _explain(exc: Any, given: dict[str, Any]) -> str:
+    error = exc.errors()[0]
+    key = str(error["loc"][0]) if error["loc"] else "?"
+    if key in given:
+        where = f"--{key.replace('_', '-')}"
+    elif f"MCPEXEC_{key.upper()}" in os.environ:
+        where = f"MCPEXEC_{key.upper()}"
+    else:
+        where = f"{key} in {config_file()}"
+    return (
+        f"setting {where} = {error.get('input')!r}: {error['msg']}; "
+        f"fix it (see src/mcpexec/settings.py for {key})"
+    )

@@ -33,6 +33,8 @@ class Server:
     port: int
     workers: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: More ``mcpexec serve`` arguments (e.g. ``["--spool", DIR]``).
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -56,20 +58,28 @@ class Server:
             "MCPEXEC_KILL_GRACE_S": "0.5",
             # Debian's interpreters: a pyenv shim would fork helper processes that carry the
             # task's arguments (and so its marker) for a moment.
-            "MCPEXEC_TASK_PATH": "/usr/bin:/bin",
+            "MCPEXEC_RUN_PATH": "/usr/bin:/bin",
         }
         env.update(self.extra_env)
         return env
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.log_path = self.home / f"serve-{int(time.time() * 1000)}.log"
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [MCPEXEC, "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [
+                    MCPEXEC,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                    *self.args,
+                ],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -8,6 +8,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from mcpexec.client import Client
 
 from .conftest import MCPEXEC, Server, free_port, sleeper, wait_until_gone
@@ -94,6 +96,7 @@ def test_ctrl_c_cancels_the_run(server: Server) -> None:
     assert proc.stdout.readline() == "started\n"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130, proc.stdout.read()
+    proc.communicate()  # closes the pipes (an unclosed one is a ResourceWarning, an error)
     assert wait_until_gone(marker, 5.0) == []
 
 
@@ -111,14 +114,18 @@ def test_artifacts_download(server: Server, tmp_path: Path) -> None:
     assert target.read_text() == "data"
 
 
-def test_no_server_is_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [(None, "connection refused"), ("localhost:8002", "not an http(s) URL")],
+)
+def test_no_server_is_one_clear_line(tmp_path: Path, url: str | None, reason: str) -> None:
     result = subprocess.run(
         [MCPEXEC, "runs"],
         env={
             "PATH": "/usr/bin:/bin",
             "HOME": str(tmp_path),
             "MCPEXEC_HOME": str(tmp_path),
-            "MCPEXEC_URL": f"http://127.0.0.1:{free_port()}",
+            "MCPEXEC_URL": url or f"http://127.0.0.1:{free_port()}",
         },
         capture_output=True,
         text=True,
@@ -127,6 +134,7 @@ def test_no_server_is_one_clear_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("mcpexec: no mcpexec server answers at")
+    assert f"({reason}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

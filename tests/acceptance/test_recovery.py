@@ -37,6 +37,11 @@ def test_kill_9_then_restart_finishes_every_run(tmp_path: Path) -> None:
         ]
         queued = [client.submit({"shell": "echo queued"})["id"] for _ in range(3)]
         wait_status(client, running, "running", 20)
+        # "running" is stored at the claim, before the spawn: wait (bounded) for the execs.
+        deadline = time.monotonic() + 20
+        while len(processes_with_marker(marker, wrappers=False)) < 4:
+            assert time.monotonic() < deadline, processes_with_marker(marker, wrappers=False)
+            time.sleep(0.02)
         assert len(processes_with_marker(marker, wrappers=False)) == 4
     srv.stop(signal.SIGKILL)
     # No task process outlives the killed server by more than 2 s.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from contract_helpers import LEASE, OK, T0, claim_one, enqueue, failed, new_run, t
 
 from mcpexec.models import Artifact, FailureKind, Progress, RunStatus, Stream
 from mcpexec.store.base import AttemptOutcome, Store, WorkerInfo
+
+from .contract_helpers import LEASE, OK, T0, claim_one, enqueue, failed, new_run, t
 
 pytestmark = pytest.mark.anyio
 

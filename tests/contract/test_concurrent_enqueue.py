@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from contract_helpers import new_run
 
 from mcpexec.errors import Conflict
 from mcpexec.models import RunFilter
 from mcpexec.store.base import Store
+
+from .contract_helpers import new_run
 
 pytestmark = pytest.mark.anyio
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from contract_helpers import T0, claim_one, failed, new_run, t
 
 from mcpexec.errors import Conflict
 from mcpexec.models import Artifact, Stream
 from mcpexec.store.base import Store, TokenRecord, WorkerInfo
+
+from .contract_helpers import T0, claim_one, failed, new_run, t
 
 pytestmark = pytest.mark.anyio
 
@@ -111,8 +112,11 @@ async def test_workers_register_list_remove(store: Store) -> None:
 
 async def test_tokens(store: Store) -> None:
     assert await store.list_tokens() == []
-    admin = TokenRecord("t1", "admin", "h1", "admin", "default", T0)
-    agent = TokenRecord("t2", "agent", "h2", "submitter", "acme", t(1), revoked=True)
+    # A token without a principal is its own (the principal's id is the token's).
+    admin = TokenRecord("t1", "admin", "h1", "admin", "default", T0, principal_id="t1")
+    agent = TokenRecord(
+        "t2", "agent", "h2", "submitter", "acme", t(1), revoked=True, principal_id="t2"
+    )
     await store.add_token(agent)
     await store.add_token(admin)
     assert await store.token_by_hash("h1") == admin
@@ -124,3 +128,33 @@ async def test_tokens(store: Store) -> None:
     with pytest.raises(Conflict):
         await store.add_token(TokenRecord("t1", "dup", "h9", "admin", "default", T0))
     assert len(await store.list_tokens()) == 2
+
+
+def _sized(run_id: str, name: str, size: int, attempt: int = 1) -> Artifact:
+    return Artifact(
+        run_id=run_id, name=name, size=size, sha256="0" * 64, attempt=attempt, created_at=T0
+    )
+
+
+async def test_storage_used_counts_logs_and_artifacts_per_tenant(store: Store) -> None:
+    assert await store.storage_used() == 0
+    await store.enqueue(new_run("a", tenant="t1"))
+    await store.enqueue(new_run("b", tenant="t2"))
+    await claim_one(store, "w1")
+    await claim_one(store, "w1")
+    await store.append_log("a", 1, "w1", Stream.STDOUT, b"12345")
+    await store.append_log("a", 1, "w1", Stream.STDERR, b"678")
+    await store.append_log("b", 1, "w1", Stream.STDOUT, b"x")
+    assert await store.add_artifact(_sized("a", "f", 100), "w1")
+    assert (await store.storage_used("t1"), await store.storage_used("t2")) == (108, 1)
+    assert await store.storage_used() == 109
+    # a replaced artifact gives its size back; fenced-out writes count nothing
+    assert await store.add_artifact(_sized("a", "f", 40), "w1")
+    assert await store.append_log("a", 1, "w2", Stream.STDOUT, b"nope") is None
+    assert not await store.add_artifact(_sized("a", "g", 7), "w2")
+    assert await store.storage_used("t1") == 48
+    assert await store.storage_used("nobody") == 0
+    # a purged run gives back everything it held
+    await store.finish_attempt("a", 1, "w1", failed(), t(1), None)
+    assert await store.purge_finished(t(2)) == ["a"]
+    assert (await store.storage_used("t1"), await store.storage_used()) == (0, 1)

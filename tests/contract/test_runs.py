@@ -6,7 +6,6 @@ import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from contract_helpers import OK, T0, claim_one, enqueue, failed, new_run, t
 
 from mcpexec.errors import Conflict
 from mcpexec.models import (
@@ -18,8 +17,11 @@ from mcpexec.models import (
     RunStatus,
     Script,
     Stream,
+    ToolCall,
 )
-from mcpexec.store.base import Store
+from mcpexec.store.base import NewRun, Store
+
+from .contract_helpers import OK, T0, claim_one, enqueue, failed, new_run, t
 
 pytestmark = pytest.mark.anyio
 
@@ -131,6 +133,32 @@ async def test_list_filters(store: Store) -> None:
     assert await ids(created_after=t(10)) == ["d", "c", "b"]
     assert await ids(created_before=t(20)) == ["b", "a"]
     assert await ids(created_after=t(10), created_before=t(30)) == ["c", "b"]
+
+
+async def test_list_filters_tool_runs_by_server_and_tool(store: Store) -> None:
+    def tool_run(run_id: str, server: str, name: str) -> NewRun:
+        spec = ExecSpec(tool=ToolCall(server=server, name=name, arguments={"x": 1}))
+        return new_run(run_id, spec=spec)
+
+    await enqueue(
+        store,
+        tool_run("a", "everything", "echo"),
+        new_run("b"),  # a command run
+        tool_run("c", "everything", "get-sum"),
+        tool_run("d", "fs", "echo"),
+        tool_run("e", "everything", "echo"),
+    )
+
+    async def ids(tool: str) -> list[str]:
+        page = await store.list_runs(RunFilter(tool=tool), 100, None)
+        return [r.id for r in page.runs]
+
+    assert await ids("everything.echo") == ["e", "a"]
+    assert await ids("fs.echo") == ["d"]
+    assert await ids("everything") == []
+    assert await ids("echo") == []
+    [run] = (await store.list_runs(RunFilter(tool="fs.echo"), 1, None)).runs
+    assert run.spec.tool == ToolCall(server="fs", name="echo", arguments={"x": 1})
 
 
 async def test_paging_newest_first_without_gaps_or_duplicates(store: Store) -> None:

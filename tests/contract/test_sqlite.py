@@ -3,6 +3,7 @@ migrations, and the busy-lock behaviour."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -14,15 +15,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
-from contract_helpers import OK, T0, claim_one, new_run, t
 
 from mcpexec.errors import StoreError
 from mcpexec.models import Stream
 from mcpexec.store import _sqlite_db
+from mcpexec.store._migrations import load_migrations
 from mcpexec.store.sqlite import SqliteStore
+
+from .contract_helpers import OK, T0, claim_one, new_run, t
 
 pytestmark = pytest.mark.anyio
 HERE = Path(__file__).parent
@@ -107,9 +111,7 @@ async def test_several_processes_can_open_a_new_file_at_once(db: Path) -> None:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(
-            _sqlite_db.load_migrations()
-        )
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(load_migrations("sqlite"))
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -161,13 +163,20 @@ async def test_a_newer_schema_is_refused(db: Path) -> None:
 
 
 @contextlib.contextmanager
-def write_lock_held(db: Path) -> Iterator[threading.Event]:
-    """Another connection holds the write lock until the yielded event is set (or the end)."""
+def write_lock_held(db: Path, insert: str | None = None) -> Iterator[threading.Event]:
+    """Another connection holds the write lock until the yielded event is set (or the end);
+    with ``insert`` it also writes a pending run of that id in the same transaction."""
     release, held = threading.Event(), threading.Event()
 
     def hold() -> None:
         conn = sqlite3.connect(db, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
+        if insert is not None:
+            conn.execute(
+                "INSERT INTO runs (id, tenant, status, priority, spec, retry, created_at,"
+                " available_at) VALUES (?, 'default', 'pending', 0, ?, ?, 0, 0)",
+                (insert, json.dumps({"command": ["true"]}), json.dumps({})),
+            )
         held.set()
         release.wait(30)
         conn.execute("COMMIT")
@@ -183,18 +192,37 @@ def write_lock_held(db: Path) -> Iterator[threading.Event]:
         thread.join()
 
 
-async def test_reads_are_not_blocked_by_a_writer_and_writes_wait(db: Path) -> None:
+async def test_reads_are_not_blocked_by_a_writer_and_writes_wait(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events, not times (how long each takes is bench/bench_sqlite_lock.py): a read completes
+    while another connection holds the write lock; a write that meets the lock waits for it and
+    then succeeds, ordered after the holder's own write."""
     store = SqliteStore(db)
     await store.open()
     await store.enqueue(new_run("a"))
-    with write_lock_held(db) as release:
-        started = time.monotonic()
-        assert await store.get_run("a") is not None  # WAL: readers never wait
-        assert time.monotonic() - started < 1
-        threading.Timer(0.3, release.set).start()
-        run, _ = await store.enqueue(new_run("b"))  # waits for the lock, then succeeds
-        assert run.id == "b"
-        assert time.monotonic() - started >= 0.25
+    write_started = threading.Event()
+    transaction = store._db._transaction
+
+    def spy(begin: str, fn: Any) -> Any:
+        if begin == "BEGIN IMMEDIATE":
+            write_started.set()
+        return transaction(begin, fn)
+
+    monkeypatch.setattr(store._db, "_transaction", spy)
+    with write_lock_held(db, insert="held") as release:
+        # WAL: the reader does not wait for the writer, which still holds the lock.
+        assert await asyncio.wait_for(store.get_run("a"), 10) is not None
+        assert not release.is_set()
+        writing = asyncio.ensure_future(store.enqueue(new_run("b")))
+        assert await asyncio.to_thread(write_started.wait, 10)
+        assert not writing.done()  # it cannot finish: the lock is still held
+        release.set()
+        run, created = await asyncio.wait_for(writing, 30)
+    assert created
+    held = await store.get_run("held")
+    assert held is not None
+    assert run.seq > held.seq  # committed after the holder's transaction
     await store.close()
 
 
@@ -217,10 +245,10 @@ async def test_busy_beyond_the_retries_is_a_store_error(
 async def test_migration_2_keeps_attempts_of_a_version_1_database(db: Path) -> None:
     """A database created by 0001 alone gains the attempt isolation/limits columns; attempts
     recorded before read back with ``None`` for both."""
-    [(number, first), *_] = _sqlite_db.load_migrations()
-    assert number == 1
+    [first, *_] = load_migrations("sqlite")
+    assert first.number == 1
     conn = sqlite3.connect(db)
-    conn.executescript(first)
+    conn.executescript(first.sql)
     conn.execute("PRAGMA user_version = 1")
     conn.execute(
         "INSERT INTO runs (id, tenant, status, priority, spec, retry, created_at, available_at,"
@@ -240,3 +268,90 @@ async def test_migration_2_keeps_attempts_of_a_version_1_database(db: Path) -> N
         assert (attempt.isolation, attempt.limits) == (None, None)
     finally:
         await store.close()
+
+
+async def test_migration_5_counts_the_storage_a_version_2_database_already_holds(
+    db: Path,
+) -> None:
+    """The storage counters start from what is stored: logs and artifacts per tenant."""
+    first, second, *_ = load_migrations("sqlite")
+    conn = sqlite3.connect(db)
+    conn.executescript(first.sql)
+    conn.executescript(second.sql)
+    conn.execute("PRAGMA user_version = 2")
+    for run_id, tenant in (("a", "t1"), ("b", "t1"), ("c", "t2")):
+        conn.execute(
+            "INSERT INTO runs (id, tenant, status, priority, spec, retry, created_at,"
+            " available_at, attempts) VALUES (?, ?, 'completed', 0, ?, '{}', 0, 0, 1)",
+            (run_id, tenant, json.dumps({"command": ["true"]})),
+        )
+    logs = [("a", "stdout", 0, b"12345"), ("a", "stderr", 0, b"67"), ("c", "stdout", 0, b"x")]
+    conn.executemany(
+        "INSERT INTO logs (run_id, stream, byte_offset, attempt, data) VALUES (?, ?, ?, 1, ?)",
+        logs,
+    )
+    conn.execute(
+        "INSERT INTO artifacts (run_id, name, attempt, size, sha256, created_at)"
+        " VALUES ('b', 'f', 1, 100, '', 0)"
+    )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert await store.storage_used("t1") == 107
+        assert await store.storage_used("t2") == 1
+        assert await store.storage_used() == 108
+    finally:
+        await store.close()
+
+
+def _max_overlap(spans: list[tuple[int, int]]) -> int:
+    """The most intervals open at one instant (an end before a start at the same instant)."""
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    most = current = 0
+    for _, delta in events:
+        current += delta
+        most = max(most, current)
+    return most
+
+
+@pytest.mark.slow
+async def test_three_processes_never_over_admit_a_tenant(db: Path, tmp_path: Path) -> None:
+    """max_concurrent is counted in the claim's own transaction: three claiming processes
+    (batches of 4) never run more than 3 of tenant capped's runs at once, while tenant free
+    (no limit) is not held back by it."""
+    from mcpexec.store.base import TenantRecord
+
+    store = SqliteStore(db)
+    await store.open()
+    await store.create_tenant(TenantRecord("capped", T0, max_concurrent=3))
+    for i in range(120):
+        await store.enqueue(new_run(f"c{i:03}", tenant="capped", created_at=T0))
+    for i in range(30):
+        await store.enqueue(new_run(f"f{i:03}", tenant="free", created_at=T0))
+    await store.close()
+
+    go = tmp_path / "go"
+    procs = []
+    for name in ("p1", "p2", "p3"):
+        ready = tmp_path / f"{name}.ready"
+        args = (str(db), name, str(ready), str(go), "4")
+        procs.append((ready, _spawn(str(HERE / "quota_claimer.py"), *args)))
+    deadline = time.monotonic() + 60
+    while not all(ready.exists() for ready, _ in procs):
+        assert time.monotonic() < deadline, "claimers did not start"
+        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
+        await anyio.sleep(0.01)
+    go.touch()
+    spans: list[list[Any]] = []
+    for _, proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        spans.extend(json.loads(out))
+    capped = [(s, e) for _, tenant, s, e in spans if tenant == "capped"]
+    assert len(capped) == 120
+    assert len({r for r, *_ in spans}) == 150
+    overlap = _max_overlap(capped)
+    print(f"capped tenant: 120 runs by 3 processes, at most {overlap} running at once (limit 3)")
+    assert overlap <= 3

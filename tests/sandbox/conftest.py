@@ -1,8 +1,11 @@
 """Fixtures for the sandbox abuse suite: a started SandboxExecutor (the real bwrap, cgroups and
-tmpfs of this host), a recording sink, and the "nothing left behind" check every case ends with.
+tmpfs of this host), the shared recording sink, and the "nothing left behind" check every case
+ends with.
 
-A layer the host lacks makes the tests needing it skip with the reason; the fixture then asserts
-the executor *reports* the degraded layer in every attempt's ``isolation``.
+A layer the host lacks makes the tests needing it skip with the reason (the fixture first asserts
+the executor *reports* the degraded layer in every attempt's ``isolation``), except under
+``CI=true``: CI provides every layer (bwrap, seccomp, cgroup v2 kill, cgroup memory/pids, root), so
+there a missing layer fails the test.
 """
 
 from __future__ import annotations
@@ -11,18 +14,20 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
+from executor_helpers import SPAWN, RecordingSink, require, spawn_mode_fixture
+from mcpexec.errors import SandboxUnavailable
 from mcpexec.executor.base import ExecRequest, ExecResult
-from mcpexec.executor.cgroup_limits import LimitGroups
-from mcpexec.executor.probe import SandboxUnavailable, probe
+from mcpexec.executor.cgroup import LimitGroups
+from mcpexec.executor.probe import probe
+from mcpexec.executor.procfs import INSTANCE_VAR, pids_with_env
 from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor
-from mcpexec.executor.tree import INSTANCE_VAR, pids_with_env
-from mcpexec.models import ExecSpec, Progress, Stream
+from mcpexec.models import ExecSpec
 from mcpexec.settings import Settings
 from mcpexec.worker import effective_limits
 
@@ -30,36 +35,13 @@ SETTINGS = Settings(home=Path("/nonexistent"), kill_grace_s=0.5)
 PROBE = probe("default")
 NO_BWRAP = PROBE.bwrap_error
 ROOT = os.geteuid() == 0
+NOT_ROOT = None if ROOT else "the server does not run as root"
 
 
-@dataclass
-class Sink:
-    keep: int = 1 << 20
-    data: dict[Stream, bytearray] = field(
-        default_factory=lambda: {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
-    )
-    total: dict[Stream, int] = field(default_factory=lambda: {Stream.STDOUT: 0, Stream.STDERR: 0})
-    artifacts: dict[str, bytes] = field(default_factory=dict)
-    progress_seen: list[Progress] = field(default_factory=list)
+spawn_mode = spawn_mode_fixture()  # every test with the spawn helper and with the exec wrapper
 
-    async def output(self, stream: Stream, data: bytes) -> None:
-        self.total[stream] += len(data)
-        buf = self.data[stream]
-        buf += data[: max(0, self.keep - len(buf))]
-
-    async def progress(self, progress: Progress) -> None:
-        self.progress_seen.append(progress)
-
-    async def artifact(self, name: str, file: BinaryIO, size: int) -> None:
-        self.artifacts[name] = file.read(size)
-
-    @property
-    def out(self) -> str:
-        return self.data[Stream.STDOUT].decode(errors="replace")
-
-    @property
-    def err(self) -> str:
-        return self.data[Stream.STDERR].decode(errors="replace")
+#: The shared recording sink (``tests/executor_helpers.py``), under the name the cases use.
+Sink = RecordingSink
 
 
 def request(spec: dict[str, Any], run_id: str = "run", **limits: Any) -> ExecRequest:
@@ -75,9 +57,10 @@ async def execute(
     spec: dict[str, Any],
     cancel: asyncio.Event | None = None,
     timeout: float = 60,
+    sink: RecordingSink | None = None,
     **limits: Any,
-) -> tuple[ExecResult, Sink]:
-    sink = Sink()
+) -> tuple[ExecResult, RecordingSink]:
+    sink = sink or Sink()
     req = request(spec, **limits)
     result = await asyncio.wait_for(ex.execute(req, sink, cancel or asyncio.Event()), timeout)
     return result, sink
@@ -113,7 +96,7 @@ def processes_with_arg(needle: str) -> list[int]:
 
 
 def sleeping(marker: str) -> list[int]:
-    """Pids of the task's own ``sleep MARKER`` (not of wrappers whose argv merely mentions it)."""
+    """Pids of the run's own ``sleep MARKER`` (not of wrappers whose argv merely mentions it)."""
     found = []
     for pid in processes_with_arg(marker):
         try:
@@ -125,8 +108,10 @@ def sleeping(marker: str) -> list[int]:
 
 
 async def assert_clean(ex: SandboxExecutor, marker: str | None = None) -> None:
-    """Nothing of any run is left: no task process (environ marker of this executor, and the
-    argv ``marker`` if given), no attempt cgroup, no workdir, and the executor still answers."""
+    """Nothing of any run is left: no process of a run (environ marker of this executor, and the
+    argv ``marker`` if given), no attempt cgroup, no workdir, and the executor still answers.
+    The remains of returned attempts are removed by the cleanup thread: wait for it first."""
+    await ex.settle()
     assert pids_with_env(INSTANCE_VAR, ex.instance_id) == {}
     if marker is not None:
         assert processes_with_arg(marker) == []
@@ -147,11 +132,13 @@ async def _started(config: SandboxConfig, **kwargs: Any) -> SandboxExecutor:
     if NO_BWRAP:
         with pytest.raises(SandboxUnavailable, match="bwrap"):
             await SandboxExecutor(Path("/tmp/mcpexec-sandbox"), config).start()
-        pytest.skip(f"bwrap unusable here (and the executor refuses to start): {NO_BWRAP}")
+        require(f"bwrap unusable here (and the executor refuses to start): {NO_BWRAP}")
     home = Path(kwargs.pop("home"))
     root_dir = Path("/tmp/mcpexec-sandbox") if ROOT else home / "work"
+    kwargs.setdefault("spawn_helper", SPAWN.helper)
     ex = SandboxExecutor(root_dir, config, **kwargs)
     await ex.start()
+    assert (ex.spawner is not None) == SPAWN.helper  # the helper started (no silent fallback)
     return ex
 
 
@@ -190,11 +177,12 @@ async def need(ex: SandboxExecutor, layer: str) -> None:
             "seccomp": "NO-seccomp",
         }[layer]
         assert expected in (result.isolation or "")
-        pytest.skip(f"this host has no usable {layer} layer: {p.degraded}")
+        require(f"this host has no usable {layer} layer: {p.degraded}")
 
 
 def which(prog: str) -> str:
     path = shutil.which(prog, path="/usr/bin:/bin")
     if path is None:
-        pytest.skip(f"{prog} not installed")
+        require(f"{prog} not installed")
+    assert path is not None
     return path

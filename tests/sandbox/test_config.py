@@ -7,18 +7,18 @@ import base64
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from conftest import NO_BWRAP, ROOT, execute
+from executor_helpers import layer, require
 from mcpexec.app import App
-from mcpexec.errors import InvalidRequest
+from mcpexec.errors import InvalidRequest, SandboxUnavailable, SecretsError
 from mcpexec.executor import probe as probe_mod
 from mcpexec.executor import sandbox as sandbox_mod
 from mcpexec.executor.fake import FakeExecutor
-from mcpexec.executor.probe import SandboxUnavailable
-from mcpexec.executor.redact import Redactor, SecretsError, load_secrets_file
+from mcpexec.executor.redact import Redactor, load_secrets_file
 from mcpexec.executor.sandbox import SandboxConfig, SandboxExecutor, build_executor
 from mcpexec.executor.subprocess import SubprocessExecutor
 from mcpexec.models import ExecSpec, RunRequest, Stream
@@ -26,6 +26,8 @@ from mcpexec.settings import Settings
 from mcpexec.store.blobs import FileBlobStore
 from mcpexec.store.memory import MemoryStore
 from mcpexec.worker import effective_limits
+
+from .conftest import NO_BWRAP, ROOT, execute
 
 pytestmark = pytest.mark.anyio
 SECRET = "s3cr3t-Value/with+chars=="
@@ -74,9 +76,17 @@ def test_secrets_file_must_be_private(tmp_path: Path) -> None:
 
 # -- limits ---------------------------------------------------------------------------------------
 def test_limits_get_server_defaults_and_are_clamped_to_maxima() -> None:
-    defaults = {"memory_mb": 512, "pids": 100, "disk_mb": 64, "cpu_s": 5}
-    maxima = {"max_memory_mb": 1024, "max_pids": 200, "max_disk_mb": 128, "max_cpu_s": 10}
-    settings = Settings(home=Path("/nonexistent"), **defaults, **maxima)
+    settings = Settings(
+        home=Path("/nonexistent"),
+        memory_mb=512,
+        pids=100,
+        disk_mb=64,
+        cpu_s=5,
+        max_memory_mb=1024,
+        max_pids=200,
+        max_disk_mb=128,
+        max_cpu_s=10,
+    )
     lim = effective_limits(ExecSpec(command=["true"]), settings)
     assert (lim.memory_mb, lim.pids, lim.disk_mb, lim.cpu_s) == (512, 100, 64, 5)
     spec = ExecSpec.model_validate(
@@ -154,7 +164,7 @@ def test_settings_secrets_file_errors_refuse_to_build(tmp_path: Path) -> None:
         build_executor(Settings(home=tmp_path, secrets={"A": "ab"}))
 
 
-@pytest.mark.skipif(bool(NO_BWRAP), reason=f"bwrap unusable: {NO_BWRAP}")
+@layer(f"bwrap unusable: {NO_BWRAP}" if NO_BWRAP else None)
 async def test_strict_refuses_to_start_when_a_layer_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,11 +186,11 @@ async def test_strict_refuses_to_start_when_a_layer_is_missing(
         await default.stop()
 
 
-@pytest.mark.skipif(bool(NO_BWRAP), reason=f"bwrap unusable: {NO_BWRAP}")
+@layer(f"bwrap unusable: {NO_BWRAP}" if NO_BWRAP else None)
 async def test_strict_runs_where_everything_is_available(tmp_path: Path) -> None:
     p = probe_mod.probe("strict")
     if p.missing_for_strict:
-        pytest.skip(f"strict mode cannot run here: {p.missing_for_strict}")
+        require(f"strict mode cannot run here: {p.missing_for_strict}")
     work = Path("/tmp/mcpexec-sandbox") if ROOT else tmp_path / "work"
     ex = SandboxExecutor(work, SandboxConfig(strict=True))
     await ex.start()
@@ -203,7 +213,39 @@ def test_doctor_prints_every_layer_and_the_mode() -> None:
         check=False,
         env={"PATH": "/usr/bin:/bin", "MCPEXEC_HOME": "/nonexistent-home"},
     )
-    for layer in ("bwrap", "seccomp", "cgroup memory", "cgroup pids", "workdir size", "landlock"):
-        assert layer in proc.stdout
+    for row in ("bwrap", "seccomp", "cgroup memory", "cgroup pids", "workdir size", "landlock"):
+        assert row in proc.stdout
     assert "serve would" in proc.stdout
     assert proc.returncode == (1 if NO_BWRAP else 0), proc.stdout
+
+
+def test_run_path_setting_and_its_deprecated_alias_task_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCPEXEC_CONFIG", str(tmp_path / "absent.toml"))
+    for name in ("MCPEXEC_RUN_PATH", "MCPEXEC_TASK_PATH", "RUN_PATH", "TASK_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings(home=tmp_path).run_path is None
+    monkeypatch.setenv("RUN_PATH", "/not/ours")  # only MCPEXEC_* names are read
+    assert Settings(home=tmp_path).run_path is None
+    monkeypatch.setenv("MCPEXEC_TASK_PATH", "/old")
+    assert Settings(home=tmp_path).run_path == "/old"
+    assert Settings(home=tmp_path).task_path == "/old"
+    monkeypatch.setenv("MCPEXEC_RUN_PATH", "/new")
+    assert Settings(home=tmp_path).run_path == "/new"
+    assert Settings(home=tmp_path, run_path="/flag").run_path == "/flag"
+    old_kwarg: dict[str, Any] = {"task_path": "/kw"}
+    assert Settings(home=tmp_path, **old_kwarg).run_path == "/new"  # env beats an old kwarg
+    config = tmp_path / "config.toml"
+    config.write_text('task_path = "/toml"\n')
+    monkeypatch.setenv("MCPEXEC_CONFIG", str(config))
+    monkeypatch.delenv("MCPEXEC_RUN_PATH")
+    monkeypatch.delenv("MCPEXEC_TASK_PATH")
+    assert Settings(home=tmp_path).run_path == "/toml"
+    assert Settings(home=tmp_path, run_path="/flag").run_path == "/flag"
+
+
+def test_build_executor_passes_run_path(tmp_path: Path) -> None:
+    ex = build_executor(Settings(home=tmp_path, sandbox="none", run_path="/opt/bin:/usr/bin"))
+    assert isinstance(ex, SubprocessExecutor)
+    assert ex.run_path == "/opt/bin:/usr/bin"

@@ -13,8 +13,9 @@ from mcpexec.app import App, Principal
 from mcpexec.errors import Forbidden, RunNotFound, StoreError, Unauthorized
 from mcpexec.executor.base import ExecResult
 from mcpexec.executor.fake import FakeExecutor
-from mcpexec.models import RunFilter, RunRequest, RunStatus, Stream
+from mcpexec.models import DEFAULT_RETRY, ExecSpec, RunFilter, RunRequest, RunStatus, Stream, utcnow
 from mcpexec.settings import Settings
+from mcpexec.store.base import NewRun
 from mcpexec.store.blobs import FileBlobStore
 from mcpexec.store.memory import MemoryStore
 
@@ -118,7 +119,7 @@ async def test_tokens(app: App, tmp_path: Path) -> None:
 
 
 async def test_retention_purge_removes_runs_logs_and_artifacts(tmp_path: Path) -> None:
-    from mcpexec.reaper import Reaper
+    from mcpexec.reaper import Reaper, ReaperOptions
 
     settings = Settings(home=tmp_path, retention_days=1e-9)
     store = MemoryStore()
@@ -131,7 +132,9 @@ async def test_retention_purge_removes_runs_logs_and_artifacts(tmp_path: Path) -
         assert (await app.wait(run.id, ADMIN, 5)).status == RunStatus.COMPLETED
         pending, _ = await app.submit(req(command=["echo"], run_at="2999-01-01T00:00:00Z"), ADMIN)
         (tmp_path / "artifacts" / run.id).mkdir(parents=True)
-        purged = await Reaper(store, blobs, app.events, settings).purge()
+        purged = await Reaper(
+            store, blobs, app.events, ReaperOptions.from_settings(settings)
+        ).purge()
         assert purged == 1
         with pytest.raises(RunNotFound):
             await app.get(run.id, ADMIN)
@@ -143,7 +146,8 @@ async def test_retention_purge_removes_runs_logs_and_artifacts(tmp_path: Path) -
 
 async def test_executor_error_fails_the_attempt_at_once(tmp_path: Path) -> None:
     async def broken(*_: object) -> ExecResult:
-        raise OSError(28, "No space left on device")
+        # (a full disk is a store_error: tests/unit/test_worker_store_failure.py)
+        raise OSError(13, "Permission denied: the executor's own directory")
 
     settings = Settings(home=tmp_path, poll_s=0.05)
     app = App(settings, MemoryStore(), FakeExecutor(broken), FileBlobStore(tmp_path / "a"))
@@ -155,7 +159,7 @@ async def test_executor_error_fails_the_attempt_at_once(tmp_path: Path) -> None:
         assert done.status == RunStatus.FAILED
         assert done.failure is not None
         assert done.failure.kind == "spawn_error"
-        assert "No space left" in done.failure.message
+        assert "Permission denied" in done.failure.message
     finally:
         await app.close()
 
@@ -184,5 +188,88 @@ async def test_worker_survives_failing_claims(tmp_path: Path) -> None:
         run, _ = await app.submit(req(command=["echo", "ok"]), ADMIN)
         assert (await app.wait(run.id, ADMIN, 5)).status == RunStatus.COMPLETED
         assert store.failures == 0
+    finally:
+        await app.close()
+
+
+def test_an_exec_result_becomes_the_attempt_outcome_field_for_field() -> None:
+    from dataclasses import fields
+
+    from mcpexec.models import Failure, FailureKind
+    from mcpexec.store.base import AttemptOutcome
+    from mcpexec.worker import outcome_of
+
+    failure = Failure(kind=FailureKind.WORKER_LOST, message="interrupted")
+    result = ExecResult(
+        succeeded=False,
+        exit_code=3,
+        signal=9,
+        failure=Failure(kind=FailureKind.SIGNAL, message="killed"),
+        output_truncated=True,
+        result={"a": 1},
+        isolation=None,
+        limits={"memory_mb": {"value": 64}},
+    )
+    outcome = outcome_of(result, failure=failure, isolation="none")
+    expected = {f.name: getattr(result, f.name) for f in fields(AttemptOutcome)}
+    expected.update(failure=failure, isolation="none")
+    assert {f.name: getattr(outcome, f.name) for f in fields(AttemptOutcome)} == expected
+    assert outcome.exit_code == 3
+    assert outcome.limits == {"memory_mb": {"value": 64}}
+
+
+async def test_worker_slots_count_this_process_workers(app: App) -> None:
+    slots = app.worker_slots()
+    assert (slots.total, slots.busy) == (2, 0)
+    run, _ = await app.submit(req(command=["block"]), ADMIN)
+    for _ in range(100):
+        if app.worker_slots().busy == 1:
+            break
+        await app.events.wait_run(run.id, 0.05)
+    assert app.worker_slots().busy == 1
+    await app.cancel(run.id, ADMIN)
+    assert (await app.wait(run.id, ADMIN, 5)).status == RunStatus.CANCELLED
+
+
+class NotifyingStore(MemoryStore):
+    """A store whose wake-up reaches across processes (as a PostgreSQL dialect's would); it
+    tells the test when a claim came back empty (the worker is about to idle)."""
+
+    wakes_across_processes = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found_nothing = asyncio.Event()
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        claims = await super().claim(*args, **kwargs)
+        if not claims:
+            self.found_nothing.set()
+        return claims
+
+
+async def test_a_store_that_notifies_wakes_the_worker_without_the_event_hub(
+    tmp_path: Path,
+) -> None:
+    # poll_s far beyond the wait below: only the store's own wake-up can start the run, as it
+    # would for a run enqueued by another process (which never touches our EventHub).
+    settings = Settings(home=tmp_path, poll_s=600)
+    store = NotifyingStore()
+    app = App(settings, store, FakeExecutor(), FileBlobStore(tmp_path / "a"))
+    await app.open()
+    await app.start_background(workers=1, reaper=False)
+    try:
+        await asyncio.wait_for(store.found_nothing.wait(), 10)
+        new = NewRun(
+            id="from-elsewhere",
+            tenant="default",
+            spec=ExecSpec(command=["echo", "hi"]),
+            retry=DEFAULT_RETRY,
+            priority=0,
+            labels={},
+            created_at=utcnow(),
+        )
+        await store.enqueue(new)  # straight into the store: no EventHub announcement
+        assert (await app.wait(new.id, ADMIN, 10)).status == RunStatus.COMPLETED
     finally:
         await app.close()

@@ -13,6 +13,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_default_policy_retries_only_lost_workers() -> None:
     assert should_retry(DEFAULT_RETRY, FailureKind.WORKER_LOST, 1)
+    assert should_retry(DEFAULT_RETRY, FailureKind.STORE_ERROR, 1)  # a full disk, not the task
     assert not should_retry(DEFAULT_RETRY, FailureKind.EXIT_CODE, 1)
     assert not should_retry(DEFAULT_RETRY, FailureKind.WORKER_LOST, 3)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from mcpexec.app import App, Principal
+from mcpexec.bearer import bearer_token
 
 
 async def get_app(request: Request) -> App:
@@ -17,10 +18,8 @@ async def get_app(request: Request) -> App:
 
 
 async def get_principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
     app = await get_app(request)
-    return await app.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+    return await app.authenticate(bearer_token(request.headers.get("authorization")))
 
 
 AppDep = Annotated[App, Depends(get_app)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -11,16 +12,33 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from mcpexec.errors import McpexecError
+from mcpexec.views import wire_safe
 
 log = logging.getLogger(__name__)
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always renders. Input is refused at the edge when it is not valid Unicode, but
+    a value stored before that check (a label with a lone surrogate) must not turn every listing
+    into a 500: such characters become U+FFFD in the answer."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return super().render(wire_safe(content))
+
 
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "invalid_request",
 }
 
 
@@ -34,33 +52,54 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":
+        # FastAPI says "JSON decode error" with the character position as the field.
+        detail = (error.get("ctx") or {}).get("error", "")
+        return f"request body is not valid JSON: {detail} (at character {error['loc'][-1]})"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(McpexecError)
     async def _domain(_: Request, exc: McpexecError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), exc.http_status, headers=headers
+        details = dict(exc.details)
+        if isinstance(details.get("retry_after_s"), int):  # 429 quota_exceeded
+            headers = {"Retry-After": str(details["retry_after_s"])}
+        if exc.http_status == 422 and "errors" not in details:
+            # The same shape as a validation error's, so clients read one place.
+            field = str(details.get("field", "body"))
+            details["errors"] = [{"field": field, "message": exc.message}]
+        return SafeJSONResponse(
+            error_body(exc.code, exc.message, details), exc.http_status, headers=headers
         )
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "field": _field(tuple(e["loc"])),
-                "message": str(e["msg"]).removeprefix("Value error, "),
+                "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e["loc"])),
+                "message": _message(e),
             }
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         message = f"{first['field']}: {first['message']}"
-        return JSONResponse(error_body("invalid_request", message, {"errors": errors}), 422)
+        return SafeJSONResponse(error_body("invalid_request", message, {"errors": errors}), 422)
 
     @api.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
+        details: dict[str, Any] = {}
+        if exc.status_code == 422:  # the body as a whole (not UTF-8): the validation shape
+            details["errors"] = [{"field": "body", "message": str(exc.detail)}]
+        # Keep the exception's headers: a 405 carries Allow.
+        return SafeJSONResponse(
+            error_body(code, str(exc.detail), details), exc.status_code, headers=exc.headers
+        )
 
     @api.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(error_body("internal", "internal error; see the server log"), 500)
+        return SafeJSONResponse(error_body("internal", "internal error; see the server log"), 500)

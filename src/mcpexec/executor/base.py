@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from mcpexec.models import ExecSpec, Failure, Progress, Stream
@@ -31,7 +30,8 @@ class EffectiveLimits:
     max_artifact_bytes: int = 100 * 1024 * 1024
     kill_grace_s: float = 2.0
     #: Processes (cgroup ``pids.max``) and workdir bytes (a size-limited tmpfs); enforced by
-    #: the sandbox backend when the host allows, ignored by the plain subprocess executor.
+    #: the sandbox backend when the host allows. The plain subprocess executor (sandbox
+    #: ``none``) does not enforce them and records them as ``"not enforced (sandbox none)"``.
     pids: int | None = None
     disk_mb: int | None = None
 
@@ -111,10 +111,6 @@ class Executor(abc.ABC):
         self, request: ExecRequest, sink: ExecSink, cancel: asyncio.Event
     ) -> ExecResult:
         """Run to completion, timeout, or until ``cancel`` is set. Never raises for anything the
-        task does (spawn failures become ``spawn_error``); the whole process tree is dead when it
-        returns. If the awaiting task is itself cancelled, the tree is killed before the
-        ``CancelledError`` propagates."""
-
-
-def workdir_root(home: Path) -> Path:
-    return home / "work"
+        run's process does (spawn failures become ``spawn_error``); the whole process tree is
+        dead when it returns. If the awaiting asyncio task is itself cancelled, the tree is
+        killed before the ``CancelledError`` propagates."""

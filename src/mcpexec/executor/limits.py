@@ -1,12 +1,13 @@
-"""Resource limits: server defaults, and the rlimits applied in the child before exec.
+"""How the child is set up before the run's process starts: rlimits, the cgroup join (the files
+:mod:`mcpexec.executor.cgroup` prepared), the uid drop and ``PDEATHSIG``.
 
 Two ways to apply them. The fast one, :func:`exec_wrapper`, puts small programs in front of the
-task that do the work and ``exec`` on: ``/bin/sh`` joins the cgroups, ``prlimit`` sets the rlimits,
-``setpriv`` drops the uid. With no ``preexec_fn`` CPython spawns with ``vfork``; a ``preexec_fn``
-forces a full ``fork`` of the server, which costs several milliseconds per run for a server of
-~90 MB and blocks the event loop until the child execs (measured: 14 ms against 4 ms per spawn
-on a loaded 2-core machine; docs/benchmarks.md). The fallback, when those programs are missing,
-is a ``preexec_fn``.
+run's process that do the work and ``exec`` on: ``/bin/sh`` joins the cgroups, ``prlimit`` sets
+the rlimits, ``setpriv`` drops the uid. With no ``preexec_fn`` CPython spawns with ``vfork``; a
+``preexec_fn`` forces a full ``fork`` of the server, which costs several milliseconds per run for
+a server of ~90 MB and blocks the event loop until the child execs (measured: 14 ms against 4 ms
+per spawn on a loaded 2-core machine; docs/benchmarks.md). The fallback, when those programs are
+missing, is a ``preexec_fn``.
 
 In the fallback, between ``fork`` and ``exec`` only the forking thread exists, so anything that
 may take a lock (logging, imports, allocation-heavy code) can deadlock. The closure built here
@@ -29,15 +30,6 @@ from pathlib import Path
 from mcpexec.executor.base import EffectiveLimits
 
 MIB = 1024 * 1024
-
-DEFAULT_LIMITS = EffectiveLimits(
-    timeout_s=3600.0,
-    cpu_s=None,
-    memory_mb=None,
-    file_size_mb=1024,
-    open_files=1024,
-    max_output_bytes=1024 * 1024,
-)
 
 #: ``PR_SET_PDEATHSIG`` from <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
@@ -66,7 +58,7 @@ def rlimits_for(
         out.append(_clamp(resource.RLIMIT_NPROC, nproc, nproc))
     if limits.cpu_s is not None:
         # soft < hard: the soft limit delivers SIGXCPU (a distinct, recognisable death); the
-        # hard limit one second later is SIGKILL for tasks that catch or ignore SIGXCPU.
+        # hard limit one second later is SIGKILL for processes that catch or ignore SIGXCPU.
         out.append(_clamp(resource.RLIMIT_CPU, limits.cpu_s, limits.cpu_s + 1))
     if limits.memory_mb is not None and address_space:
         size = limits.memory_mb * MIB
@@ -93,15 +85,14 @@ _PRCTL = _load_prctl()
 
 def make_preexec(
     rlimits: list[RLimit],
-    cgroup_procs_fd: int | None,
+    procs_fds: Sequence[int] = (),
     pdeathsig: bool = True,
     *,
-    extra_procs_fds: tuple[int, ...] = (),
     drop_to: tuple[int, int] | None = None,
 ) -> Callable[[], None]:
     """Build the child-side hook. Everything it touches is bound now, in the parent.
 
-    ``extra_procs_fds``: more ``cgroup.procs`` descriptors to join (the v1 limit groups).
+    ``procs_fds``: the ``cgroup.procs`` descriptors to join (``cgroup.CgroupJoin.fds``).
     ``drop_to``: ``(uid, gid)`` to switch to, with no supplementary groups, after the cgroup
     joins and rlimits (which need the server's privileges) and before exec.
     """
@@ -112,12 +103,12 @@ def make_preexec(
     setgroups, setresgid, setresuid = os.setgroups, os.setresgid, os.setresuid
 
     limits = tuple(rlimits)
-    fds = tuple(fd for fd in (cgroup_procs_fd, *extra_procs_fds) if fd is not None)
+    fds = tuple(procs_fds)
     uid, gid = drop_to if drop_to is not None else (-1, -1)
     no_groups: list[int] = []
 
     def preexec() -> None:
-        # Join the attempt's cgroups first, so that every process the task ever forks is inside
+        # Join the attempt's cgroups first, so that every process the run ever forks is inside
         # them: "0" means "the writing process".
         for fd in fds:
             write(fd, b"0")
@@ -143,7 +134,7 @@ _PRLIMIT_NAMES = {
     resource.RLIMIT_FSIZE: "fsize",
     resource.RLIMIT_NOFILE: "nofile",
 }
-#: Where the wrapper programs are looked up: system directories only, never the task's PATH.
+#: Where the wrapper programs are looked up: system directories only, never the run's PATH.
 _SYSTEM_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
 
@@ -155,15 +146,20 @@ def exec_wrapper(
     rlimits: list[RLimit],
     procs_paths: Sequence[Path],
     drop_to: tuple[int, int] | None = None,
+    server_pid: int | None = None,
 ) -> list[str] | None:
     """The argv prefix that applies cgroup joins, rlimits and the uid drop by exec'ing through
-    ``/bin/sh``, ``prlimit`` and ``setpriv`` (util-linux); the task's executable and arguments
+    ``/bin/sh``, ``prlimit`` and ``setpriv`` (util-linux); the run's executable and arguments
     follow it. ``None`` when a needed program is missing: use :func:`make_preexec` then.
 
     The process keeps its pid through every exec, so it is the session leader the executor
-    watches, and it is inside the cgroups before the task runs its first instruction. What the
-    preexec path adds and this one lacks is ``PDEATHSIG`` on the direct child; the executor's
-    watchdog kills the whole tree when the server dies either way.
+    watches, and it is inside the cgroups before the run's process runs its first instruction.
+    What the preexec path adds and this one lacks is ``PDEATHSIG`` on the direct child; the
+    executor's watchdog kills the whole tree when the server dies either way, except a process
+    that joins the cgroup only after the watchdog's kill (the server died while the wrapper was
+    starting). So after joining, the shell checks that its parent is still ``server_pid``
+    (default: this process; ``/proc/self/stat``, field 4 — a dead parent means it was
+    reparented) and exits otherwise: joined before the kill, the kill got it; after, it stops.
     """
     prlimit = shutil.which("prlimit", path=_SYSTEM_PATH)
     setpriv = shutil.which("setpriv", path=_SYSTEM_PATH) if drop_to is not None else None
@@ -173,8 +169,11 @@ def exec_wrapper(
     if procs_paths:
         # "0" moves the writing process, i.e. this shell, which then becomes prlimit, ….
         joins = " && ".join(f"echo 0 > {shlex.quote(str(p))}" for p in procs_paths)
-        # The shell would export PWD into the task's environment: unset it (allowlist only).
-        argv += ["/bin/sh", "-c", f'{joins} && unset PWD && exec "$@"', "mcpexec-spawn"]
+        server = os.getpid() if server_pid is None else server_pid
+        alive = f'read -r _ _ _ ppid _ < /proc/self/stat && [ "$ppid" = {server} ]'
+        # The shell would export PWD into the run's environment: unset it (allowlist only).
+        script = f'{joins} && {alive} && unset PWD && exec "$@"'
+        argv += ["/bin/sh", "-c", script, "mcpexec-spawn"]
     argv.append(prlimit)
     for res, soft, hard in rlimits:
         argv.append(f"--{_PRLIMIT_NAMES[res]}={_prlimit_value(soft)}:{_prlimit_value(hard)}")

@@ -2,14 +2,14 @@
 
 Three promises:
 
-* **Batching.** A chatty task printing one short line at a time must not cost one store write per
+* **Batching.** A chatty run printing one short line at a time must not cost one store write per
   line, so bytes are held until ``flush_bytes`` have accumulated or ``flush_interval`` has passed
   since the first unflushed byte.
 * **A cap per stream that never stops the reading.** Past ``cap`` bytes the pump keeps consuming
-  (a pipe nobody reads fills, the task blocks in ``write`` and never exits), remembers only the
+  (a pipe nobody reads fills, the process blocks in ``write`` and never exits), remembers only the
   last ``tail_bytes`` and, at the end, emits ``\\n[mcpexec: N bytes omitted]\\n`` plus that tail.
-* **Bounded memory whatever the task prints.** Unflushed bytes are bounded by backpressure: when
-  the sink is slower than the task and more than ``high_water`` bytes wait, the pump asks the
+* **Bounded memory whatever the run prints.** Unflushed bytes are bounded by backpressure: when
+  the sink is slower than the run and more than ``high_water`` bytes wait, the pump asks the
   protocol to pause that pipe until the flusher catches up. Pausing is safe here because process
   exit is observed by the child watcher, never through the pipes.
 """
@@ -141,7 +141,7 @@ class OutputPump:
         while True:
             await self._any.wait()
             if not self._closed:
-                # Give a chatty task a moment to fill the batch, unless it already did.
+                # Give a chatty run a moment to fill the batch, unless it already did.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._flush_interval)
             self._any.clear()

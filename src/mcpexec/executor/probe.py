@@ -1,5 +1,5 @@
 """Capability probes of the sandbox (bwrap, cgroup limits, seccomp, Landlock, workdir size
-limits), the small mount syscalls the sandbox needs, and the report of ``mcpexec doctor``."""
+limits) and the report of ``mcpexec doctor``."""
 
 from __future__ import annotations
 
@@ -16,54 +16,20 @@ from typing import Any
 
 from mcpexec.executor import bwrap as bw
 from mcpexec.executor import seccomp
-from mcpexec.executor.cgroup_limits import LimitSupport, probe_limits
-from mcpexec.executor.tree import find_cgroup2_mount
+from mcpexec.executor.cgroup import LimitSupport, find_cgroup2_mount, probe_limits
+from mcpexec.executor.mounts import mount_tmpfs, umount
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 MODES = ("default", "strict", "none")
 DEFAULT_ROOT_WORK_DIR = Path("/tmp/mcpexec-sandbox")  # noqa: S108 - created 0711 root, checked
-_MS_NOSUID, _MS_NODEV = 2, 4
-_MNT_DETACH = 2
 _LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture (asm-generic)
 _LANDLOCK_CREATE_RULESET_VERSION = 1
-
-
-class SandboxUnavailable(RuntimeError):
-    """The configured mode cannot run on this host (the message says what is missing)."""
 
 
 # --- small syscalls ----------------------------------------------------------------------------
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:
-    inodes = max(4096, size_mb * 256)
-    opts = f"size={size_mb}m,nr_inodes={inodes},mode=0700,uid={uid},gid={gid}"
-    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, opts.encode()):
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
-
-
-def umount(path: Path) -> bool:
-    return bool(_libc.umount2(os.fsencode(path), _MNT_DETACH) == 0)
-
-
-def mounts_under(root: Path) -> list[Path]:
-    """Mount points strictly below ``root`` (deepest first), from ``/proc/self/mountinfo``."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return []
-    prefix = str(root).rstrip("/") + "/"
-    found = []
-    for line in lines:
-        point = line.split()[4].encode().decode("unicode_escape")  # \040 for spaces
-        if point.startswith(prefix):
-            found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 def landlock_abi() -> int | None:
@@ -134,7 +100,7 @@ class Probe:
 
 
 def sandbox_ids(settings_uid: int, settings_gid: int) -> tuple[int, int]:
-    """The uid/gid tasks run as: the configured ones for a root server, else the server's."""
+    """The uid/gid of the run's processes: the configured ones for a root server, else ours."""
     if os.geteuid() == 0:
         return settings_uid, settings_gid
     return os.geteuid(), os.getegid()
@@ -153,7 +119,7 @@ def _drop(uid: int, gid: int) -> Any:
 
 
 def probe_bwrap(uid: int, gid: int, bind: Path | None = None) -> tuple[str | None, str | None]:
-    """``(version, error)``: run a trivial sandbox as the task uid, binding ``bind`` (a directory
+    """``(version, error)``: run a trivial sandbox as the sandbox uid, binding ``bind`` (a directory
     the sandbox uid must be able to reach) like a workdir."""
     exe = shutil.which("bwrap")
     if exe is None:
@@ -186,6 +152,43 @@ def probe_bwrap(uid: int, gid: int, bind: Path | None = None) -> tuple[str | Non
         why = proc.stderr.strip() or f"exit status {proc.returncode}"
         return version, f"a trivial sandbox failed as uid {uid}: {why}"
     return version, None
+
+
+def probe_status_init(bwrap: str, uid: int, gid: int) -> str | None:
+    """The sandbox's status-reporting pid 1 (``bwrap.STATUS_INIT``) if it works here: a shell
+    that SIGKILLs itself must be reported as raw wait status 9. ``None``: use bwrap's init."""
+    init = bw.status_init()
+    if init is None:
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        argv = [
+            bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--as-pid-1",
+            "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+            "--proc", "/proc", "--dev", "/dev",
+            "--", init, "-e", bw.STATUS_INIT, str(write_end), "/bin/sh", "-c", "kill -9 $$",
+        ]  # fmt: skip
+        subprocess.run(
+            argv,
+            capture_output=True,
+            timeout=20,
+            check=False,
+            env={},
+            pass_fds=(write_end,),
+            preexec_fn=_drop(uid, gid),  # syscalls only
+        )
+        os.close(write_end)
+        write_end = -1
+        os.set_blocking(read_end, False)
+        report = os.read(read_end, 64)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    return init if report == b"9\n" else None
 
 
 def probe_disk(root: bool) -> str | None:
@@ -232,7 +235,7 @@ def doctor_report(mode: str, uid: int, gid: int) -> tuple[list[str], bool]:
     """Lines for ``mcpexec doctor`` and whether ``serve`` would start in ``mode``."""
     p = probe(mode, uid, gid)
     ok_mark, bad = "ok  ", "MISS"
-    lines = [f"server uid {os.geteuid()}; tasks would run as uid {p.uid} gid {p.gid}", ""]
+    lines = [f"server uid {os.geteuid()}; runs would execute as uid {p.uid} gid {p.gid}", ""]
 
     def row(good: bool, what: str, detail: str, fix: str | None = None) -> None:
         lines.append(f"[{ok_mark if good else bad}] {what:<22} {detail}")
@@ -256,7 +259,7 @@ def doctor_report(mode: str, uid: int, gid: int) -> tuple[list[str], bool]:
     lines.append("")
     would_start = True
     if mode == "none":
-        lines.append("serve would run: none -- NO ISOLATION (tasks run as the server's uid)")
+        lines.append("serve would run: none -- NO ISOLATION (runs execute as the server's uid)")
     elif mode == "strict":
         missing = p.missing_for_strict
         would_start = not missing

@@ -21,14 +21,11 @@ import stat
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+from mcpexec.errors import SecretsError
 from mcpexec.models import Stream
 
 MIN_SECRET_LEN = 4  # shorter values would redact half the output and protect nothing
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-class SecretsError(ValueError):
-    pass
 
 
 def load_secrets_file(path: Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The seccomp denylist bwrap loads before exec'ing the task (``--seccomp FD``).
+"""The seccomp denylist bwrap loads before exec'ing the run's process (``--seccomp FD``).
 
 Default action ALLOW; EPERM for the syscalls an ordinary program has no business making and that
 widen the kernel attack surface or escape attempts (namespaces, mounts, ptrace, keyrings, bpf,
@@ -43,7 +43,8 @@ def unavailable() -> str | None:
     except (ImportError, OSError) as exc:  # the package, or libseccomp.so.2, is missing
         return f"pyseccomp/libseccomp not loadable: {exc}"
     try:
-        actions = open("/proc/sys/kernel/seccomp/actions_avail").read().split()  # noqa: SIM115
+        with open("/proc/sys/kernel/seccomp/actions_avail") as avail:  # closed: no ResourceWarning
+            actions = avail.read().split()
     except OSError:
         return "the kernel has no seccomp (/proc/sys/kernel/seccomp/actions_avail missing)"
     if "errno" not in actions:

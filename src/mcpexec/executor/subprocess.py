@@ -1,6 +1,11 @@
 """The subprocess executor: each attempt is a process tree in its own session, workdir and
-(where possible) cgroup; see :mod:`mcpexec.executor.attempt` for the life of one attempt and
-:mod:`mcpexec.executor.tree` for how trees are killed, including after the server itself died.
+(where possible) cgroup. The executor builds each attempt's :class:`~.hooks.AttemptContext` and
+hands it to :class:`~.supervisor.AttemptSupervisor` (the life of one attempt);
+:mod:`~mcpexec.executor.process_tree` and :mod:`~mcpexec.executor.watchdog` say how trees are
+killed, including after the server itself died.
+
+Sandbox ``none`` is this executor: process group / cgroup v2 tree kill and rlimits only.
+``pids`` and ``disk_mb`` are not enforced (recorded so with each attempt's limits).
 """
 
 from __future__ import annotations
@@ -12,24 +17,22 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from secrets import token_hex
 
-from mcpexec.executor.attempt import Attempt
 from mcpexec.executor.base import ExecRequest, ExecResult, ExecSink, Executor
-from mcpexec.executor.hooks import AttemptHooks
-from mcpexec.executor.mechanism import TreeMechanism, choose_mechanism
+from mcpexec.executor.cleanup import Cleanup
+from mcpexec.executor.command import RunEnvironment
+from mcpexec.executor.hooks import AttemptContext, AttemptHooks
+from mcpexec.executor.process_tree import TreeMechanism, choose_mechanism
+from mcpexec.executor.procfs import new_instance_id, owner_alive, parse_instance_id
 from mcpexec.executor.redact import Redactor
-from mcpexec.executor.tree import (
-    INSTANCE_VAR,
-    RUN_TOKEN_VAR,
-    Watchdog,
-    new_instance_id,
-    owner_alive,
-    parse_instance_id,
-)
-from mcpexec.executor.workdir import OUTPUT_DIR, PROGRESS_FILE, RESULT_FILE, TMP_DIR
+from mcpexec.executor.spawner import Spawner
+from mcpexec.executor.supervisor import AttemptSupervisor
+from mcpexec.executor.watchdog import Watchdog
 from mcpexec.models import ExecSpec
 
 OWNER_FILE = "owner"
+NOT_ENFORCED = "not enforced (sandbox none)"
 log = logging.getLogger(__name__)
 
 
@@ -69,18 +72,21 @@ class SubprocessExecutor(Executor):
         self,
         work_root: Path,
         *,
-        task_path: str | None = None,
+        run_path: str | None = None,
         keep_workdirs: bool = False,
         use_cgroups: bool | None = None,
         secrets: dict[str, str] | None = None,
         loud: bool = False,
         pidfd_watcher: bool = False,
+        spawn_helper: bool = False,
     ) -> None:
         self.work_root = Path(work_root)
+        self.spawn_helper = spawn_helper  # start a Spawner (else: the exec wrapper)
+        self.spawner: Spawner | None = None
         self.pidfd_watcher = pidfd_watcher  # see use_pidfd_child_watcher
         self.loud = loud  # MCPEXEC_SANDBOX=none: say so on every run
         self.secrets = dict(secrets or {})
-        self.task_path = task_path
+        self.run_path = run_path  # PATH of the run's processes (None: the server's PATH)
         self.keep_workdirs = keep_workdirs
         self.use_cgroups = use_cgroups
         self.instance_id = new_instance_id()
@@ -88,6 +94,7 @@ class SubprocessExecutor(Executor):
         self.stale_removed: list[str] = []
         self.mechanism: TreeMechanism | None = None
         self._watchdog: Watchdog | None = None
+        self.cleanup = Cleanup()  # attempts' remains, removed off the event loop
 
     def check_spec(self, spec: ExecSpec) -> str | None:
         unknown = [name for name in spec.secrets if name not in self.secrets]
@@ -111,7 +118,9 @@ class SubprocessExecutor(Executor):
         return Redactor({n: self.secrets[n] for n in request.spec.secrets if n in self.secrets})
 
     def limits_in_force(self, request: ExecRequest) -> dict[str, object]:
-        """Each limit with how this executor enforces it."""
+        """Each limit with how this executor enforces it. The plain executor has no per-run
+        process count or workdir size limit: ``pids`` and ``disk_mb`` are recorded as not
+        enforced (the sandbox overrides both)."""
         lim = request.limits
         out: dict[str, object] = {
             "timeout_s": lim.timeout_s,
@@ -124,6 +133,12 @@ class SubprocessExecutor(Executor):
         if lim.memory_mb is not None:
             out["memory_mb"] = lim.memory_mb
             out["memory_by"] = "rlimit-as"
+        if lim.pids is not None:
+            out["pids"] = lim.pids
+            out["pids_by"] = NOT_ENFORCED
+        if lim.disk_mb is not None:
+            out["disk_mb"] = lim.disk_mb
+            out["disk_by"] = NOT_ENFORCED
         return out
 
     async def start(self) -> None:
@@ -144,6 +159,10 @@ class SubprocessExecutor(Executor):
         except BaseException:
             mechanism.teardown()
             raise
+        if self.spawn_helper:
+            spawner = Spawner()
+            if await spawner.start():
+                self.spawner = spawner
         self.mechanism = mechanism
         self.isolation = f"process+{mechanism.name}"
 
@@ -161,7 +180,15 @@ class SubprocessExecutor(Executor):
                 removed.append(str(entry))
         return removed
 
+    async def settle(self) -> None:
+        """Until the remains of every attempt that returned so far are removed."""
+        await self.cleanup.drain()
+
     async def stop(self) -> None:
+        await self.cleanup.close()
+        if self.spawner is not None:
+            await self.spawner.close()
+            self.spawner = None
         if self._watchdog is not None:
             await self._watchdog.stop()
             self._watchdog = None
@@ -177,31 +204,22 @@ class SubprocessExecutor(Executor):
         if self.mechanism is None:
             await self.start()
         assert self.mechanism is not None
-        return await Attempt(self, self.mechanism, request, sink, cancel).run()
-
-    def environment(self, request: ExecRequest, workdir: Path, token: str) -> dict[str, str]:
-        """The task's whole environment: an allowlist, the spec's variables, ours."""
-        env = {
-            "PATH": self.task_path or os.environ.get("PATH") or os.defpath,
-            "LANG": os.environ.get("LANG") or "C.UTF-8",
-        }
-        for name in ("LC_ALL", "TZ"):
-            if name in os.environ:
-                env[name] = os.environ[name]
-        env["HOME"] = str(workdir)
-        env["TMPDIR"] = str(workdir / TMP_DIR)
-        env.update(request.spec.env)
-        for name in request.spec.secrets:
-            if name in self.secrets:
-                env[name] = self.secrets[name]
-        env.update(
-            MCPEXEC_RUN_ID=request.run_id,
-            MCPEXEC_ATTEMPT=str(request.attempt),
-            MCPEXEC_OUTPUT_DIR=str(workdir / OUTPUT_DIR),
-            MCPEXEC_PROGRESS=str(workdir / PROGRESS_FILE),
-            MCPEXEC_RESULT=str(workdir / RESULT_FILE),
+        context = AttemptContext(
+            request=request,
+            hooks=self.attempt_hooks(request),
+            environment=RunEnvironment.of(
+                request.spec,
+                run_id=request.run_id,
+                attempt=request.attempt,
+                run_path=self.run_path,
+                secrets=self.secrets,
+                token=token_hex(16),
+                instance_id=self.instance_id,
+            ),
+            mechanism=self.mechanism,
+            instance_dir=self.instance_dir,
+            keep_workdirs=self.keep_workdirs,
+            cleanup=self.cleanup,
+            spawner=self.spawner,
         )
-        # The markers the tree sweep and the watchdog recognise task processes by.
-        env[RUN_TOKEN_VAR] = token
-        env[INSTANCE_VAR] = self.instance_id
-        return env
+        return await AttemptSupervisor(context, sink, cancel).run()

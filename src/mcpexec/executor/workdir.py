@@ -1,6 +1,6 @@
-"""The per-attempt working directory and every file exchanged with the task through it.
+"""The per-attempt working directory and every file exchanged with the run's process through it.
 
-The task can rewrite anything in its workdir while it runs, including replacing a file we are
+A run can rewrite anything in its workdir while it runs, including replacing a file we are
 about to read with a symlink to ``/etc/shadow`` or a FIFO that blocks ``open`` forever. So every
 access after the spawn goes through :meth:`Workdir.open_beneath`: one ``openat`` per path component
 from a directory descriptor taken at creation, each with ``O_NOFOLLOW``, then ``fstat`` checks that
@@ -38,7 +38,7 @@ RESULT_FILE = f"{CONTROL_DIR}/result.json"
 RESULT_MAX_BYTES = 1024 * 1024
 PROGRESS_WINDOW = 64 * 1024  # only the end of a huge progress file matters
 MAX_ARTIFACT_DEPTH = 16
-MAX_ARTIFACT_ENTRIES = 10_000  # directory entries examined, whatever the task created
+MAX_ARTIFACT_ENTRIES = 10_000  # directory entries examined, whatever the run created
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -49,6 +49,13 @@ def leaf_name(run_id: str, attempt: int) -> str:
     """``<run_id>.<attempt>``, made safe as one path component (also a cgroup name)."""
     safe = _UNSAFE.sub("_", run_id)[:100].lstrip(".") or "run"
     return f"{safe}.{attempt}"
+
+
+def printable_name(name: str) -> str:
+    """``name`` as text that can be stored and shown. A file name that is not valid UTF-8 comes
+    from ``listdir`` with lone surrogates (``surrogateescape``); its bytes are shown as
+    ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _parts(relpath: str) -> list[str]:
@@ -104,7 +111,7 @@ class Workdir:
             self.fd = -1
 
     def remove(self) -> None:
-        """Delete the tree. Only once every task process is dead: ``rmtree`` works from
+        """Delete the tree. Only once every process of the run is dead: ``rmtree`` works from
         directory descriptors and does not follow symlinks."""
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
@@ -147,7 +154,7 @@ class Workdir:
             f.write(data)
 
     def read_result(self) -> tuple[Any, str | None]:
-        """The task's JSON result (or ``None``) and a note explaining why it was ignored."""
+        """The run's JSON result (or ``None``) and a note explaining why it was ignored."""
         try:
             fd = self.open_beneath(RESULT_FILE)
         except FileNotFoundError:
@@ -174,8 +181,9 @@ class Workdir:
         relative with ``/``. Everything else is appended to ``refused``, with a note why."""
 
         def refuse(name: str, why: str | None) -> None:
-            refused.append(name)
-            notes.append(f"artifact {name!r} refused: {why}")
+            shown = printable_name(name)
+            refused.append(shown)
+            notes.append(f"artifact {shown!r} refused: {why}")
 
         try:
             root = self._walk([OUTPUT_DIR], create=False)
@@ -186,7 +194,9 @@ class Workdir:
             return
         count = total = 0
         for rel, dfd, name, st in self._output_entries(root, refuse, notes):
-            if not stat.S_ISREG(st.st_mode):
+            if printable_name(rel) != rel:
+                refuse(rel, "its name is not valid UTF-8")
+            elif not stat.S_ISREG(st.st_mode):
                 refuse(rel, _kind(st.st_mode))
             elif count >= max_count:
                 refuse(rel, f"more than {max_count} artifacts")

@@ -3,7 +3,8 @@
 Over HTTP the SDK's bearer middleware asks :class:`AppTokenVerifier` (backed by
 ``App.authenticate``) and answers 401 itself when a token is missing or unknown. A tool then
 finds the caller with :func:`caller`. Over stdio there is no token: whoever can start the
-process can already read ``$MCPEXEC_HOME``, so the caller is the local operator (admin).
+process can already read ``$MCPEXEC_HOME``, so the caller is the local operator of the tenant
+``mcpexec mcp --tenant`` names (role ``operator``: the same access rule as every other caller).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from mcpexec.models import DEFAULT_TENANT
 #: JSON-RPC error code for refused requests (no or bad token, role not allowed).
 REFUSED = -32001
 
-LOCAL_OPERATOR = Principal(
-    token_id="local",  # noqa: S106 - an id, not a secret
-    name="local operator (stdio)",
-    role="admin",
-    tenant=DEFAULT_TENANT,
-)
+
+def local_operator(tenant: str = DEFAULT_TENANT) -> Principal:
+    """Who a stdio (or in-memory) caller is: the operator of ``tenant``."""
+    return Principal(
+        token_id="local",  # noqa: S106 - an id, not a secret
+        name=f"local operator (stdio, tenant {tenant})",
+        role="operator",
+        tenant=tenant,
+    )
+
+
+LOCAL_OPERATOR = local_operator()
 
 
 class AppTokenVerifier:
@@ -43,11 +50,16 @@ class AppTokenVerifier:
             client_id=principal.token_id,
             scopes=[principal.role],
             subject=principal.token_id,
-            claims={"name": principal.name, "role": principal.role, "tenant": principal.tenant},
+            claims={
+                "name": principal.name,
+                "role": principal.role,
+                "tenant": principal.tenant,
+                "principal": principal.id,
+            },
         )
 
 
-def caller(*, local: bool) -> Principal:
+def caller(*, local: bool, tenant: str = DEFAULT_TENANT) -> Principal:
     """The principal of the current request. Raises a protocol error when there is none."""
     token = get_access_token()
     if token is not None and token.claims:
@@ -57,7 +69,8 @@ def caller(*, local: bool) -> Principal:
             name=str(claims.get("name", "")),
             role=str(claims.get("role", "")),
             tenant=str(claims.get("tenant", DEFAULT_TENANT)),
+            principal_id=str(claims.get("principal", "")),
         )
     if local:
-        return LOCAL_OPERATOR
+        return LOCAL_OPERATOR if tenant == DEFAULT_TENANT else local_operator(tenant)
     raise MCPError(code=REFUSED, message="a valid bearer token is required")

@@ -11,20 +11,25 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from mcpexec.app import App, Principal
 from mcpexec.errors import Forbidden, McpexecError, Unauthorized
 from mcpexec.mcp_server.auth import REFUSED, caller
 from mcpexec.mcp_server.views import ExecuteResult, FailureInfo
-from mcpexec.models import Run, RunRequest, Stream
+from mcpexec.models import DEFAULT_TENANT, Run, RunRequest, Stream
 
 #: The most ``execute`` returns of each stream (its tail).
 DEFAULT_TAIL_BYTES = 16 * 1024
 MAX_TAIL_BYTES = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
-#: ``execute`` waits for the run's own timeout plus this (kill grace, queueing, reporting).
-WAIT_SLACK_S = 30.0
+#: How long ``execute`` waits by default before it returns a run that is still going: below
+#: the usual client request timeouts (the TypeScript SDK's is 60 s, others 30-120 s).
+EXECUTE_WAIT_S = 40.0
+MAX_EXECUTE_WAIT_S = 3600.0
+#: ``cancel_run`` waits at most the kill grace plus this for the cancel to take effect.
+CANCEL_WAIT_SLACK_S = 5.0
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
@@ -38,9 +43,11 @@ class Deps:
     local: bool
     progress_interval_s: float = 1.0
     on_run_touched: Callable[[Run, Principal], None] = field(default=lambda _run, _p: None)
+    #: The tenant a local caller is the operator of (``mcpexec mcp --tenant``).
+    tenant: str = DEFAULT_TENANT
 
     def principal(self) -> Principal:
-        return caller(local=self.local)
+        return caller(local=self.local, tenant=self.tenant)
 
 
 @contextmanager
@@ -55,16 +62,46 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(f"{exc.message} ({exc.code})") from exc
 
 
+@contextmanager
+def resource_errors(uri: str) -> Iterator[None]:
+    """Like :func:`tool_errors` for ``resources/read``: a run that is not there (or a bad URI)
+    is the caller's mistake, -32602 with the domain message, never an internal error."""
+    try:
+        yield
+    except (Unauthorized, Forbidden) as exc:
+        raise MCPError(code=REFUSED, message=exc.message, data={"code": exc.code}) from exc
+    except McpexecError as exc:
+        raise MCPError(
+            code=INVALID_PARAMS, message=f"{exc.message} ({exc.code})", data={"uri": uri}
+        ) from exc
+
+
+#: The one sentence for the most common wrong shape: a command line given as a string.
+COMMAND_HINT = (
+    'command is an argv list, e.g. ["ls", "-l"]; to run a command line as a string, '
+    'pass it as shell: "ls -l"'
+)
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as short sentences that name each field (no URLs, no input echo)."""
+    problems: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"])
+        if err["loc"][:1] == ("command",) and err["type"] == "list_type":
+            problems.append(COMMAND_HINT)
+            continue
+        message = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(dict.fromkeys(problems))
+
+
 def build_request(fields: dict[str, Any]) -> RunRequest:
     given = {k: v for k, v in fields.items() if v is not None}
     try:
         return RunRequest.model_validate(given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ToolError(f"invalid run spec: {problems}") from None
+        raise ToolError(f"invalid run spec: {describe(exc)}") from None
 
 
 class ProgressReporter:
@@ -101,14 +138,33 @@ async def wait_with_progress(
         remaining = deadline - time.monotonic()
         step = max(0.0, min(deps.progress_interval_s, remaining))
         run = await deps.app.wait(run_id, principal, step)
-        if run.terminal or remaining <= 0:
+        if run.terminal or remaining <= 0 or deps.app.shutting_down:  # wait returns at once then
             return run
         await progress(run)
 
 
-def execute_timeout(deps: Deps, request: RunRequest) -> float:
-    timeout = request.timeout_s or deps.app.settings.default_timeout_s
-    return timeout + deps.app.settings.kill_grace_s + WAIT_SLACK_S
+def utf8_page(data: bytes, offset: int, cut: bool) -> tuple[bytes, int]:
+    """A log page on character boundaries: leading continuation bytes (an offset inside a
+    character) are skipped and a character cut at the page's end is left for the next page.
+    Returns the page and its real start offset; never empties a non-empty page."""
+    start = 0
+    while start < min(len(data), 3) and data[start] & 0xC0 == 0x80:
+        start += 1
+    end = len(data)
+    if cut:
+        back = 0
+        while back < min(end - start, 4) and data[end - 1 - back] & 0xC0 == 0x80:
+            back += 1
+        lead = end - 1 - back
+        if lead >= start and data[lead] >= 0xC0 and _utf8_length(data[lead]) > back + 1:
+            end = lead
+    if end <= start:  # a page smaller than one character: return the bytes as they are
+        return data, offset
+    return data[start:end], offset + start
+
+
+def _utf8_length(lead: int) -> int:
+    return 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2
 
 
 async def read_tail(
@@ -132,8 +188,6 @@ async def execute_result(
     stdout, out_cut = await read_tail(app, run.id, principal, Stream.STDOUT, cap)
     stderr, err_cut = await read_tail(app, run.id, principal, Stream.STDERR, cap)
     artifacts = [a.name for a in await app.artifacts(run.id, principal)] if run.terminal else []
-    attempts = await app.attempts(run.id, principal)
-    last = attempts[-1] if attempts else None
     duration = None
     if run.started_at is not None and run.finished_at is not None:
         duration = (run.finished_at - run.started_at).total_seconds()
@@ -152,6 +206,4 @@ async def execute_result(
         result=run.result,
         artifacts=artifacts,
         duration_s=duration,
-        isolation=last.isolation if last is not None else None,
-        limits=last.limits if last is not None else None,
     )

@@ -4,14 +4,17 @@ One endpoint serves both protocol eras (2025-11-25 sessions, 2026-07-28 stateles
 request needs one of the REST API's bearer tokens (401 otherwise). DNS-rebinding protection
 (Host/Origin checks) is set from the bind address; ``MCPEXEC_MCP_ALLOWED_HOSTS`` adds host
 names (e.g. a reverse proxy's), each allowed with any port and over http and https.
+:class:`~mcpexec.mcp_server.guard.McpHttpGuard` trims header values, parses bearer tokens as
+the REST API does and checks ``Mcp-Name`` on ``tasks/*``.
 """
 
 from __future__ import annotations
 
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from mcpexec.app import App
+from mcpexec.mcp_server.guard import McpHttpGuard
 from mcpexec.mcp_server.server import McpexecServer, build_mcp_server
 from mcpexec.settings import Settings
 
@@ -48,7 +51,7 @@ def public_url(settings: Settings) -> str:
     return f"http://{_bracket(host)}:{settings.port}"
 
 
-def create_mcp_http(app: App, settings: Settings) -> tuple[McpexecServer, Starlette]:
+def create_mcp_http(app: App, settings: Settings) -> tuple[McpexecServer, ASGIApp]:
     """The MCP server for ``serve`` and its ASGI app (route ``/mcp``). The caller mounts the app
     last at ``/`` and enters ``server.session_manager.run()`` in its lifespan."""
     server = build_mcp_server(app, local=False, public_url=public_url(settings))
@@ -57,4 +60,4 @@ def create_mcp_http(app: App, settings: Settings) -> tuple[McpexecServer, Starle
         host=settings.host,
         max_request_body_size=settings.max_body_bytes,
     )
-    return server, asgi
+    return server, McpHttpGuard(asgi, settings.max_body_bytes)

@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcpexec.app import App, Principal
 from mcpexec.errors import Forbidden, McpexecError, Unauthorized
 from mcpexec.mcp_server.auth import REFUSED
-from mcpexec.mcp_server.common import Deps, read_tail, tool_errors
+from mcpexec.mcp_server.common import Deps, read_tail, resource_errors
 from mcpexec.mcp_server.views import RunInfo
 from mcpexec.models import Run, Stream
 
@@ -57,7 +57,7 @@ def register_resources(server: MCPServer[Any], deps: Deps) -> None:
     )
     async def run_resource(run_id: str) -> str:
         principal = deps.principal()
-        with tool_errors():
+        with resource_errors(run_uri(run_id)):
             run = await app.get(run_id, principal)
         deps.on_run_touched(run, principal)
         return json.dumps(RunInfo.of(run).model_dump(mode="json"))
@@ -70,11 +70,23 @@ def register_resources(server: MCPServer[Any], deps: Deps) -> None:
     )
     async def logs_resource(run_id: str, stream: str) -> str:
         principal = deps.principal()
-        with tool_errors():
+        uri = f"{run_uri(run_id)}/logs/{stream}"
+        _run_id_of(uri)  # an unknown stream is the caller's mistake (-32602), like a bad URI
+        with resource_errors(uri):
             run = await app.get(run_id, principal)
             text, _ = await read_tail(app, run_id, principal, Stream(stream), LOG_RESOURCE_BYTES)
         deps.on_run_touched(run, principal)
         return text
+
+    @server.resource(
+        "mcpexec://secrets",
+        name="secrets",
+        description="The secret names a run may expose as env variables (spec field secrets).",
+        mime_type="application/json",
+    )
+    async def secrets_resource() -> str:
+        deps.principal()  # callers only; the values are never shown
+        return json.dumps({"secrets": sorted(app.settings.secrets)})
 
 
 class RunWatcher:
@@ -103,6 +115,8 @@ class RunWatcher:
         try:
             while True:
                 run = await self._app.wait(run.id, principal, WATCH_POLL_S)
+                if self._app.shutting_down:
+                    return  # wait no longer waits; the watcher is closed next
                 for stream in Stream:
                     _, nxt, _ = await self._app.read_logs(
                         run.id, principal, stream, offsets[stream], 1 << 30
@@ -247,6 +261,6 @@ def _run_id_of(uri: str) -> str:
 
 def _connection_of(ctx: ServerRequestContext[Any]) -> Connection:
     # The per-request ServerSession holds the connection (identity, teardown stack) without a
-    # public accessor in mcp 2.3; tests/mcp cover this in both transports.
+    # public accessor in mcp 2.3; tests/mcp_server cover this in both transports.
     connection: Connection = ctx.session._connection
     return connection

@@ -15,16 +15,21 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from mcpexec import __version__
 from mcpexec.app import App
+from mcpexec.mcp_server.arguments import check_arguments
 from mcpexec.mcp_server.auth import AppTokenVerifier
 from mcpexec.mcp_server.common import Deps
+from mcpexec.mcp_server.gateway_tools import register_gateway_tools
 from mcpexec.mcp_server.resources import LegacySubscriptions, RunWatcher, register_resources
-from mcpexec.mcp_server.tasks_ext import TasksExtension
+from mcpexec.mcp_server.task_tools import register_task_tools
+from mcpexec.mcp_server.tasks_ext import TasksExtension, guard_listen
 from mcpexec.mcp_server.tools import register_tools
+from mcpexec.models import DEFAULT_TENANT
 
 INSTRUCTIONS = (
     "mcpexec runs commands, shell strings and scripts durably and isolated. Use `execute` to "
-    "run something and get its output; `submit_run` for long work, then `get_run` (wait_s) "
-    "and `read_logs`. Every run has an id; its artifacts are files it saved."
+    "run something and get its output (it waits up to wait_s, then returns the run still "
+    "going: continue with `get_run` wait_s); `submit_run` for work to follow later with "
+    "`get_run` and `read_logs`. Every run has an id; its artifacts are files it saved."
 )
 
 
@@ -42,6 +47,7 @@ def build_mcp_server(
     local: bool,
     public_url: str | None = None,
     progress_interval_s: float = 1.0,
+    tenant: str = DEFAULT_TENANT,
 ) -> McpexecServer:
     """The MCP server for ``app``. ``local`` callers (stdio, in-memory) act as the operator;
     otherwise every request must carry a bearer token (``public_url`` is the server's base URL,
@@ -53,24 +59,30 @@ def build_mcp_server(
         local=local,
         progress_interval_s=progress_interval_s,
         on_run_touched=watcher.touched,
+        tenant=tenant,
     )
     auth: dict[str, Any] = {}
     if not local:
         base = (public_url or app.settings.url).rstrip("/")
+        # Bearer tokens are mcpexec's own (``mcpexec token create``), not OAuth: no protected
+        # resource metadata is published (it would have to name an authorization server, and
+        # clients that read it start an OAuth flow that cannot succeed). ``issuer_url`` is
+        # required by the SDK's settings and is not published anywhere.
         auth = {
             "token_verifier": AppTokenVerifier(app),
             "auth": AuthSettings(
                 issuer_url=base,  # type: ignore[arg-type]  # pydantic coerces the URL
-                resource_server_url=f"{base}/mcp",  # type: ignore[arg-type]
+                resource_server_url=None,
                 validate_token_resource=False,
             ),
         }
+    tasks = TasksExtension(deps)
     server = McpexecServer(
         "mcpexec",
         title="mcpexec",
         instructions=INSTRUCTIONS,
         version=__version__,
-        extensions=[TasksExtension(deps)],
+        extensions=[tasks],
         subscriptions=bus,
         log_level="WARNING",
         **auth,
@@ -78,6 +90,27 @@ def build_mcp_server(
     server.watcher = watcher
     server.legacy_subscriptions = LegacySubscriptions(deps, bus)
     register_tools(server, deps)
+    register_task_tools(server, deps)  # define_task, schedules (issue 11)
+    register_gateway_tools(server, deps)  # list_tools, call_tool: only with a gateway (issue 14)
     register_resources(server, deps)
     server.legacy_subscriptions.register(server)
+    tasks.check_arguments = lambda params: check_arguments(server, params)
+    guard_listen(server)
+    _no_prompts(server)
     return server
+
+
+def _no_prompts(server: MCPServer[Any]) -> None:
+    """mcpexec has no prompts: the capability is not advertised and ``prompts/get`` is
+    -32601. ``prompts/list`` still answers an empty list for clients (and the conformance
+    suite) that call it without looking at the capabilities."""
+    lowlevel = server._lowlevel_server  # the SDK derives capabilities from its handler table
+    lowlevel._request_handlers.pop("prompts/get", None)
+    derive = lowlevel.get_capabilities
+
+    def get_capabilities(*args: Any, **kwargs: Any) -> Any:
+        capabilities = derive(*args, **kwargs)
+        capabilities.prompts = None
+        return capabilities
+
+    lowlevel.get_capabilities = get_capabilities  # type: ignore[method-assign]

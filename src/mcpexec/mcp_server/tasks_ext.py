@@ -7,16 +7,29 @@ Clients that did not opt in get the blocking ``execute``. Only runs created as t
 and only for the principal that created them (or an admin); anything else is an unknown task
 (-32602). The task's status mirrors the run's (pending/running are ``working``); once the run
 is terminal the task carries the same CallToolResult a blocking ``execute`` returns.
+
+A run that ran and exited non-zero is a ``completed`` task whose result says ``status:
+failed`` (the extension keeps ``failed`` for a request that failed, with an ``error``): the
+caller keeps stdout and the exit code. A cancelled run is a ``cancelled`` task. ``tasks/get``
+answers ``resultType: "complete"`` (the ``tasks/get`` request itself completed); only the
+``tools/call`` that creates a task answers ``resultType: "task"``. Every ``tasks/*`` method
+and ``subscriptions/listen`` with ``taskIds`` need the client to have opted in (-32021).
+Task status is not pushed (``notifications/tasks``): clients poll, at ``pollIntervalMs``.
+
+The extension's ``intercept_tool_call`` also sees every other ``tools/call``: it refuses
+unknown or invalid arguments there first (see ``arguments.py``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mcp import types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
+from mcp.server.mcpserver import MCPServer, require_client_extension
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, RequestParams
@@ -41,9 +54,11 @@ _STATUS = {
     RunStatus.PENDING: "working",
     RunStatus.RUNNING: "working",
     RunStatus.COMPLETED: "completed",
-    RunStatus.FAILED: "failed",
+    RunStatus.FAILED: "completed",  # the call ran; its result reports the failed run
     RunStatus.CANCELLED: "cancelled",
 }
+#: Tool arguments that only mean something to a blocking ``execute``.
+_BLOCKING_ONLY = ("wait_s", "max_bytes")
 
 
 class TaskParams(RequestParams):
@@ -59,6 +74,8 @@ class TasksExtension(Extension):
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        #: Set by the server once its tools exist: what is wrong with a call's arguments.
+        self.check_arguments: Callable[[types.CallToolRequestParams], str | None] = lambda _p: None
 
     def methods(self) -> list[MethodBinding]:
         return [
@@ -73,11 +90,15 @@ class TasksExtension(Extension):
         ctx: ServerRequestContext[Any, Any],
         call_next: CallNext,
     ) -> HandlerResult:
+        problem = self.check_arguments(params)
+        if problem is not None:
+            return _error_result(problem)
         if params.name != "execute" or not _opted_in(ctx):
             return await call_next(ctx)
         principal = self._deps.principal()
         arguments = dict(params.arguments or {})
-        arguments.pop("tail_bytes", None)
+        for name in _BLOCKING_ONLY:
+            arguments.pop(name, None)
         try:
             request = build_request(arguments)
         except ToolError as exc:
@@ -86,7 +107,7 @@ class TasksExtension(Extension):
         request = request.model_copy(update={"labels": labels})
         try:
             with tool_errors():
-                run, _ = await self._deps.app.submit(request, principal)
+                run, _ = await self._deps.app.submit(request, principal, reserved=(TASK_LABEL,))
         except ToolError as exc:
             return _error_result(str(exc))
         self._deps.on_run_touched(run, principal)
@@ -94,12 +115,15 @@ class TasksExtension(Extension):
         return await self._task(run, principal)
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
+        require_client_extension(ctx, TASKS)
         principal = self._deps.principal()
-        return await self._task(await self._run(params.task_id, principal), principal)
+        task = await self._task(await self._run(params.task_id, principal), principal)
+        return {**task, "resultType": "complete"}
 
     async def _cancel(
         self, ctx: ServerRequestContext[Any, Any], params: TaskParams
     ) -> HandlerResult:
+        require_client_extension(ctx, TASKS)
         principal = self._deps.principal()
         run = await self._run(params.task_id, principal)
         if not run.terminal:
@@ -110,6 +134,7 @@ class TasksExtension(Extension):
     async def _update(
         self, ctx: ServerRequestContext[Any, Any], params: TaskUpdateParams
     ) -> HandlerResult:
+        require_client_extension(ctx, TASKS)
         await self._run(params.task_id, self._deps.principal())
         return {}  # runs never ask for input; an update has nothing to deliver
 
@@ -138,7 +163,7 @@ class TasksExtension(Extension):
             "ttlMs": int(settings.retention_days * 86_400_000),
             "pollIntervalMs": POLL_INTERVAL_MS,
         }
-        if run.terminal:
+        if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
             outcome = await execute_result(self._deps.app, run, principal, DEFAULT_TAIL_BYTES)
             structured = outcome.model_dump(mode="json")
             result = types.CallToolResult(
@@ -171,4 +196,30 @@ def _status_message(run: Run) -> str:
 def _error_result(message: str) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=message)], is_error=True
+    )
+
+
+def guard_listen(server: MCPServer[Any]) -> None:
+    """``subscriptions/listen`` with ``taskIds``: refused (-32021) unless the client opted in to
+    the extension, and never acknowledged (task status is polled, not pushed)."""
+    lowlevel = server._lowlevel_server  # no public way to wrap a spec method's handler
+    entry = lowlevel._request_handlers.get("subscriptions/listen")
+    if entry is None:  # pragma: no cover - the SDK always serves it for 2026-07-28
+        return
+    inner = entry.handler
+
+    async def listen(
+        ctx: ServerRequestContext[Any, Any], params: types.SubscriptionsListenRequestParams
+    ) -> Any:
+        extra = params.notifications.model_extra or {}
+        if "taskIds" in extra or "task_ids" in extra:
+            require_client_extension(ctx, TASKS)
+            kept = {k: v for k, v in extra.items() if k not in ("taskIds", "task_ids")}
+            filter = params.notifications.model_copy()
+            filter.__pydantic_extra__ = kept
+            params = params.model_copy(update={"notifications": filter})
+        return await inner(ctx, params)
+
+    lowlevel.add_request_handler(
+        "subscriptions/listen", types.SubscriptionsListenRequestParams, listen
     )

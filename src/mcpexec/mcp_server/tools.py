@@ -14,13 +14,18 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from mcpexec.mcp_server import schemas as sch
 from mcpexec.mcp_server.common import (
+    CANCEL_WAIT_SLACK_S,
     DEFAULT_TAIL_BYTES,
+    EXECUTE_WAIT_S,
+    MAX_EXECUTE_WAIT_S,
+    MAX_TAIL_BYTES,
     Deps,
     build_request,
     execute_result,
-    execute_timeout,
     tool_errors,
+    utf8_page,
     wait_with_progress,
 )
 from mcpexec.mcp_server.views import (
@@ -33,117 +38,119 @@ from mcpexec.mcp_server.views import (
     RunList,
     SubmitResult,
 )
-from mcpexec.models import InputFile, Limits, RetryPolicy, RunFilter, RunStatus, Script, Stream
+from mcpexec.models import (
+    InputFile,
+    Limits,
+    RetryPolicy,
+    RunFilter,
+    RunStatus,
+    Script,
+    Stream,
+    ToolCall,
+)
+from mcpexec.tenancy import Action
 
 MAX_GET_WAIT_S = 60.0
 MAX_LOG_READ = 1024 * 1024
 MAX_ARTIFACT_READ = 8 * 1024 * 1024
 
-RunId = Annotated[str, Field(description="the run id (from execute, submit_run or list_runs)")]
-Command = Annotated[
-    list[str] | None, Field(description='argv run without a shell, e.g. ["ls", "-l"]')
-]
-Shell = Annotated[str | None, Field(description="a string run with sh -c")]
-ScriptArg = Annotated[Script | None, Field(description="{language, source}")]
-Env = Annotated[dict[str, str] | None, Field(description="extra environment variables")]
-Inputs = Annotated[
-    dict[str, str | InputFile] | None,
-    Field(description="files written into the working directory first: name -> text"),
-]
-Timeout = Annotated[
-    float | None, Field(description="seconds before the run is killed (server default if unset)")
-]
-Labels = Annotated[dict[str, str] | None, Field(description="labels to filter runs by later")]
-Network = Annotated[
-    bool, Field(description="network access for the run (off by default; never in strict mode)")
-]
-Retry = Annotated[
-    RetryPolicy | None,
-    Field(description="retry policy: {max_attempts, backoff, delay_s, max_delay_s, retry_on}"),
-]
-Secrets = Annotated[
-    list[str] | None,
-    Field(description="names of secrets configured on the server to expose as env variables"),
-]
-IdemKey = Annotated[
-    str | None, Field(description="a retried submit with the same key returns the same run")
-]
+# The argument types: validation only (the published schemas are in schemas.py).
+RunId = str
+Command = list[str] | None
+Shell = str | None
+Env = dict[str, str] | None
+Inputs = dict[str, str | InputFile] | None
+Labels = dict[str, str] | None
+Secrets = list[str] | None
+IdemKey = str | None
+TaskRef = str | None  # a defined task, NAME or NAME@VERSION (issue 11)
+TaskParams = dict[str, Any] | None
+
+_NOT_AN_ERROR = (
+    "A non-zero exit is a successful call with status failed; isError is a refused call."
+)
 
 
 def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915 - one closure per tool
     app = deps.app
 
     @server.tool(
+        title="Execute",
+        annotations=sch.hints(read_only=False),
         description=(
-            "Run a command, shell string or script and wait for it to finish (up to its "
-            "timeout); returns status, exit code, output tails, result and artifact names."
-        )
+            "Run a command, shell line or script in a sandbox; returns status, exit code, output "
+            f"tails, result. Waits up to wait_s (default {EXECUTE_WAIT_S:g}), then "
+            f"returns the run still running: continue with get_run. {_NOT_AN_ERROR}"
+        ),
     )
     async def execute(
         ctx: Context,
         command: Command = None,
         shell: Shell = None,
-        script: ScriptArg = None,
+        script: Script | None = None,
         env: Env = None,
         inputs: Inputs = None,
-        timeout_s: Timeout = None,
+        timeout_s: float | None = None,
         limits: Limits | None = None,
-        network: Network = False,
+        network: bool = False,
         secrets: Secrets = None,
-        retry: Retry = None,
+        retry: RetryPolicy | None = None,
         labels: Labels = None,
         idempotency_key: IdemKey = None,
-        tail_bytes: Annotated[
-            int, Field(ge=0, le=1024 * 1024, description="how much of each stream to return")
-        ] = DEFAULT_TAIL_BYTES,
+        task: TaskRef = None,
+        params: TaskParams = None,
+        wait_s: Annotated[float, Field(ge=0, le=MAX_EXECUTE_WAIT_S)] = EXECUTE_WAIT_S,
+        max_bytes: Annotated[int, Field(ge=0, le=MAX_TAIL_BYTES)] = DEFAULT_TAIL_BYTES,
     ) -> ExecuteResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
-        spec.update(network=network, secrets=secrets, retry=retry)
+        spec.update(network=network, secrets=secrets, retry=retry, task=task, params=params)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
         with tool_errors():
             run, _ = await app.submit(request, principal)
             deps.on_run_touched(run, principal)
             try:
-                run = await wait_with_progress(
-                    deps, run.id, principal, execute_timeout(deps, request), ctx.report_progress
-                )
+                run = await wait_with_progress(deps, run.id, principal, wait_s, ctx.report_progress)
             except anyio.get_cancelled_exc_class():
-                # The caller gave up on the request: the run dies with it (submit_run outlives).
+                # The caller cancelled the request: the run dies with it. A run that outlives
+                # the bounded wait is returned (not cancelled) and keeps going.
                 with anyio.CancelScope(shield=True):
                     await app.cancel(run.id, principal)
                 raise
-            return await execute_result(app, run, principal, tail_bytes)
+            return await execute_result(app, run, principal, max_bytes)
 
     @server.tool(
+        title="Submit run",
+        annotations=sch.hints(read_only=False),
         description=(
-            "Queue a command, shell string or script and return at once with its run id; "
-            "follow it with get_run, read_logs, cancel_run."
-        )
+            "Queue a run (execute's fields, plus priority and run_at); returns its id at once. "
+            "Follow it with get_run."
+        ),
     )
     async def submit_run(
         command: Command = None,
         shell: Shell = None,
-        script: ScriptArg = None,
+        script: Script | None = None,
+        tool: ToolCall | None = None,
         env: Env = None,
         inputs: Inputs = None,
-        timeout_s: Timeout = None,
+        timeout_s: float | None = None,
         limits: Limits | None = None,
-        network: Network = False,
+        network: bool = False,
         secrets: Secrets = None,
-        retry: Retry = None,
+        retry: RetryPolicy | None = None,
         labels: Labels = None,
-        priority: Annotated[int, Field(ge=-100, le=100, description="higher runs first")] = 0,
-        run_at: Annotated[
-            datetime | None, Field(description="start no sooner than this ISO 8601 time")
-        ] = None,
+        priority: Annotated[int, Field(ge=-100, le=100)] = 0,
+        run_at: datetime | None = None,
         idempotency_key: IdemKey = None,
+        task: TaskRef = None,
+        params: TaskParams = None,
     ) -> SubmitResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
         spec.update(network=network, secrets=secrets, retry=retry, run_at=run_at)
-        spec.update(priority=priority)
+        spec.update(priority=priority, task=task, params=params, tool=tool)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
         with tool_errors():
@@ -152,15 +159,18 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
             return SubmitResult(run_id=run.id, status=run.status.value, created=created)
 
     @server.tool(
+        title="Get run",
+        annotations=sch.hints(read_only=True),
         description=(
-            "Get a run's status, exit code, failure and result; wait_s (up to 60) waits for it "
-            "to finish and returns as soon as it does."
-        )
+            "A run's status, exit code, failure and result; wait_s waits for the end; detail "
+            "adds spec, isolation and limits."
+        ),
     )
     async def get_run(
         ctx: Context,
         run_id: RunId,
         wait_s: Annotated[float, Field(ge=0, le=MAX_GET_WAIT_S)] = 0.0,
+        detail: bool = False,
     ) -> RunInfo:
         principal = deps.principal()
         with tool_errors():
@@ -169,25 +179,43 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
             else:
                 run = await wait_with_progress(deps, run_id, principal, wait_s, ctx.report_progress)
             deps.on_run_touched(run, principal)
-            return RunInfo.of(run)
+            if not detail:
+                return RunInfo.of(run)
+            attempts = await app.attempts(run_id, principal)
+            return RunInfo.detailed(run, attempts[-1] if attempts else None)
 
-    @server.tool(description="Cancel a pending or running run; its whole process tree is killed.")
+    @server.tool(
+        title="Cancel run",
+        annotations=sch.hints(read_only=False, destructive=True),
+        description=(
+            "Cancel a run (its process tree is killed); returns it once cancelled, or with "
+            "cancel_requested while stopping."
+        ),
+    )
     async def cancel_run(run_id: RunId) -> RunInfo:
         principal = deps.principal()
         with tool_errors():
-            current = await app.get(run_id, principal)
+            current = await app.get(run_id, principal, Action.CANCEL)
             if current.terminal:
                 raise ToolError(
                     f"run {run_id} already finished ({current.status.value}); nothing to cancel"
                 )
-            return RunInfo.of(await app.cancel(run_id, principal))
+            run = await app.cancel(run_id, principal)
+            if not run.terminal:
+                bound = app.settings.kill_grace_s + CANCEL_WAIT_SLACK_S
+                run = await app.wait(run_id, principal, bound)
+            return RunInfo.of(run)
 
-    @server.tool(description="List runs, newest first, filtered by status and labels; paginated.")
+    @server.tool(
+        title="List runs",
+        annotations=sch.hints(read_only=True),
+        description="List runs, newest first, by status and labels; paginated.",
+    )
     async def list_runs(
-        status: Annotated[list[RunStatus] | None, Field(description="any of these")] = None,
-        labels: Annotated[dict[str, str] | None, Field(description="all of these")] = None,
+        status: list[RunStatus] | None = None,
+        labels: Labels = None,
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, Field(description="next_cursor of the last page")] = None,
+        cursor: str | None = None,
     ) -> RunList:
         principal = deps.principal()
         with tool_errors():
@@ -196,30 +224,38 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
             return RunList(runs=[RunInfo.of(r) for r in page.runs], next_cursor=page.next_cursor)
 
     @server.tool(
+        title="Read logs",
+        annotations=sch.hints(read_only=True),
         description=(
-            "Read a run's stdout or stderr from a byte offset; returns next_offset and whether "
-            "the run is still writing."
-        )
+            "Read a run's stdout or stderr from a byte offset (whole UTF-8 characters); "
+            "continue from next_offset while still_writing."
+        ),
     )
     async def read_logs(
         run_id: RunId,
         stream: Stream = Stream.STDOUT,
         offset: Annotated[int, Field(ge=0)] = 0,
-        limit: Annotated[int, Field(ge=1, le=MAX_LOG_READ)] = 64 * 1024,
+        max_bytes: Annotated[int, Field(ge=1, le=MAX_LOG_READ)] = 64 * 1024,
     ) -> LogRead:
         principal = deps.principal()
         with tool_errors():
-            data, nxt, complete = await app.read_logs(run_id, principal, stream, offset, limit)
+            data, nxt, complete = await app.read_logs(run_id, principal, stream, offset, max_bytes)
+            page, start = utf8_page(data, offset, cut=len(data) == max_bytes)
+            end = start + len(page)
             return LogRead(
                 run_id=run_id,
                 stream=stream.value,
-                offset=offset,
-                next_offset=nxt,
-                data=data.decode("utf-8", errors="replace"),
-                still_writing=not complete,
+                offset=start,
+                next_offset=end,
+                data=page.decode("utf-8", errors="replace"),
+                still_writing=not complete or end < nxt,
             )
 
-    @server.tool(description="List the files a run saved as artifacts (name, size, sha256).")
+    @server.tool(
+        title="List artifacts",
+        annotations=sch.hints(read_only=True),
+        description="List the files a run saved as artifacts.",
+    )
     async def list_artifacts(run_id: RunId) -> ArtifactList:
         principal = deps.principal()
         with tool_errors():
@@ -227,11 +263,13 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
             return ArtifactList(run_id=run_id, artifacts=[ArtifactInfo.of(a) for a in found])
 
     @server.tool(
-        description="Read one artifact of a run: text comes back as text, other files as a blob."
+        title="Read artifact",
+        annotations=sch.hints(read_only=True),
+        description="Read one artifact of a run: text as text, other files as a blob.",
     )
     async def read_artifact(
         run_id: RunId,
-        name: Annotated[str, Field(description="the artifact's name, from list_artifacts")],
+        name: str,
         max_bytes: Annotated[int, Field(ge=1, le=MAX_ARTIFACT_READ)] = 1024 * 1024,
     ) -> Annotated[types.CallToolResult, ArtifactRead]:
         principal = deps.principal()
@@ -265,13 +303,19 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
             content=[content], structured_content=info.model_dump(mode="json")
         )
 
-    @server.tool(description="Run a finished (or any) run again with the same spec; new run id.")
+    @server.tool(
+        title="Rerun",
+        annotations=sch.hints(read_only=False),
+        description="Run a run's spec again as a new run; returns at once.",
+    )
     async def rerun(run_id: RunId) -> SubmitResult:
         principal = deps.principal()
         with tool_errors():
             run = await app.rerun(run_id, principal)
             deps.on_run_touched(run, principal)
             return SubmitResult(run_id=run.id, status=run.status.value, created=True)
+
+    sch.publish(server, sch.tool_schemas(app.settings))
 
 
 def _read_head(path: Path, limit: int) -> bytes:

@@ -1,5 +1,5 @@
 """What the MCP tools return: typed models, so every tool has an output schema and answers with
-``structuredContent``. Run views reuse the REST API's ``run_view``."""
+``structuredContent``. Run views reuse ``mcpexec.views.run_view``, as REST does."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcpexec.api.schemas import run_view
-from mcpexec.models import Artifact, Run
+from mcpexec.models import Artifact, Attempt, Run
+from mcpexec.views import run_view
 
 
 class FailureInfo(BaseModel):
@@ -33,10 +33,34 @@ class RunInfo(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    cancel_requested: bool = Field(
+        default=False, description="a cancel was asked and the run is still stopping"
+    )
 
     @classmethod
     def of(cls, run: Run) -> RunInfo:
-        return cls.model_validate(run_view(run))
+        data = run_view(run)
+        for heavy in _DETAIL_ONLY:
+            data.pop(heavy, None)
+        return cls._stopping(cls.model_validate(data), run)
+
+    @staticmethod
+    def _stopping(info: RunInfo, run: Run) -> RunInfo:
+        info.cancel_requested = bool(info.cancel_requested) and not run.terminal
+        return info
+
+    @classmethod
+    def detailed(cls, run: Run, last: Attempt | None) -> RunInfo:
+        """With the spec and the last attempt's isolation and limits (get_run detail=true)."""
+        data = run_view(run)
+        if last is not None:
+            data["isolation"] = last.isolation
+            data["limits_applied"] = last.limits
+        return cls._stopping(cls.model_validate(data), run)
+
+
+#: Left out of the everyday run view: REST links and the full spec (get_run detail=true).
+_DETAIL_ONLY = ("spec", "url", "logs_url", "cancel_url", "artifacts_url", "retry")
 
 
 class ExecuteResult(BaseModel):
@@ -55,12 +79,6 @@ class ExecuteResult(BaseModel):
     result: Any = Field(default=None, description="the run's result.json, if it wrote one")
     artifacts: list[str] = Field(description="artifact names; fetch with read_artifact")
     duration_s: float | None = None
-    isolation: str | None = Field(
-        default=None, description="the isolation applied to the last attempt (e.g. bwrap ...)"
-    )
-    limits: dict[str, Any] | None = Field(
-        default=None, description="the limits in force for the last attempt"
-    )
 
 
 class SubmitResult(BaseModel):

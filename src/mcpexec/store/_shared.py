@@ -1,10 +1,13 @@
 """Rules every store implementation shares, so that they cannot drift apart.
 
-Pure functions: time conversion and the decision of what a finished attempt does to its run.
+Pure functions: time conversion and the decision of what a finished attempt does to its run;
+and the in-process wake-up of stores that cannot notify across processes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -60,3 +63,23 @@ def decide_finish(
     if retry:
         return FinishDecision(RunStatus.PENDING, RunStatus.FAILED, failure, partial=False)
     return FinishDecision(RunStatus.FAILED, RunStatus.FAILED, failure, partial=has_artifacts)
+
+
+class WorkSignal:
+    """``Store.wait_for_work`` for a dialect that cannot notify other processes: woken by this
+    store object's own enqueues and retries, otherwise a bounded wait. A notification given
+    while nobody waits is kept for the next wait (no lost wake-up)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        woken = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), max(timeout, 0.0))
+            woken = True
+        self._event.clear()
+        return woken

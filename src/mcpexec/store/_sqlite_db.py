@@ -13,12 +13,13 @@ the file). ``FULL`` would fsync every commit at about a third of the throughput,
 writes that answer a durability promise (enqueue: the 202) commit with ``FULL``; a lost claim,
 heartbeat or log write after an OS crash is recovered by the lease and retry machinery.
 
-Migrations: ``migrations/sqlite/NNNN_name.sql``, applied in order inside one
-``BEGIN IMMEDIATE`` transaction together with ``PRAGMA user_version = NNNN``. yoyo-migrations
-was tried and rejected: a process killed while holding its lock leaves a row in ``yoyo_lock``
-that blocks every later open until someone runs ``yoyo break-lock``, and it applies a migration
-and records it in two separate transactions. SQLite's own write lock has neither problem: the
-OS releases it when a process dies, and a second process opening at the same time waits, then
+Migrations: numbered files ``migrations/sqlite/NNNN_name.sql``, as the design asks, applied by
+the dialect-keyed runner of ``_migrations`` in order inside one ``BEGIN IMMEDIATE`` transaction
+together with ``PRAGMA user_version = NNNN``. No migration library on top: yoyo-migrations was
+tried and rejected: a process killed while holding its lock leaves a row in ``yoyo_lock`` that
+blocks every later open until someone runs ``yoyo break-lock``, and it applies a migration and
+records it in two separate transactions. SQLite's own write lock has neither problem: the OS
+releases it when a process dies, and a second process opening at the same time waits, then
 sees the new ``user_version`` and applies nothing.
 """
 
@@ -37,35 +38,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mcpexec.errors import McpexecError, StoreError
+from mcpexec.store._migrations import Migration, migrate
 
 T = TypeVar("T")
 
+DIALECT = "sqlite"
 BUSY_RETRIES = 4
 BUSY_BACKOFF_S = 0.02
 BUSY_TIMEOUT_MS = 5000
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-_MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 
 
 def load_queries() -> dict[str, str]:
     """The named statements of ``sql/sqlite/queries.sql``."""
-    text = resources.files("mcpexec.store").joinpath("sql/sqlite/queries.sql").read_text()
+    text = resources.files("mcpexec.store").joinpath(f"sql/{DIALECT}/queries.sql").read_text()
     parts = _SECTION.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-def load_migrations() -> list[tuple[int, str]]:
-    """``(number, sql)`` of every migration file, in order; numbers must be 1, 2, 3, …"""
-    folder = resources.files("mcpexec.store").joinpath("migrations/sqlite")
-    found = []
-    for item in folder.iterdir():
-        match = _MIGRATION.match(item.name)
-        if match:
-            found.append((int(match.group(1)), item.read_text()))
-    found.sort()
-    if [n for n, _ in found] != list(range(1, len(found) + 1)):
-        raise StoreError("SQLite migrations must be numbered 0001, 0002, … without gaps")
-    return found
 
 
 def _statements(script: str) -> list[str]:
@@ -259,14 +247,9 @@ class Database:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    migrations = load_migrations()
-    if current > len(migrations):
-        raise StoreError(
-            f"the database schema (version {current}) is newer than this mcpexec "
-            f"(version {len(migrations)}); upgrade mcpexec"
-        )
-    for number, script in migrations[current:]:
-        for statement in _statements(script):
+    def apply(migration: Migration) -> None:
+        for statement in _statements(migration.sql):
             conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute(f"PRAGMA user_version = {migration.number}")
+
+    migrate(DIALECT, conn.execute("PRAGMA user_version").fetchone()[0], apply)

@@ -1,24 +1,21 @@
-"""Row ↔ model conversion for the SQLite store: integer-microsecond times, JSON columns."""
+"""Row → model conversion for the SQLite store: integer-microsecond times, JSON columns.
+
+A run is decoded from the ``Run`` model's own fields (``RUN_FIELDS``), not from a copy of them."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import types
+import typing
 from datetime import datetime
 from typing import Any
 
-from mcpexec.models import (
-    Attempt,
-    ExecSpec,
-    Failure,
-    FailureKind,
-    Progress,
-    RetryPolicy,
-    Run,
-    RunStatus,
-)
+from pydantic import BaseModel
+
+from mcpexec.models import Attempt, Failure, FailureKind, Run, RunStatus
 from mcpexec.store._shared import from_us, to_us
-from mcpexec.store.base import Claim, TokenRecord, WorkerInfo
+from mcpexec.store.base import Claim, WorkerInfo
 
 
 def us_or_none(value: datetime | None) -> int | None:
@@ -37,33 +34,66 @@ def json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+def _alternatives(annotation: Any) -> set[Any]:
+    """``X | None`` → {X}; anything else → {annotation}."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {a for a in typing.get_args(annotation) if a is not type(None)}
+    return {annotation}
+
+
+def _column_kind(annotation: Any) -> str:
+    """How a model field is stored: ``time`` (integer µs), ``model`` (pydantic JSON), ``json``
+    (JSON text) or ``plain`` (the value as SQLite gives it; pydantic converts 0/1 and enums)."""
+    kinds = _alternatives(annotation)
+    if datetime in kinds:
+        return "time"
+    if any(isinstance(a, type) and issubclass(a, BaseModel) for a in kinds):
+        return "model"
+    if any(a is Any or typing.get_origin(a) in (dict, list) or a in (dict, list) for a in kinds):
+        return "json"
+    return "plain"
+
+
+def _model_of(annotation: Any) -> type[BaseModel]:
+    kinds = _alternatives(annotation)
+    return next(a for a in kinds if isinstance(a, type) and issubclass(a, BaseModel))
+
+
+#: ``Failure`` is stored as two columns (``failure_kind``, ``failure_message``) wherever it
+#: appears, so that it can be filtered and indexed.
+_COMPOSITE = {"failure"}
+
+#: The columns of ``runs`` a ``Run`` is read from, derived from the model: a new ``Run`` field
+#: needs a migration adding the column and the statements that write it, nothing here.
+RUN_FIELDS: dict[str, str] = {
+    name: _column_kind(info.annotation)
+    for name, info in Run.model_fields.items()
+    if name not in _COMPOSITE
+}
+RUN_COLUMNS = (*RUN_FIELDS, "failure_kind", "failure_message")
+
+
+def _decode(kind: str, annotation: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "time":
+        return from_us(value)
+    if kind == "model":
+        return _model_of(annotation).model_validate_json(value)
+    if kind == "json":
+        return json.loads(value)
+    return value
+
+
+_RUN_ANNOTATIONS = {name: Run.model_fields[name].annotation for name in RUN_FIELDS}
+
+
 def run_of(row: sqlite3.Row) -> Run:
-    return Run(
-        id=row["id"],
-        seq=row["seq"],
-        tenant=row["tenant"],
-        status=RunStatus(row["status"]),
-        spec=ExecSpec.model_validate_json(row["spec"]),
-        retry=RetryPolicy.model_validate_json(row["retry"]),
-        priority=row["priority"],
-        labels=json.loads(row["labels"]),
-        idempotency_key=row["idempotency_key"],
-        created_at=from_us(row["created_at"]),
-        run_at=dt_or_none(row["run_at"]),
-        started_at=dt_or_none(row["started_at"]),
-        finished_at=dt_or_none(row["finished_at"]),
-        next_attempt_at=dt_or_none(row["next_attempt_at"]),
-        attempts=row["attempts"],
-        worker_id=row["worker_id"],
-        cancel_requested=bool(row["cancel_requested"]),
-        exit_code=row["exit_code"],
-        failure=failure_of(row["failure_kind"], row["failure_message"]),
-        progress=None if row["progress"] is None else Progress.model_validate_json(row["progress"]),
-        result=None if row["result"] is None else json.loads(row["result"]),
-        partial=bool(row["partial"]),
-        output_truncated=bool(row["output_truncated"]),
-        rerun_of=row["rerun_of"],
-    )
+    data = {
+        name: _decode(kind, _RUN_ANNOTATIONS[name], row[name]) for name, kind in RUN_FIELDS.items()
+    }
+    data["failure"] = failure_of(row["failure_kind"], row["failure_message"])
+    return Run.model_validate(data)
 
 
 def claim_of(row: sqlite3.Row) -> Claim:
@@ -98,16 +128,4 @@ def worker_of(row: sqlite3.Row) -> WorkerInfo:
         started_at=from_us(row["started_at"]),
         heartbeat_at=from_us(row["heartbeat_at"]),
         running=row["running"],
-    )
-
-
-def token_of(row: sqlite3.Row) -> TokenRecord:
-    return TokenRecord(
-        id=row["id"],
-        name=row["name"],
-        token_hash=row["token_hash"],
-        role=row["role"],
-        tenant=row["tenant"],
-        created_at=from_us(row["created_at"]),
-        revoked=bool(row["revoked"]),
     )

@@ -15,9 +15,10 @@ The one contract test suite (``tests/contract``) runs against every implementati
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from mcpexec.models import (
     Artifact,
@@ -31,6 +32,8 @@ from mcpexec.models import (
     RunFilter,
     Stream,
 )
+from mcpexec.schedules import ScheduleSpec
+from mcpexec.tasks import TaskDefinition
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,57 @@ class NewRun:
     run_at: datetime | None = None
     idempotency_key: str | None = None
     rerun_of: str | None = None
+    task: str | None = None
+    task_version: int | None = None
+    params: dict[str, Any] | None = None
+    estimated_duration_ms: int | None = None
+    #: The principal submitting (recorded on the run and in the audit log).
+    owner: str | None = None
+    #: The token it used (audit log only).
+    token_id: str | None = None
+    #: The tenant's queue limit when the tenant has none of its own (``TenantRecord``); checked
+    #: in the enqueue's transaction. ``None``: no limit.
+    default_max_queued: int | None = None
+    #: Pending runs of all tenants together (the server's ``max_queued``); ``None``: no limit.
+    global_max_queued: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLimits:
+    """What a claim must respect besides its ``limit``: each tenant's ``max_concurrent`` (its
+    own, else this default; ``None``: no limit), counted in the claim's own transaction."""
+
+    default_max_concurrent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    """A tenant and its quotas (``None``: the server's default). ``max_runtime_s`` caps a
+    run's timeout; ``max_limits`` and ``default_limits`` map fields of ``models.Limits``
+    (``memory_mb``, ``cpu_s``, ``pids``, ``disk_mb``) to the tenant's maximum and default
+    (an absent key: none of the tenant's own)."""
+
+    id: str
+    created_at: datetime
+    max_concurrent: int | None = None
+    max_queued: int | None = None
+    max_runtime_s: int | None = None
+    max_limits: Mapping[str, int] = field(default_factory=dict)
+    default_limits: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the append-only audit log: who did what, when, with which token."""
+
+    at: datetime
+    tenant: str
+    actor: str  # principal id
+    action: str  # submit, cancel, token.create, token.revoke, tenant.create, tenant.update
+    target: str  # run id, token id, tenant id
+    token_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # set by the store
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +149,8 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
+    """A token (only its hash) and the principal it authenticates."""
+
     id: str
     name: str
     token_hash: str
@@ -102,6 +158,16 @@ class TokenRecord:
     tenant: str
     created_at: datetime
     revoked: bool = False
+    #: The principal (issue 10); tokens stored before were each their own principal.
+    principal_id: str = ""
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    #: ``user`` or ``service``.
+    kind: str = "service"
+
+    @property
+    def principal(self) -> str:
+        return self.principal_id or self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +177,20 @@ class Stats:
 
 class Store(abc.ABC):
     """Durable state. Implementations: ``MemoryStore`` (tests), ``SqliteStore`` (default)."""
+
+    #: Whether ``wait_for_work`` is also woken by work that *other processes* made (a dialect
+    #: that can notify, e.g. PostgreSQL's LISTEN/NOTIFY). When ``False`` it is woken only by
+    #: this store object's own writes, so workers in other processes must keep polling; when
+    #: ``True`` a worker polls only to catch delayed runs and retries coming due.
+    wakes_across_processes: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait until work may have become claimable (a run was enqueued, or put back to
+        ``pending`` for a retry) since the last call, or until ``timeout`` seconds passed;
+        ``True`` when woken, ``False`` on timeout. Always bounded by ``timeout``; a wake-up may
+        be spurious (the caller claims and finds out), a missed one is covered by the timeout.
+        """
 
     # -- lifecycle ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -124,7 +204,12 @@ class Store(abc.ABC):
     # -- runs --------------------------------------------------------------------------------
     @abc.abstractmethod
     async def enqueue(self, new: NewRun) -> tuple[Run, bool]:
-        """Store a pending run, available at ``run_at`` (or at once).
+        """Store a pending run, available at ``run_at`` (or at once), with its owner, and an
+        audit entry ``submit`` in the same transaction.
+
+        Raises ``QuotaExceeded`` (nothing written) when the tenant already has its
+        ``max_queued`` (its own, else ``new.default_max_queued``) runs pending, or all tenants
+        together ``new.global_max_queued``, counted in the same transaction.
 
         If ``idempotency_key`` is set and the tenant already has a run with that key, nothing is
         written and that run is returned with ``False``; otherwise ``(run, True)``. A run id is
@@ -143,18 +228,35 @@ class Store(abc.ABC):
         ``cursor`` is the ``seq`` to continue below (exclusive); ``Page.next_cursor`` is the
         string form of the last returned ``seq`` when more may follow, else ``None``. Labels
         filter by equality of every given key; ``created_after`` is inclusive and
-        ``created_before`` exclusive.
+        ``created_before`` exclusive; ``tool`` (``server.tool``) keeps the tool runs whose
+        spec's ``tool`` is that server and name.
         """
 
     @abc.abstractmethod
     async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_expires_at: datetime
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_expires_at: datetime,
+        limits: ClaimLimits | None = None,
     ) -> list[Claim]:
-        """Atomically take up to ``limit`` pending runs whose available time is ``<= now``, highest
-        ``priority`` first, then lowest ``seq`` (FIFO). Each becomes ``running`` with
+        """Atomically take up to ``limit`` pending runs whose available time is ``<= now``, chosen
+        across tenants by ``tenancy.fair_pick`` (the tenant with the fewest running attempts
+        first; within a tenant highest ``priority`` first, then lowest ``seq``, FIFO), never
+        taking a tenant past its ``max_concurrent`` (the tenant's own, else
+        ``limits.default_max_concurrent``), counted in the same transaction so that claimers in
+        several processes never over-admit. Each becomes ``running`` with
         ``attempts + 1``, ``worker_id``, the lease, ``started_at`` (set on the first attempt only)
         and a new attempt row (status ``running``). Never hands a run to two workers.
         Runs with ``cancel_requested`` are never claimed (cancel makes them terminal anyway)."""
+
+    @abc.abstractmethod
+    async def next_available_at(self) -> datetime | None:
+        """The earliest time a pending run becomes claimable (its ``run_at`` or retry's
+        ``next_attempt_at``; a time in the past for a run claimable now), or ``None`` when no
+        run is pending. Runs with ``cancel_requested`` do not count. Workers sleep until then
+        instead of until their next poll, so a sub-second retry delay is honoured."""
 
     @abc.abstractmethod
     async def heartbeat(
@@ -274,6 +376,13 @@ class Store(abc.ABC):
         particular order; to delete blobs). A purged run's idempotency key is free again."""
 
     @abc.abstractmethod
+    async def storage_used(self, tenant: str | None = None) -> int:
+        """Bytes of logs and artifacts stored for ``tenant`` (all tenants when ``None``), as
+        counted by ``append_log``, ``add_artifact`` (a replaced artifact's size is given back)
+        and ``purge_finished`` in their own transactions: one cheap lookup, for the storage
+        budget checked at submit."""
+
+    @abc.abstractmethod
     async def stats(self, tenant: str | None = None) -> Stats:
         """Run counts by status."""
 
@@ -287,5 +396,226 @@ class Store(abc.ABC):
         """The token with this hash, revoked or not."""
 
     @abc.abstractmethod
-    async def list_tokens(self) -> list[TokenRecord]:
-        """All token records."""
+    async def list_tokens(self, tenant: str | None = None) -> list[TokenRecord]:
+        """All token records (of ``tenant`` when given), oldest first."""
+
+    # == tenancy (issue 10) ======================================================================
+    @abc.abstractmethod
+    async def revoke_token(self, token_id: str, tenant: str | None = None) -> TokenRecord | None:
+        """Mark the token revoked (idempotent); ``None`` if unknown (or not of ``tenant``)."""
+
+    @abc.abstractmethod
+    async def touch_token(self, token_id: str, now: datetime) -> None:
+        """Set the token's ``last_used_at``."""
+
+    @abc.abstractmethod
+    async def create_tenant(self, tenant: TenantRecord) -> TenantRecord:
+        """Store a new tenant; an existing id raises ``Conflict``."""
+
+    @abc.abstractmethod
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        """The tenant, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_tenants(self) -> list[TenantRecord]:
+        """All tenants, by id. The migration creates ``default``."""
+
+    @abc.abstractmethod
+    async def update_tenant(
+        self,
+        tenant_id: str,
+        max_concurrent: int | None,
+        max_queued: int | None,
+        *,
+        max_runtime_s: int | None = None,
+        max_limits: Mapping[str, int] | None = None,
+        default_limits: Mapping[str, int] | None = None,
+    ) -> TenantRecord | None:
+        """Replace the tenant's quotas, all of them (``None``: the server's default, no cap,
+        no limits of its own); ``None`` if unknown."""
+
+    @abc.abstractmethod
+    async def tenant_load(self, tenant: str) -> tuple[int, int]:
+        """``(running, pending)`` runs of the tenant now."""
+
+    @abc.abstractmethod
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Append to the audit log."""
+
+    @abc.abstractmethod
+    async def list_audit(
+        self, tenant: str | None, limit: int, before: int | None = None
+    ) -> list[AuditEntry]:
+        """Audit entries (of ``tenant`` when given), the latest first, at most ``limit``, with
+        ``seq`` below ``before`` when given."""
+
+    # == tasks and schedules (issue 11) =========================================================
+    @abc.abstractmethod
+    async def define_task(
+        self, tenant: str, owner: str, task: TaskDefinition, now: datetime
+    ) -> tuple[TaskRecord, bool]:
+        """Define ``task`` in one transaction: the latest version when its content hash is the
+        same (``False``), else a new immutable version ``latest + 1`` (``True``). Defining an
+        archived task brings it back."""
+
+    @abc.abstractmethod
+    async def get_task(self, tenant: str, name: str, version: int | None) -> TaskRecord | None:
+        """One version (the latest when ``version`` is ``None``), archived or not."""
+
+    @abc.abstractmethod
+    async def list_tasks(self, tenant: str | None, archived: bool = False) -> list[TaskRecord]:
+        """The latest version of every task (of ``tenant`` when given), by tenant and name;
+        archived tasks only with ``archived``."""
+
+    @abc.abstractmethod
+    async def task_versions(self, tenant: str, name: str) -> list[TaskRecord]:
+        """Every version of a task, oldest first ([] when unknown)."""
+
+    @abc.abstractmethod
+    async def archive_task(self, tenant: str, name: str) -> bool:
+        """Mark every version archived (runs and versions stay readable); ``False`` if unknown."""
+
+    @abc.abstractmethod
+    async def create_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        """Store a new schedule (a duplicate id raises ``Conflict``)."""
+
+    @abc.abstractmethod
+    async def get_schedule(self, schedule_id: str, tenant: str | None) -> ScheduleRecord | None:
+        """The schedule, or ``None`` if unknown (or not of ``tenant`` when one is given)."""
+
+    @abc.abstractmethod
+    async def list_schedules(self, tenant: str | None) -> list[ScheduleRecord]:
+        """All schedules (of ``tenant`` when given), oldest first."""
+
+    @abc.abstractmethod
+    async def update_schedule(
+        self, schedule_id: str, change: ScheduleChange
+    ) -> ScheduleRecord | None:
+        """Replace the schedule's definition (spec, task pin, params) and its cursor
+        (``next_fire_at``, ``handled_until``), keeping counters and history; ``None`` if
+        unknown."""
+
+    @abc.abstractmethod
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete the schedule and its fire rows (its runs stay); ``False`` if unknown."""
+
+    @abc.abstractmethod
+    async def due_schedules(self, now: datetime, limit: int = 100) -> list[ScheduleRecord]:
+        """Schedules whose ``next_fire_at <= now``, earliest first."""
+
+    @abc.abstractmethod
+    async def buffered_schedules(self, limit: int = 100) -> list[ScheduleRecord]:
+        """Schedules holding a buffered fire (``buffer_one``), to start when the run ends."""
+
+    @abc.abstractmethod
+    async def next_fire_at(self) -> datetime | None:
+        """The earliest ``next_fire_at`` of all schedules (the scheduler sleeps until then)."""
+
+    @abc.abstractmethod
+    async def record_fires(self, batch: FireBatch) -> list[Run] | None:
+        """Apply one scheduler step to one schedule in ONE transaction: only if its
+        ``handled_until`` still equals ``batch.expected_handled_until`` (else ``None``: another
+        process handled it, nothing is written). Inserts each fire row under the unique key
+        ``(schedule_id, fire_key)`` (a fire already there is left alone, its run not enqueued),
+        enqueues the runs of the fires that were inserted, sets the cursor, ``last_*``,
+        ``buffered`` and adds to ``missed_count``/``skipped_count``. Returns the enqueued runs.
+        A manual fire (``batch.manual``) leaves the cursor and ``buffered`` as they are."""
+
+    @abc.abstractmethod
+    async def start_buffered(self, schedule_id: str, fire_key: str, new: NewRun) -> Run | None:
+        """Start a schedule's buffered fire: in one transaction, if the schedule still holds
+        that buffered fire, enqueue ``new``, mark the fire ``started`` with the run and clear
+        ``buffered``; ``None`` when another process did it first."""
+
+    @abc.abstractmethod
+    async def schedule_fires(self, schedule_id: str, limit: int = 50) -> list[FireRecord]:
+        """The schedule's recorded fires, the latest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One stored version of a task."""
+
+    tenant: str
+    name: str
+    version: int
+    owner: str
+    content_hash: str
+    definition: TaskDefinition
+    created_at: datetime
+    archived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A schedule and the state the scheduler keeps (see ``docs/architecture.md``)."""
+
+    id: str
+    tenant: str
+    owner: str
+    task: str
+    #: A pinned version, or ``None``: each fire runs the task's latest version.
+    task_version: int | None
+    params: dict[str, Any]
+    spec: ScheduleSpec
+    created_at: datetime
+    #: The instant up to which fires were handled (``due_fires``' ``last_fire``).
+    handled_until: datetime
+    #: ``None``: nothing to do (paused, or past ``end_at``).
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None = None
+    last_run_id: str | None = None
+    last_outcome: str | None = None
+    missed_count: int = 0
+    skipped_count: int = 0
+    #: The key of the fire waiting for the running run (``buffer_one``), if any.
+    buffered_fire: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    spec: ScheduleSpec
+    task_version: int | None
+    params: dict[str, Any]
+    next_fire_at: datetime | None
+    handled_until: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FirePlan:
+    """One fire as a scheduler step decided it: its outcome and the run to enqueue, if any."""
+
+    fire_key: str
+    fire_at: datetime
+    #: ``started``, ``skipped``, ``buffered``, ``cancelled_previous``, ``manual``, ``error``.
+    outcome: str
+    run: NewRun | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FireBatch:
+    schedule_id: str
+    expected_handled_until: datetime
+    handled_until: datetime
+    next_fire_at: datetime | None
+    fires: list[FirePlan]
+    missed: int
+    now: datetime
+    manual: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FireRecord:
+    schedule_id: str
+    fire_key: str
+    fire_at: datetime
+    outcome: str
+    run_id: str | None
+    created_at: datetime
+    message: str | None = None
+
+
+#: Outcomes of fires that count as skipped in a schedule's status.
+SKIPPED_OUTCOMES = frozenset({"skipped"})

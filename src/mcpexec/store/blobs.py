@@ -18,6 +18,7 @@ from urllib.parse import quote
 import anyio.to_thread
 
 _CHUNK = 1024 * 1024
+_NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, xfs, btrfs)
 
 
 class BlobStore(abc.ABC):
@@ -40,7 +41,12 @@ class FileBlobStore(BlobStore):
 
     def _file(self, run_id: str, name: str) -> Path:
         # Names may contain '/', so each is one quoted file name: no directory tricks possible.
-        return self.root / quote(run_id, safe="") / quote(name, safe="")
+        # A quoted name too long for one file name becomes "%%" + its SHA-256: quote() never
+        # emits '%' followed by a non-hex digit, so no short name maps to the same file.
+        file = quote(name, safe="", errors="surrogateescape")
+        if len(file) > _NAME_MAX:
+            file = "%%" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+        return self.root / quote(run_id, safe="") / file
 
     async def put(self, run_id: str, name: str, file: BinaryIO, max_bytes: int) -> tuple[int, str]:
         return await anyio.to_thread.run_sync(self._put, run_id, name, file, max_bytes)

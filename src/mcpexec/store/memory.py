@@ -18,74 +18,61 @@ from mcpexec.errors import Conflict
 from mcpexec.models import (
     Artifact,
     Attempt,
-    ExecSpec,
     Failure,
     FailureKind,
     Page,
     Progress,
-    RetryPolicy,
     Run,
     RunFilter,
     RunStatus,
     Stream,
 )
-from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, utc
+from mcpexec.store._memory_tenancy import MemoryTenancy
+from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, utc
 from mcpexec.store.base import (
+    SKIPPED_OUTCOMES,
     AttemptOutcome,
     Claim,
+    ClaimLimits,
+    FireBatch,
+    FireRecord,
     HeartbeatReply,
     NewRun,
+    ScheduleChange,
+    ScheduleRecord,
     Stats,
     Store,
-    TokenRecord,
+    TaskRecord,
     WorkerInfo,
 )
+from mcpexec.tasks import TaskDefinition, content_hash, next_version
 
 
 @dataclass
 class _Row:
-    """A run as stored: the public fields plus the queue's private ones."""
+    """A run as stored: the public ``Run`` (frozen, so replaced on every change) and the queue's
+    private fields. The run's own fields are the model's: a new ``Run`` field needs nothing
+    here."""
 
-    id: str
-    seq: int
-    tenant: str
-    status: RunStatus
-    spec: ExecSpec
-    retry: RetryPolicy
-    priority: int
-    labels: dict[str, str]
-    created_at: datetime
+    run: Run
     available_at: datetime
-    idempotency_key: str | None = None
-    run_at: datetime | None = None
-    rerun_of: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    next_attempt_at: datetime | None = None
-    attempts: int = 0
-    worker_id: str | None = None
     lease_expires_at: datetime | None = None
-    cancel_requested: bool = False
-    exit_code: int | None = None
-    failure: Failure | None = None
-    progress: Progress | None = None
-    result: Any = None
-    partial: bool = False
-    output_truncated: bool = False
+
+    def update(self, **changes: Any) -> None:
+        self.run = self.run.model_copy(update=changes)
 
     def holds(self, attempt: int, worker_id: str) -> bool:
+        run = self.run
         return (
-            self.status == RunStatus.RUNNING
-            and self.attempts == attempt
-            and self.worker_id == worker_id
+            run.status == RunStatus.RUNNING
+            and run.attempts == attempt
+            and run.worker_id == worker_id
         )
 
-    def run(self) -> Run:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del data["available_at"], data["lease_expires_at"]
-        data["labels"] = dict(self.labels)
-        data["result"] = _copy_json(self.result)
-        return Run(**data)
+    def snapshot(self) -> Run:
+        """A copy the caller may keep (labels and result copied, as the SQLite store's are)."""
+        run = self.run
+        return run.model_copy(update={"labels": dict(run.labels), "result": _copy_json(run.result)})
 
 
 def _copy_json(value: Any) -> Any:
@@ -93,7 +80,7 @@ def _copy_json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value))
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryTenancy, Store):
     def __init__(self) -> None:
         self._runs: dict[str, _Row] = {}
         self._by_key: dict[tuple[str, str], str] = {}
@@ -101,11 +88,15 @@ class MemoryStore(Store):
         self._logs: dict[tuple[str, Stream], bytearray] = {}
         self._artifacts: dict[str, dict[str, Artifact]] = {}
         self._workers: dict[str, WorkerInfo] = {}
-        self._tokens: dict[str, TokenRecord] = {}
         self._seq = 0
+        self._work = WorkSignal()
+        self._usage: dict[str, int] = {}  # bytes of logs + artifacts per tenant
 
     async def open(self) -> None:
         pass
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        return await self._work.wait(timeout)
 
     async def close(self) -> None:
         pass
@@ -115,13 +106,15 @@ class MemoryStore(Store):
         if new.idempotency_key is not None:
             existing = self._by_key.get((new.tenant, new.idempotency_key))
             if existing is not None:
-                return self._runs[existing].run(), False
+                return self._runs[existing].snapshot(), False
         if new.id in self._runs:
             raise Conflict(f"run id {new.id!r} already exists")
+        pending = [r.run.tenant for r in self._runs.values() if r.run.status == RunStatus.PENDING]
+        self._check_queue(new, pending.count(new.tenant), len(pending))
         self._seq += 1
         run_at = utc(new.run_at) if new.run_at is not None else None
         created_at = utc(new.created_at)
-        row = _Row(
+        run = Run(
             id=new.id,
             seq=self._seq,
             tenant=new.tenant,
@@ -131,21 +124,27 @@ class MemoryStore(Store):
             priority=new.priority,
             labels=dict(new.labels),
             created_at=created_at,
-            available_at=run_at or created_at,
             idempotency_key=new.idempotency_key,
             run_at=run_at,
             rerun_of=new.rerun_of,
+            task=new.task,
+            task_version=new.task_version,
+            params=_copy_json(new.params),
+            estimated_duration_ms=new.estimated_duration_ms,
+            owner=new.owner,
         )
+        row = _Row(run=run, available_at=run_at or created_at)
         self._runs[new.id] = row
         if new.idempotency_key is not None:
             self._by_key[(new.tenant, new.idempotency_key)] = new.id
-        return row.run(), True
+        self._work.notify()
+        return row.snapshot(), True
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         row = self._runs.get(run_id)
-        if row is None or (tenant is not None and row.tenant != tenant):
+        if row is None or (tenant is not None and row.run.tenant != tenant):
             return None
-        return row.run()
+        return row.snapshot()
 
     async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
         after = utc(filter.created_after) if filter.created_after else None
@@ -153,51 +152,82 @@ class MemoryStore(Store):
         found: list[Run] = []
         if limit <= 0:
             return Page(runs=found)
-        for row in sorted(self._runs.values(), key=lambda r: r.seq, reverse=True):
-            if cursor is not None and row.seq >= cursor:
+        for row in sorted(self._runs.values(), key=lambda r: r.run.seq, reverse=True):
+            run = row.run
+            if cursor is not None and run.seq >= cursor:
                 continue
-            if filter.tenant is not None and row.tenant != filter.tenant:
+            if filter.tenant is not None and run.tenant != filter.tenant:
                 continue
-            if filter.status and row.status not in filter.status:
+            if filter.status and run.status not in filter.status:
                 continue
-            if any(row.labels.get(k) != v for k, v in filter.labels.items()):
+            if any(run.labels.get(k) != v for k, v in filter.labels.items()):
                 continue
-            if (after and row.created_at < after) or (before and row.created_at >= before):
+            if filter.task is not None and run.task != filter.task:
+                continue
+            if filter.owner is not None and run.owner != filter.owner:
+                continue
+            if filter.tool is not None and (
+                run.spec.tool is None or run.spec.tool.qualified != filter.tool
+            ):
+                continue
+            if (after and run.created_at < after) or (before and run.created_at >= before):
                 continue
             if len(found) == limit:
                 return Page(runs=found, next_cursor=str(found[-1].seq))
-            found.append(row.run())
+            found.append(row.snapshot())
         return Page(runs=found, next_cursor=None)
 
     async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_expires_at: datetime
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_expires_at: datetime,
+        limits: ClaimLimits | None = None,
     ) -> list[Claim]:
         now, lease = utc(now), utc(lease_expires_at)
         ready = [
-            r
+            (r.run.id, r.run.tenant, r.run.priority, r.run.seq)
             for r in self._runs.values()
-            if r.status == RunStatus.PENDING and r.available_at <= now and not r.cancel_requested
+            if r.run.status == RunStatus.PENDING
+            and r.available_at <= now
+            and not r.run.cancel_requested
         ]
-        ready.sort(key=lambda r: (-r.priority, r.seq))
+        running: dict[str, int] = {}
+        for r in self._runs.values():
+            if r.run.status == RunStatus.RUNNING:
+                running[r.run.tenant] = running.get(r.run.tenant, 0) + 1
         claims = []
-        for row in ready[: max(limit, 0)]:
-            row.status = RunStatus.RUNNING
-            row.attempts += 1
-            row.worker_id = worker_id
+        for run_id in self._fair_pick(ready, running, max(limit, 0), limits):
+            row = self._runs[run_id]
             row.lease_expires_at = lease
-            row.next_attempt_at = None
-            row.started_at = row.started_at or now
-            self._attempts.setdefault(row.id, []).append(
+            row.update(
+                status=RunStatus.RUNNING,
+                attempts=row.run.attempts + 1,
+                worker_id=worker_id,
+                next_attempt_at=None,
+                started_at=row.run.started_at or now,
+            )
+            number = row.run.attempts
+            self._attempts.setdefault(row.run.id, []).append(
                 Attempt(
-                    run_id=row.id,
-                    number=row.attempts,
+                    run_id=row.run.id,
+                    number=number,
                     worker_id=worker_id,
                     status=RunStatus.RUNNING,
                     started_at=now,
                 )
             )
-            claims.append(Claim(run=row.run(), attempt=row.attempts, lease_expires_at=lease))
+            claims.append(Claim(run=row.snapshot(), attempt=number, lease_expires_at=lease))
         return claims
+
+    async def next_available_at(self) -> datetime | None:
+        due = [
+            r.available_at
+            for r in self._runs.values()
+            if r.run.status == RunStatus.PENDING and not r.run.cancel_requested
+        ]
+        return min(due, default=None)
 
     async def heartbeat(
         self,
@@ -213,7 +243,7 @@ class MemoryStore(Store):
                 lost.add(run_id)
                 continue
             row.lease_expires_at = utc(lease_expires_at)
-            if row.cancel_requested:
+            if row.run.cancel_requested:
                 cancel.add(run_id)
         worker = self._workers.get(worker_id)
         if worker is not None:
@@ -228,7 +258,7 @@ class MemoryStore(Store):
         row = self._held(run_id, attempt, worker_id)
         if row is None:
             return False
-        row.progress = progress
+        row.update(progress=progress)
         return True
 
     async def finish_attempt(
@@ -251,7 +281,10 @@ class MemoryStore(Store):
         result = _copy_json(outcome.result)  # refuse non-JSON before changing anything
         now = utc(now)
         decision = decide_finish(
-            outcome, row.cancel_requested, retry_at is not None, bool(self._artifacts.get(run_id))
+            outcome,
+            row.run.cancel_requested,
+            retry_at is not None,
+            bool(self._artifacts.get(run_id)),
         )
         attempts = self._attempts[run_id]
         attempts[-1] = attempts[-1].model_copy(
@@ -266,32 +299,36 @@ class MemoryStore(Store):
                 "limits": _copy_json(outcome.limits),
             }
         )
-        row.status = decision.run_status
-        row.failure = decision.failure
-        row.partial = decision.partial
-        row.exit_code = outcome.exit_code
-        row.result = result
-        row.output_truncated = row.output_truncated or outcome.output_truncated
         row.lease_expires_at = None
+        changes: dict[str, Any] = {
+            "status": decision.run_status,
+            "failure": decision.failure,
+            "partial": decision.partial,
+            "exit_code": outcome.exit_code,
+            "result": result,
+            "output_truncated": row.run.output_truncated or outcome.output_truncated,
+        }
         if decision.run_status == RunStatus.PENDING:
             assert retry_at is not None
-            row.next_attempt_at = row.available_at = utc(retry_at)
+            changes["next_attempt_at"] = row.available_at = utc(retry_at)
+            self._work.notify()
         else:
-            row.finished_at = now
-        return row.run()
+            changes["finished_at"] = now
+        row.update(**changes)
+        return row.snapshot()
 
     async def expired_leases(self, now: datetime, limit: int = 100) -> list[Claim]:
         now = utc(now)
         rows = [
             r
             for r in self._runs.values()
-            if r.status == RunStatus.RUNNING
+            if r.run.status == RunStatus.RUNNING
             and r.lease_expires_at is not None
             and r.lease_expires_at <= now
         ]
-        rows.sort(key=lambda r: (r.lease_expires_at, r.seq))
+        rows.sort(key=lambda r: (r.lease_expires_at, r.run.seq))
         return [
-            Claim(run=r.run(), attempt=r.attempts, lease_expires_at=r.lease_expires_at)
+            Claim(run=r.snapshot(), attempt=r.run.attempts, lease_expires_at=r.lease_expires_at)
             for r in rows[:limit]
             if r.lease_expires_at is not None
         ]
@@ -299,7 +336,7 @@ class MemoryStore(Store):
     async def expire_worker(self, worker_id: str, now: datetime) -> int:
         count = 0
         for row in self._runs.values():
-            if row.status == RunStatus.RUNNING and row.worker_id == worker_id:
+            if row.run.status == RunStatus.RUNNING and row.run.worker_id == worker_id:
                 # an earlier end is kept, like the SQL MIN()
                 lease = row.lease_expires_at
                 row.lease_expires_at = utc(now) if lease is None else min(lease, utc(now))
@@ -311,18 +348,20 @@ class MemoryStore(Store):
         self, run_id: str, now: datetime, tenant: str | None = None
     ) -> Run | None:
         row = self._runs.get(run_id)
-        if row is None or (tenant is not None and row.tenant != tenant):
+        if row is None or (tenant is not None and row.run.tenant != tenant):
             return None
-        if row.status == RunStatus.PENDING:
-            row.status = RunStatus.CANCELLED
-            row.cancel_requested = True
-            row.failure = Failure(kind=FailureKind.CANCELLED, message=CANCELLED_MESSAGE)
-            row.finished_at = utc(now)
-            row.next_attempt_at = None
-            row.partial = bool(self._artifacts.get(run_id))
-        elif row.status == RunStatus.RUNNING:
-            row.cancel_requested = True
-        return row.run()
+        if row.run.status == RunStatus.PENDING:
+            row.update(
+                status=RunStatus.CANCELLED,
+                cancel_requested=True,
+                failure=Failure(kind=FailureKind.CANCELLED, message=CANCELLED_MESSAGE),
+                finished_at=utc(now),
+                next_attempt_at=None,
+                partial=bool(self._artifacts.get(run_id)),
+            )
+        elif row.run.status == RunStatus.RUNNING:
+            row.update(cancel_requested=True)
+        return row.snapshot()
 
     async def attempts(self, run_id: str) -> list[Attempt]:
         return list(self._attempts.get(run_id, []))
@@ -335,12 +374,17 @@ class MemoryStore(Store):
     async def append_log(
         self, run_id: str, attempt: int, worker_id: str, stream: Stream, data: bytes
     ) -> int | None:
-        if self._held(run_id, attempt, worker_id) is None:
+        row = self._held(run_id, attempt, worker_id)
+        if row is None:
             return None
         log = self._logs.setdefault((run_id, stream), bytearray())
         offset = len(log)
         log += data
+        self._count(row.run.tenant, len(data))
         return offset
+
+    def _count(self, tenant: str, grown: int) -> None:
+        self._usage[tenant] = max(self._usage.get(tenant, 0) + grown, 0)
 
     async def read_log(
         self, run_id: str, stream: Stream, offset: int, limit: int
@@ -351,10 +395,14 @@ class MemoryStore(Store):
         return data, offset + len(data)
 
     async def add_artifact(self, artifact: Artifact, worker_id: str) -> bool:
-        if self._held(artifact.run_id, artifact.attempt, worker_id) is None:
+        row = self._held(artifact.run_id, artifact.attempt, worker_id)
+        if row is None:
             return False
         stored = artifact.model_copy(update={"created_at": utc(artifact.created_at)})
-        self._artifacts.setdefault(artifact.run_id, {})[artifact.name] = stored
+        records = self._artifacts.setdefault(artifact.run_id, {})
+        replaced = records.get(artifact.name)
+        records[artifact.name] = stored
+        self._count(row.run.tenant, artifact.size - (0 if replaced is None else replaced.size))
         return True
 
     async def list_artifacts(self, run_id: str) -> list[Artifact]:
@@ -376,39 +424,219 @@ class MemoryStore(Store):
     async def purge_finished(self, before: datetime, limit: int = 500) -> list[str]:
         before = utc(before)
         done = [
-            r
+            r.run
             for r in self._runs.values()
-            if r.status.terminal and r.finished_at is not None and r.finished_at < before
+            if r.run.status.terminal
+            and r.run.finished_at is not None
+            and r.run.finished_at < before
         ]
         done.sort(key=lambda r: (r.finished_at, r.seq))
         ids = [r.id for r in done[:limit]]
         for run_id in ids:
-            row = self._runs.pop(run_id)
-            if row.idempotency_key is not None:
-                self._by_key.pop((row.tenant, row.idempotency_key), None)
+            run = self._runs.pop(run_id).run
+            if run.idempotency_key is not None:
+                self._by_key.pop((run.tenant, run.idempotency_key), None)
             self._attempts.pop(run_id, None)
-            self._artifacts.pop(run_id, None)
+            freed = sum(a.size for a in self._artifacts.pop(run_id, {}).values())
             for stream in Stream:
-                self._logs.pop((run_id, stream), None)
+                freed += len(self._logs.pop((run_id, stream), b""))
+            self._count(run.tenant, -freed)
         return ids
+
+    async def storage_used(self, tenant: str | None = None) -> int:
+        if tenant is not None:
+            return self._usage.get(tenant, 0)
+        return sum(self._usage.values())
+
+    async def tenant_load(self, tenant: str) -> tuple[int, int]:
+        runs = [r.run.status for r in self._runs.values() if r.run.tenant == tenant]
+        return runs.count(RunStatus.RUNNING), runs.count(RunStatus.PENDING)
 
     async def stats(self, tenant: str | None = None) -> Stats:
         counts = dict.fromkeys((s.value for s in RunStatus), 0)
         for row in self._runs.values():
-            if tenant is None or row.tenant == tenant:
-                counts[row.status.value] += 1
+            if tenant is None or row.run.tenant == tenant:
+                counts[row.run.status.value] += 1
         return Stats(by_status=counts)
 
     # -- tokens --------------------------------------------------------------------------------
-    async def add_token(self, token: TokenRecord) -> None:
-        if token.id in self._tokens or any(
-            t.token_hash == token.token_hash for t in self._tokens.values()
-        ):
-            raise Conflict("a token with this id or hash already exists")
-        self._tokens[token.id] = dataclasses.replace(token, created_at=utc(token.created_at))
+    # == tasks and schedules (issue 11) =========================================================
+    # State lives in ``_defs`` (created on first use, so ``__init__`` above stays as it was).
+    @property
+    def _defs(self) -> _Definitions:
+        state: _Definitions | None = getattr(self, "_defs_state", None)
+        if state is None:
+            state = self._defs_state = _Definitions()
+        return state
 
-    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        return next((t for t in self._tokens.values() if t.token_hash == token_hash), None)
+    async def define_task(
+        self, tenant: str, owner: str, task: TaskDefinition, now: datetime
+    ) -> tuple[TaskRecord, bool]:
+        versions = self._defs.tasks.setdefault((tenant, task.name), [])
+        latest = versions[-1] if versions else None
+        version, created = next_version(
+            None if latest is None else (latest.version, latest.content_hash), task
+        )
+        versions[:] = [dataclasses.replace(v, archived=False) for v in versions]
+        if not created:
+            return versions[-1], False
+        record = TaskRecord(
+            tenant=tenant,
+            name=task.name,
+            version=version,
+            owner=owner,
+            content_hash=content_hash(task),
+            definition=task,
+            created_at=utc(now),
+        )
+        versions.append(record)
+        return record, True
 
-    async def list_tokens(self) -> list[TokenRecord]:
-        return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+    async def get_task(self, tenant: str, name: str, version: int | None) -> TaskRecord | None:
+        versions = self._defs.tasks.get((tenant, name), [])
+        if version is None:
+            return versions[-1] if versions else None
+        return next((v for v in versions if v.version == version), None)
+
+    async def list_tasks(self, tenant: str | None, archived: bool = False) -> list[TaskRecord]:
+        return [
+            versions[-1]
+            for (owner_tenant, _), versions in sorted(self._defs.tasks.items())
+            if versions
+            and (tenant is None or owner_tenant == tenant)
+            and (archived or not versions[-1].archived)
+        ]
+
+    async def task_versions(self, tenant: str, name: str) -> list[TaskRecord]:
+        return list(self._defs.tasks.get((tenant, name), []))
+
+    async def archive_task(self, tenant: str, name: str) -> bool:
+        versions = self._defs.tasks.get((tenant, name))
+        if not versions:
+            return False
+        versions[:] = [dataclasses.replace(v, archived=True) for v in versions]
+        return True
+
+    async def create_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        if schedule.id in self._defs.schedules:
+            raise Conflict(f"schedule id {schedule.id!r} already exists")
+        self._defs.schedules[schedule.id] = schedule
+        self._defs.fires[schedule.id] = {}
+        return schedule
+
+    async def get_schedule(self, schedule_id: str, tenant: str | None) -> ScheduleRecord | None:
+        found = self._defs.schedules.get(schedule_id)
+        if found is None or (tenant is not None and found.tenant != tenant):
+            return None
+        return found
+
+    async def list_schedules(self, tenant: str | None) -> list[ScheduleRecord]:
+        found = [s for s in self._defs.schedules.values() if tenant in (None, s.tenant)]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    async def update_schedule(
+        self, schedule_id: str, change: ScheduleChange
+    ) -> ScheduleRecord | None:
+        found = self._defs.schedules.get(schedule_id)
+        if found is None:
+            return None
+        updated = dataclasses.replace(
+            found,
+            spec=change.spec,
+            task_version=change.task_version,
+            params=_copy_json(change.params),
+            next_fire_at=change.next_fire_at,
+            handled_until=utc(change.handled_until),
+        )
+        self._defs.schedules[schedule_id] = updated
+        return updated
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        self._defs.fires.pop(schedule_id, None)
+        return self._defs.schedules.pop(schedule_id, None) is not None
+
+    async def due_schedules(self, now: datetime, limit: int = 100) -> list[ScheduleRecord]:
+        due = [
+            s
+            for s in self._defs.schedules.values()
+            if s.next_fire_at is not None and s.next_fire_at <= now
+        ]
+        return sorted(due, key=lambda s: (s.next_fire_at or now, s.id))[:limit]
+
+    async def buffered_schedules(self, limit: int = 100) -> list[ScheduleRecord]:
+        found = [s for s in self._defs.schedules.values() if s.buffered_fire is not None]
+        return sorted(found, key=lambda s: s.id)[:limit]
+
+    async def next_fire_at(self) -> datetime | None:
+        times = [s.next_fire_at for s in self._defs.schedules.values() if s.next_fire_at]
+        return min(times, default=None)
+
+    async def record_fires(self, batch: FireBatch) -> list[Run] | None:
+        sid = batch.schedule_id
+        found = self._defs.schedules.get(sid)
+        if found is None:
+            return None
+        if not batch.manual:
+            if found.handled_until != utc(batch.expected_handled_until):
+                return None
+            found = dataclasses.replace(
+                found,
+                handled_until=utc(batch.handled_until),
+                next_fire_at=batch.next_fire_at,
+                missed_count=found.missed_count + batch.missed,
+            )
+        fires = self._defs.fires[sid]
+        runs: list[Run] = []
+        for fire in batch.fires:
+            if fire.fire_key in fires:
+                continue
+            run_id = None if fire.run is None else fire.run.id
+            if fire.run is not None:
+                if fire.run.id in self._runs:
+                    raise Conflict(f"run id {fire.run.id!r} already exists")
+                runs.append((await self.enqueue(fire.run))[0])
+            fires[fire.fire_key] = FireRecord(
+                schedule_id=sid,
+                fire_key=fire.fire_key,
+                fire_at=utc(fire.fire_at),
+                outcome=fire.outcome,
+                run_id=run_id,
+                created_at=utc(batch.now),
+                message=fire.message,
+            )
+            found = dataclasses.replace(
+                found,
+                last_fire_at=utc(fire.fire_at),
+                last_outcome=fire.outcome,
+                last_run_id=run_id or found.last_run_id,
+                skipped_count=found.skipped_count + int(fire.outcome in SKIPPED_OUTCOMES),
+                buffered_fire=fire.fire_key if fire.outcome == "buffered" else found.buffered_fire,
+            )
+        self._defs.schedules[sid] = found
+        return runs
+
+    async def start_buffered(self, schedule_id: str, fire_key: str, new: NewRun) -> Run | None:
+        found = self._defs.schedules.get(schedule_id)
+        if found is None or found.buffered_fire != fire_key:
+            return None
+        self._defs.schedules[schedule_id] = dataclasses.replace(
+            found, buffered_fire=None, last_run_id=new.id, last_outcome="started"
+        )
+        fires = self._defs.fires[schedule_id]
+        fires[fire_key] = dataclasses.replace(fires[fire_key], outcome="started", run_id=new.id)
+        return (await self.enqueue(new))[0]
+
+    async def schedule_fires(self, schedule_id: str, limit: int = 50) -> list[FireRecord]:
+        found = sorted(
+            self._defs.fires.get(schedule_id, {}).values(),
+            key=lambda f: (f.fire_at, f.created_at),
+            reverse=True,
+        )
+        return found[:limit]
+
+
+@dataclass
+class _Definitions:
+    tasks: dict[tuple[str, str], list[TaskRecord]] = dataclasses.field(default_factory=dict)
+    schedules: dict[str, ScheduleRecord] = dataclasses.field(default_factory=dict)
+    fires: dict[str, dict[str, FireRecord]] = dataclasses.field(default_factory=dict)

@@ -31,27 +31,35 @@ from mcpexec.models import (
     RunStatus,
     Stream,
 )
-from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, from_us, to_us
+from mcpexec.store import _sqlite_tasks as tasks_sql
+from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, from_us, to_us
 from mcpexec.store._sqlite_db import Database, load_queries
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
     json_or_none,
     run_of,
-    token_of,
     us_or_none,
     worker_of,
 )
+from mcpexec.store._sqlite_tasks import run_args
+from mcpexec.store._sqlite_tenancy import SqliteTenancy, check_queue, pick_claims, record_submit
 from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
+    ClaimLimits,
+    FireBatch,
+    FireRecord,
     HeartbeatReply,
     NewRun,
+    ScheduleChange,
+    ScheduleRecord,
     Stats,
     Store,
-    TokenRecord,
+    TaskRecord,
     WorkerInfo,
 )
+from mcpexec.tasks import TaskDefinition
 
 Q = load_queries()
 _NO_CURSOR = 2**63 - 1  # "below everything": keeps the seq range in list_runs an index range
@@ -62,10 +70,12 @@ def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) 
     return conn.execute(Q["holds"], args).fetchone() is not None
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteTenancy, Store):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = Database(self.path)
+        self._q = Q
+        self._work = WorkSignal()
 
     async def open(self) -> None:
         await self._db.open()
@@ -73,36 +83,32 @@ class SqliteStore(Store):
     async def close(self) -> None:
         await self._db.close()
 
+    async def wait_for_work(self, timeout: float) -> bool:
+        # SQLite cannot tell another process: only this object's writes wake (the class flag
+        # wakes_across_processes stays False, so workers elsewhere keep polling).
+        return await self._work.wait(timeout)
+
     # -- runs --------------------------------------------------------------------------------
     async def enqueue(self, new: NewRun) -> tuple[Run, bool]:
-        created_at = to_us(new.created_at)
-        run_at = us_or_none(new.run_at)
-        args = {
-            "id": new.id,
-            "tenant": new.tenant,
-            "priority": new.priority,
-            "spec": new.spec.model_dump_json(),
-            "retry": new.retry.model_dump_json(),
-            "labels": json.dumps(new.labels),
-            "idempotency_key": new.idempotency_key,
-            "rerun_of": new.rerun_of,
-            "created_at": created_at,
-            "run_at": run_at,
-            "available_at": created_at if run_at is None else run_at,
-        }
+        args = run_args(new)
 
         def tx(conn: sqlite3.Connection) -> tuple[Run, bool]:
             if new.idempotency_key is not None:
                 row = conn.execute(Q["run_by_key"], args).fetchone()
                 if row is not None:
                     return run_of(row), False
+            check_queue(conn, Q, new)
             try:
                 row = conn.execute(Q["insert_run"], args).fetchone()
             except sqlite3.IntegrityError as exc:
                 raise Conflict(f"run id {new.id!r} already exists") from exc
+            record_submit(conn, Q, new)
             return run_of(row), True
 
-        return await self._db.write(tx, durable=True)
+        run, created = await self._db.write(tx, durable=True)
+        if created:
+            self._work.notify()
+        return run, created
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         def tx(conn: sqlite3.Connection) -> Run | None:
@@ -121,6 +127,9 @@ class SqliteStore(Store):
             "created_after": us_or_none(filter.created_after),
             "created_before": us_or_none(filter.created_before),
             "labels": json.dumps(filter.labels),
+            "task": filter.task,
+            "owner": filter.owner,
+            "tool": filter.tool,
             "limit": limit + 1,  # one more tells whether another page follows
         }
 
@@ -133,19 +142,24 @@ class SqliteStore(Store):
         return await self._db.read(tx)
 
     async def claim(
-        self, worker_id: str, limit: int, now: datetime, lease_expires_at: datetime
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_expires_at: datetime,
+        limits: ClaimLimits | None = None,
     ) -> list[Claim]:
-        args = {
-            "worker_id": worker_id,
-            "limit": limit,
-            "now": to_us(now),
-            "lease_expires_at": to_us(lease_expires_at),
-        }
+        now_us = to_us(now)
+        args = {"worker_id": worker_id, "now": now_us, "lease_expires_at": to_us(lease_expires_at)}
 
         def tx(conn: sqlite3.Connection) -> list[Claim]:
-            rows = conn.execute(Q["claim"], args).fetchall()
-            # RETURNING gives no order; restore the claim order for the caller.
-            rows.sort(key=lambda r: (-r["priority"], r["seq"]))
+            seqs = pick_claims(conn, Q, limit, now_us, limits)
+            if not seqs:
+                return []
+            rows = conn.execute(Q["claim"], {**args, "seqs": json.dumps(seqs)}).fetchall()
+            # RETURNING gives no order; restore the fair pick's order for the caller.
+            order = {seq: i for i, seq in enumerate(seqs)}
+            rows.sort(key=lambda r: order[r["seq"]])
             conn.executemany(
                 Q["insert_attempt"],
                 [
@@ -158,6 +172,13 @@ class SqliteStore(Store):
         if limit <= 0:
             return []
         return await self._db.write(tx)
+
+    async def next_available_at(self) -> datetime | None:
+        def tx(conn: sqlite3.Connection) -> datetime | None:
+            value = conn.execute(Q["next_available_at"]).fetchone()[0]
+            return None if value is None else from_us(value)
+
+        return await self._db.read(tx)
 
     async def heartbeat(
         self,
@@ -271,7 +292,10 @@ class SqliteStore(Store):
             ).fetchone()
             return run_of(updated)
 
-        return await self._db.write(tx)
+        finished = await self._db.write(tx)
+        if finished is not None and finished.status == RunStatus.PENDING:
+            self._work.notify()
+        return finished
 
     async def expired_leases(self, now: datetime, limit: int = 100) -> list[Claim]:
         args = {"now": to_us(now), "limit": limit}
@@ -324,6 +348,7 @@ class SqliteStore(Store):
             offset: int = 0 if end is None else end[0]
             if data:  # an empty chunk would collide with the next one's offset
                 conn.execute(Q["insert_log"], {**args, "byte_offset": offset})
+                conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
             return offset
 
         return await self._db.write(tx)
@@ -359,7 +384,10 @@ class SqliteStore(Store):
         def tx(conn: sqlite3.Connection) -> bool:
             if not _holds(conn, artifact.run_id, artifact.attempt, worker_id):
                 return False
+            replaced = conn.execute(Q["artifact_size"], args).fetchone()
             conn.execute(Q["upsert_artifact"], args)
+            grown = artifact.size - (0 if replaced is None else replaced[0])
+            conn.execute(Q["add_usage"], {"run_id": artifact.run_id, "bytes": grown})
             return True
 
         return await self._db.write(tx)
@@ -406,9 +434,27 @@ class SqliteStore(Store):
     # -- housekeeping --------------------------------------------------------------------------
     async def purge_finished(self, before: datetime, limit: int = 500) -> list[str]:
         args = {"before": to_us(before), "limit": limit}
-        return await self._db.write(
-            lambda conn: [r["id"] for r in conn.execute(Q["purge_finished"], args).fetchall()]
-        )
+
+        def tx(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(Q["purgeable"], args).fetchall()
+            freed: dict[str, int] = {}
+            for row in rows:
+                size = conn.execute(Q["run_bytes"], {"run_id": row["id"]}).fetchone()[0]
+                freed[row["tenant"]] = freed.get(row["tenant"], 0) + size
+            conn.executemany(Q["delete_run"], [{"run_id": r["id"]} for r in rows])
+            conn.executemany(
+                Q["subtract_usage"], [{"tenant": t, "bytes": b} for t, b in freed.items()]
+            )
+            return [r["id"] for r in rows]
+
+        return await self._db.write(tx)
+
+    async def storage_used(self, tenant: str | None = None) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            used: int = conn.execute(Q["storage_used"], {"tenant": tenant}).fetchone()[0]
+            return used
+
+        return await self._db.read(tx)
 
     async def stats(self, tenant: str | None = None) -> Stats:
         def tx(conn: sqlite3.Connection) -> Stats:
@@ -419,34 +465,129 @@ class SqliteStore(Store):
 
         return await self._db.read(tx)
 
-    # -- tokens --------------------------------------------------------------------------------
-    async def add_token(self, token: TokenRecord) -> None:
-        args = {
-            "id": token.id,
-            "name": token.name,
-            "token_hash": token.token_hash,
-            "role": token.role,
-            "tenant": token.tenant,
-            "created_at": to_us(token.created_at),
-            "revoked": token.revoked,
-        }
+    # == tasks and schedules (issue 11; bodies in _sqlite_tasks) ================================
+    async def define_task(
+        self, tenant: str, owner: str, task: TaskDefinition, now: datetime
+    ) -> tuple[TaskRecord, bool]:
+        args = {"tenant": tenant, "name": task.name, "owner": owner, "created_at": to_us(now)}
+        return await self._db.write(lambda conn: tasks_sql.define_task(conn, Q, args, task))
 
-        def tx(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute(Q["insert_token"], args)
-            except sqlite3.IntegrityError as exc:
-                raise Conflict("a token with this id or hash already exists") from exc
+    async def get_task(self, tenant: str, name: str, version: int | None) -> TaskRecord | None:
+        args = {"tenant": tenant, "name": name, "version": version}
+        query = Q["latest_task"] if version is None else Q["task_version"]
 
-        await self._db.write(tx)
-
-    async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        def tx(conn: sqlite3.Connection) -> TokenRecord | None:
-            row = conn.execute(Q["token_by_hash"], {"token_hash": token_hash}).fetchone()
-            return None if row is None else token_of(row)
+        def tx(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute(query, args).fetchone()
+            return None if row is None else tasks_sql.task_of(row)
 
         return await self._db.read(tx)
 
-    async def list_tokens(self) -> list[TokenRecord]:
+    async def list_tasks(self, tenant: str | None, archived: bool = False) -> list[TaskRecord]:
+        args = {"tenant": tenant, "archived": archived}
         return await self._db.read(
-            lambda conn: [token_of(r) for r in conn.execute(Q["list_tokens"])]
+            lambda conn: [tasks_sql.task_of(r) for r in conn.execute(Q["list_tasks"], args)]
+        )
+
+    async def task_versions(self, tenant: str, name: str) -> list[TaskRecord]:
+        args = {"tenant": tenant, "name": name}
+        return await self._db.read(
+            lambda conn: [tasks_sql.task_of(r) for r in conn.execute(Q["task_versions"], args)]
+        )
+
+    async def archive_task(self, tenant: str, name: str) -> bool:
+        args = {"tenant": tenant, "name": name}
+        return await self._db.write(lambda conn: conn.execute(Q["archive_task"], args).rowcount > 0)
+
+    async def create_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        args = tasks_sql.schedule_args(schedule)
+
+        def tx(conn: sqlite3.Connection) -> ScheduleRecord:
+            try:
+                return tasks_sql.schedule_of(conn.execute(Q["insert_schedule"], args).fetchone())
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"schedule id {schedule.id!r} already exists") from exc
+
+        return await self._db.write(tx)
+
+    async def get_schedule(self, schedule_id: str, tenant: str | None) -> ScheduleRecord | None:
+        args = {"id": schedule_id, "tenant": tenant}
+
+        def tx(conn: sqlite3.Connection) -> ScheduleRecord | None:
+            row = conn.execute(Q["schedule_by_id"], args).fetchone()
+            return None if row is None else tasks_sql.schedule_of(row)
+
+        return await self._db.read(tx)
+
+    async def list_schedules(self, tenant: str | None) -> list[ScheduleRecord]:
+        rows = Q["list_schedules"]
+        return await self._db.read(
+            lambda conn: [tasks_sql.schedule_of(r) for r in conn.execute(rows, {"tenant": tenant})]
+        )
+
+    async def update_schedule(
+        self, schedule_id: str, change: ScheduleChange
+    ) -> ScheduleRecord | None:
+        args = {
+            "id": schedule_id,
+            "spec": change.spec.model_dump_json(),
+            "task_version": change.task_version,
+            "params": json.dumps(change.params),
+            "next_fire_at": us_or_none(change.next_fire_at),
+            "handled_until": to_us(change.handled_until),
+            "updated_at": to_us(change.updated_at),
+        }
+
+        def tx(conn: sqlite3.Connection) -> ScheduleRecord | None:
+            row = conn.execute(Q["update_schedule"], args).fetchone()
+            return None if row is None else tasks_sql.schedule_of(row)
+
+        return await self._db.write(tx)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        args = {"id": schedule_id}
+        return await self._db.write(
+            lambda conn: conn.execute(Q["delete_schedule"], args).rowcount > 0
+        )
+
+    async def due_schedules(self, now: datetime, limit: int = 100) -> list[ScheduleRecord]:
+        args = {"now": to_us(now), "limit": limit}
+        return await self._db.read(
+            lambda conn: [tasks_sql.schedule_of(r) for r in conn.execute(Q["due_schedules"], args)]
+        )
+
+    async def buffered_schedules(self, limit: int = 100) -> list[ScheduleRecord]:
+        query, args = Q["buffered_schedules"], {"limit": limit}
+        return await self._db.read(
+            lambda conn: [tasks_sql.schedule_of(r) for r in conn.execute(query, args)]
+        )
+
+    async def next_fire_at(self) -> datetime | None:
+        def tx(conn: sqlite3.Connection) -> datetime | None:
+            value = conn.execute(Q["min_next_fire"]).fetchone()[0]
+            return None if value is None else from_us(value)
+
+        return await self._db.read(tx)
+
+    async def record_fires(self, batch: FireBatch) -> list[Run] | None:
+        durable = any(f.run is not None for f in batch.fires)  # a fire's run is a submit
+        runs = await self._db.write(
+            lambda conn: tasks_sql.record_fires(conn, Q, batch), durable=durable
+        )
+        if runs:
+            self._work.notify()
+        return runs
+
+    async def start_buffered(self, schedule_id: str, fire_key: str, new: NewRun) -> Run | None:
+        run = await self._db.write(
+            lambda conn: tasks_sql.start_buffered(conn, Q, schedule_id, fire_key, new),
+            durable=True,
+        )
+        if run is not None:
+            self._work.notify()
+        return run
+
+    async def schedule_fires(self, schedule_id: str, limit: int = 50) -> list[FireRecord]:
+        args = {"schedule_id": schedule_id, "limit": limit}
+        return await self._db.read(
+            lambda conn: [tasks_sql.fire_of(r) for r in conn.execute(Q["schedule_fires"], args)]
         )

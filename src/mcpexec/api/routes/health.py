@@ -14,15 +14,17 @@ from mcpexec.models import RunStatus
 router = APIRouter()
 
 
-@router.get("/health", tags=["admin"], summary="Liveness: the server and its store answer")
+@router.get("/health", tags=["admin"], summary="Liveness: the server process answers")
 async def health(app: AppDep) -> dict[str, Any]:
-    running = sum(w.running for w in app.workers)
+    # Liveness only: the store is not queried (a load balancer's probe must stay cheap and must
+    # not queue behind the store's writes); a failing store shows in every other endpoint (503).
+    slots = app.worker_slots()
     return {
         "status": "ok",
         "version": __version__,
         "isolation": app.isolation,
-        "worker_slots": sum(w.concurrency for w in app.workers),
-        "running": running,
+        "worker_slots": slots.total,
+        "running": slots.busy,
     }
 
 
@@ -35,10 +37,11 @@ async def metrics(app: AppDep, principal: PrincipalDep) -> Response:
     for status in RunStatus:
         runs.labels(status.value).set(stats.by_status.get(status.value, 0))
     Gauge("mcpexec_workers", "Registered workers", registry=registry).set(len(workers))
+    in_process = app.worker_slots()
     slots = Gauge("mcpexec_worker_slots", "Worker slots in this process", registry=registry)
-    slots.set(sum(w.concurrency for w in app.workers))
+    slots.set(in_process.total)
     busy = Gauge("mcpexec_worker_busy", "Busy worker slots in this process", registry=registry)
-    busy.set(sum(w.running for w in app.workers))
+    busy.set(in_process.busy)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

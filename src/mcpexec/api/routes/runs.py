@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -12,17 +11,24 @@ from fastapi.responses import FileResponse, JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
 from mcpexec.api.deps import AppDep, PrincipalDep
-from mcpexec.api.schemas import artifact_view, attempt_view, run_view
+from mcpexec.api.errors import SafeJSONResponse
 from mcpexec.errors import InvalidRequest
-from mcpexec.models import LogChunk, RunFilter, RunRequest, RunStatus, Stream
+from mcpexec.models import LogChunk, RunFilter, RunRequest, RunStatus, Stream, Timestamp
+from mcpexec.views import artifact_view, attempt_view, run_view
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 MAX_LOG_READ = 4 * 1024 * 1024
+#: Offsets (and cursors, at most 15 digits) stay within what a JSON number holds exactly
+#: (2**53 - 1): far beyond any real log, and far from SQLite's 64-bit integers overflowing.
+MAX_INT = 2**53 - 1
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Links in answers: under ``MCPEXEC_PUBLIC_URL`` when set, else relative. Never built from
+    the request's ``Host`` header, which the client controls."""
+    public = request.app.state.mcpexec.settings.public_url
+    return public.rstrip("/") if public else ""
 
 
 @router.post("", status_code=202, summary="Submit a run (durably stored before the answer)")
@@ -39,7 +45,7 @@ async def submit_run(
     headers = {"Location": f"/api/v1/runs/{run.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(run_view(run, _base(request)), status_code=202, headers=headers)
+    return SafeJSONResponse(run_view(run, _base(request)), status_code=202, headers=headers)
 
 
 def _parse_labels(labels: list[str]) -> dict[str, str]:
@@ -58,17 +64,32 @@ async def list_runs(
     app: AppDep,
     principal: PrincipalDep,
     status: Annotated[list[RunStatus] | None, Query()] = None,
-    label: Annotated[list[str] | None, Query(description="key=value, repeatable")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    label: Annotated[
+        list[str] | None,
+        Query(
+            description="key=value, repeatable",
+            json_schema_extra={"items": {"type": "string", "pattern": "^[^=]+="}},
+        ),
+    ] = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern="^[0-9]{1,15}$", description="next_cursor of the previous page"),
+    ] = None,
+    task: Annotated[str | None, Query(description="runs of this task")] = None,
+    tool: Annotated[
+        str | None, Query(max_length=300, description="tool runs of this tool: server.tool")
+    ] = None,
 ) -> dict[str, Any]:
     filter = RunFilter(
         status=frozenset(status or ()),
         labels=_parse_labels(label or []),
         created_after=created_after,
         created_before=created_before,
+        task=task,
+        tool=tool,
     )
     page = await app.list_runs(principal, filter, limit, cursor)
     base = _base(request)
@@ -117,7 +138,10 @@ def _sse_events(chunks: AsyncIterator[Any]) -> AsyncIterator[dict[str, str]]:
                 }
                 yield {"event": "output", "data": json.dumps(payload)}
             else:
-                yield {"event": "end", "data": json.dumps(run_view(item))}
+                # Terminal: the end. Not terminal: the server is shutting down (the client
+                # may follow again, from its offsets, once it is back).
+                event = "end" if item.terminal else "shutdown"
+                yield {"event": event, "data": json.dumps(run_view(item))}
 
     return events()
 
@@ -128,7 +152,7 @@ async def logs(
     app: AppDep,
     principal: PrincipalDep,
     stream: Stream | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_READ)] = 256 * 1024,
     follow: bool = False,
     format: Annotated[str, Query(pattern="^(json|raw)$")] = "json",
@@ -138,7 +162,9 @@ async def logs(
         await app.get(run_id, principal)  # 404 before the stream starts
         offsets = dict.fromkeys(streams, offset)
         chunks = app.follow_logs(run_id, principal, streams, offsets)
-        return EventSourceResponse(_sse_events(chunks), ping=15)
+        # The grace lets the stream send its `shutdown` event when sse-starlette notices the
+        # exit before the App does (it would otherwise cut the stream at once).
+        return EventSourceResponse(_sse_events(chunks), ping=15, shutdown_grace_period=2.0)
     chosen = stream or Stream.STDOUT
     data, next_offset, complete = await app.read_logs(run_id, principal, chosen, offset, limit)
     headers = {"X-Next-Offset": str(next_offset), "X-Complete": str(complete).lower()}
@@ -152,7 +178,7 @@ async def logs(
         "data": data.decode("utf-8", errors="replace"),
         "complete": complete,
     }
-    return JSONResponse(body, headers=headers)
+    return SafeJSONResponse(body, headers=headers)
 
 
 @router.get("/{run_id}/artifacts", summary="The run's artifacts")

@@ -1,0 +1,123 @@
+"""``POST /execute`` of a real ``mcpexec serve`` (HTTP, bearer auth, the App, the gateway, the
+pooled session) calling server-everything's ``echo``, against a direct SDK ``Client`` call to
+the same server binary in the same run. Reports p50/p95 and the latency ``/execute`` adds, and
+calls/s at concurrency 1, 8 and 32 for both. (``bench_gateway.py`` measures the gateway alone.)
+
+Usage: .venv/bin/python bench/bench_execute.py [N]   (servers from scripts/mcp-servers)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+from mcp import Client, StdioServerParameters
+from timing import pct, rate, timed
+
+CACHE = Path(os.environ.get("MCP_SERVERS_DIR") or Path.home() / ".cache" / "mcpexec-mcp-servers")
+EVERYTHING = os.environ.get("TEST_MCP_EVERYTHING") or str(
+    CACHE / "npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+)
+MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_serve(home: Path, node: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    config = home / "mcp_servers.json"
+    server = {"command": node, "args": [EVERYTHING], "start": "eager", "max_concurrency": 64}
+    config.write_text(json.dumps({"mcpServers": {"everything": server}}))
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "MCPEXEC_HOME": str(home),
+        "MCPEXEC_SANDBOX": "none",
+        "MCPEXEC_MCP_CONFIG": str(config),
+        "MCPEXEC_MAX_CONCURRENT_EXECUTIONS": "64",
+    }
+    cmd = [MCPEXEC, "serve", "--port", str(port), "--workers", "0", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url, (home / "token").read_text().strip()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # a port not open yet: nothing to await
+    proc.kill()
+    sys.exit("bench_execute: serve did not start")
+
+
+async def main(n: int) -> None:
+    node = shutil.which("node")
+    if node is None or not os.path.exists(EVERYTHING):  # noqa: ASYNC240 - once, at start
+        sys.exit("bench_execute: needs node and server-everything (run scripts/mcp-servers)")
+    print(f"# bench_execute  {time.strftime('%Y-%m-%dT%H:%M:%S')}")
+    print(f"host cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.2f}  calls: {n}")
+    args = {"message": "hello"}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, token = start_serve(Path(tmp), node)
+        try:
+            params = StdioServerParameters(command=node, args=[EVERYTHING])
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with (
+                Client(params, cache=None) as direct,
+                httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as http,
+            ):
+
+                async def via_sdk() -> object:
+                    return await direct.call_tool("echo", args)
+
+                async def via_execute() -> object:
+                    body = {"tool_name": "everything.echo", "arguments": args}
+                    answer = await http.post("/execute", json=body)
+                    assert answer.json()["status"] == "success", answer.text
+                    return answer
+
+                sdk: list[float] = []
+                rest: list[float] = []
+                for _ in range(5):  # interleaved rounds: load changes hit both sides alike
+                    sdk += await timed(via_sdk, n // 5)
+                    rest += await timed(via_execute, n // 5)
+                rows = [
+                    ("p50 (ms)", statistics.median(sdk), statistics.median(rest)),
+                    ("p95 (ms)", pct(sdk, 95), pct(rest, 95)),
+                ]
+                for concurrency in (1, 8, 32):
+                    total = max(200, n)
+                    rows.append(
+                        (
+                            f"calls/s at concurrency {concurrency}",
+                            await rate(via_sdk, concurrency, total),
+                            await rate(via_execute, concurrency, total),
+                        )
+                    )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    print(f"{'echo':<34}{'direct SDK':>12}{'/execute':>12}{'added':>10}")
+    for label, a, b in rows:
+        added = f"{b - a:+.2f}" if "ms" in label else f"{b / a:.2f}x"
+        print(f"{label:<34}{a:>12.2f}{b:>12.2f}{added:>10}")
+
+
+if __name__ == "__main__":
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 500)

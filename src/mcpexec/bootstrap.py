@@ -1,0 +1,26 @@
+"""Assembly: settings → store, executor, blobs → an ``App``.
+
+The one place that picks the concrete plug-ins. Every process entry point builds its App here:
+``serve`` (``mcpexec.asgi``), ``worker`` (``mcpexec.serving``) and the stdio MCP server, none of
+which needs the others' machinery (ASGI, uvicorn, the MCP SDK).
+"""
+
+from __future__ import annotations
+
+from mcpexec.app import App
+from mcpexec.executor.sandbox import build_executor
+from mcpexec.settings import Settings
+from mcpexec.store.blobs import FileBlobStore
+from mcpexec.store.url import open_store
+
+
+def build_app(settings: Settings, *, pidfd_watcher: bool = False) -> App:
+    """An App on the store ``settings.store_url`` names (the SQLite file under ``settings.home``
+    by default) and the executor ``settings.sandbox`` selects (bwrap sandbox by default; see
+    :mod:`mcpexec.executor.sandbox`). Secrets are loaded by the executor it builds."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = open_store(settings.store_url)
+    # pidfd_watcher: only for processes that run one event loop for life (serve, worker, mcp);
+    # see mcpexec.executor.subprocess.use_pidfd_child_watcher.
+    executor = build_executor(settings, pidfd_watcher=pidfd_watcher)
+    return App(settings, store, executor, FileBlobStore(settings.artifacts_dir))

@@ -1,0 +1,64 @@
+"""A stdio server under bubblewrap (``"sandbox": true`` in its config): the gateway's own
+command line, like the executor's sandbox but for a long-lived server (the gateway never
+imports the executor).
+
+What the server sees: read-only ``/usr`` (+ the merged-usr symlinks) and a minimal ``/etc``,
+a fresh ``/proc`` and ``/dev``, a private ``/tmp`` (also its ``HOME`` unless its ``env`` sets
+one), the paths its config lists under ``read_only`` and ``writable``, and nothing else: no
+``/home``, ``/root``, ``/run``, host sockets or the rest of the host's ``/tmp``. Namespaces:
+user, pid, mount, ipc, uts, cgroup and net (``--share-net`` only with ``"network": true``).
+``--die-with-parent``: the server dies with mcpexec; the gateway's group kill reaches bwrap.
+The environment is the one the gateway gives the server (no secret on the command line).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+
+from mcpexec.gateway.config import ServerConfig
+
+_ETC_RO = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+)
+_NET_RO = ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf")
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def sandboxed_argv(config: ServerConfig, argv: Sequence[str], bwrap: str) -> list[str]:
+    """The bwrap command line that runs ``argv`` as ``config`` says."""
+    opts = [bwrap, "--unshare-all"]
+    if config.network:
+        opts.append("--share-net")
+    opts += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    opts += ["--ro-bind", "/usr", "/usr"]
+    for link, target in (("/bin", "usr/bin"), ("/sbin", "usr/sbin"), ("/lib", "usr/lib"),
+                         ("/lib64", "usr/lib64")):  # fmt: skip
+        opts += ["--symlink", target, link]
+    for path in (*_ETC_RO, *(_NET_RO if config.network else ())):
+        opts += ["--ro-bind-try", path, path]
+    opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
+    for path in config.read_only:
+        opts += ["--ro-bind", path, path]
+    for path in config.writable:
+        opts += ["--bind", path, path]
+    if "HOME" not in config.env:
+        opts += ["--setenv", "HOME", "/tmp"]  # noqa: S108
+    bound = (*config.read_only, *config.writable)
+    inside = config.cwd is not None and any(
+        config.cwd == p or config.cwd.startswith(p.rstrip("/") + "/") for p in bound
+    )
+    opts += ["--chdir", config.cwd if inside and config.cwd else "/tmp"]  # noqa: S108
+    return [*opts, "--", *argv]

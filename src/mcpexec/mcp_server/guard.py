@@ -1,0 +1,132 @@
+"""An ASGI layer in front of ``/mcp`` for what the SDK's transport leaves out.
+
+- Header values are trimmed of surrounding spaces and tabs (RFC 9110 §5.5: they are not part
+  of the value), so ``Mcp-Name: list_runs  `` names ``list_runs``.
+- ``Authorization`` goes through :func:`mcpexec.bearer.bearer_token`, the REST API's parser,
+  so a token the REST API accepts is accepted here (``Bearer  TOKEN`` with two spaces).
+- ``tasks/*`` requests (2026-07-28) whose ``Mcp-Name`` header names another task than
+  ``params.taskId`` are refused with HTTP 400 and JSON-RPC -32020, as the SDK does for the
+  core methods. A missing header is allowed (the extension's clients do not all send it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp_types.jsonrpc import HEADER_MISMATCH
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcpexec.bearer import bearer_token
+
+_TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
+
+
+class McpHttpGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self._app = app
+        self._max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = [_clean(name, value) for name, value in scope["headers"]]
+        scope = {**scope, "headers": headers}
+        method_header = _header(headers, b"mcp-method")
+        if scope["method"] != "POST" or method_header not in _TASK_METHODS:
+            await self._app(scope, receive, send)
+            return
+        body, more = await _read_body(receive, self._max_body)
+        name = _header(headers, b"mcp-name")
+        task_id = _task_id(body) if name is not None and not more else None
+        if task_id is not None and name != task_id:
+            await _refuse(send, _request_id(body))
+            return
+        await self._app(scope, _replay(body, more, receive), send)
+
+
+def _clean(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    value = value.strip(b" \t")
+    if name == b"authorization":
+        token = bearer_token(value.decode("latin-1"))
+        if token is not None:
+            value = f"Bearer {token}".encode("latin-1")
+    return name, value
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The request body, or its first ``limit``-odd bytes and True when more follows (then the
+    SDK reads the rest and enforces its own size limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+        if size > limit:
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    return replay
+
+
+def _parse(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _task_id(body: bytes) -> str | None:
+    params = (_parse(body) or {}).get("params")
+    task_id = params.get("taskId") if isinstance(params, dict) else None
+    return task_id if isinstance(task_id, str) else None
+
+
+def _request_id(body: bytes) -> Any:
+    return (_parse(body) or {}).get("id")
+
+
+async def _refuse(send: Send, request_id: Any) -> None:
+    payload = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "error": {
+                "code": HEADER_MISMATCH,
+                "message": "mcp-name header does not match the request body's 'taskId' parameter",
+            },
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

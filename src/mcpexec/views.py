@@ -1,0 +1,52 @@
+"""How domain objects look on the wire, shared by the adapters (REST and MCP show a run the same
+way). Pure: models in, JSON-ready dicts out; no adapter imports another, they both import this."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mcpexec.models import Artifact, Attempt, Run
+
+#: A lone surrogate (U+D800..U+DFFF): it cannot be encoded as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def wire_safe(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings replaced by U+FFFD. Input is refused at
+    the edge when it is not valid Unicode, but a value stored before that check (a label written
+    by an older version) must still render on every surface instead of failing the answer."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {wire_safe(k): wire_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire_safe(v) for v in value]
+    return value
+
+
+def run_view(run: Run, base_url: str = "") -> dict[str, Any]:
+    """A run as the API returns it, with links to its sub-resources."""
+    data: dict[str, Any] = wire_safe(run.model_dump(mode="json", exclude={"seq"}))
+    url = f"{base_url}/api/v1/runs/{run.id}"
+    data["kind"] = run.spec.kind
+    if run.estimated_duration_ms is None:  # absent without history (not null)
+        del data["estimated_duration_ms"]
+    data["max_attempts"] = run.retry.max_attempts
+    data["url"] = url
+    data["logs_url"] = f"{url}/logs"
+    data["cancel_url"] = url
+    data["artifacts_url"] = f"{url}/artifacts"
+    return data
+
+
+def attempt_view(attempt: Attempt) -> dict[str, Any]:
+    data: dict[str, Any] = wire_safe(attempt.model_dump(mode="json"))
+    data["duration_s"] = attempt.duration_s
+    return data
+
+
+def artifact_view(artifact: Artifact, base_url: str = "") -> dict[str, Any]:
+    data = artifact.model_dump(mode="json")
+    data["url"] = f"{base_url}/api/v1/runs/{artifact.run_id}/artifacts/{artifact.name}"
+    return data

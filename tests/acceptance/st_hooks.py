@@ -1,0 +1,82 @@
+"""Schemathesis hooks for the live-API fuzz test (loaded through ``SCHEMATHESIS_HOOKS``).
+
+They bend generated data only where the OpenAPI document cannot know the server's state or
+cannot spell a rule: secret names must be configured on the server (an unknown one is a correct
+422); a definition's name must be its path's; a schedule's parameters are checked against its
+task's schema and a changed ``end_at`` against the schedule's ``start_at``; a cron expression's
+fields, a zone's IANA name, an interval's range and a parameter schema's validity are grammar no
+pattern holds. A long-poll ``wait`` on a run that will never finish would hold a request for up
+to 300 s.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import schemathesis
+
+from mcpexec.params import check_params_schema
+from mcpexec.schedules import ScheduleSpec
+
+_NAME = re.compile(r"(?!MCPEXEC_)[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _valid(field: str, value: Any) -> bool:
+    try:
+        ScheduleSpec.model_validate(
+            {"every": "1m", field: value} if field != "every" else {field: value}
+        )
+    except ValueError:
+        return False
+    return True
+
+
+def _schedule_body(body: dict[str, Any], patch: bool) -> dict[str, Any]:
+    body = {k: v for k, v in body.items() if k != "params"}
+    for field, stand_in in (("cron", "*/5 * * * *"), ("every", "5m"), ("timezone", "UTC")):
+        value = body.get(field)
+        if value is not None and not _valid(field, value):
+            body[field] = stand_in
+    if patch and "start_at" not in body:
+        body.pop("end_at", None)
+    start, end = body.get("start_at"), body.get("end_at")
+    if isinstance(start, str) and isinstance(end, str) and not _valid("start_at", start):
+        body.pop("start_at")
+    elif isinstance(start, str) and isinstance(end, str):
+        try:
+            ScheduleSpec.model_validate({"every": "1m", "start_at": start, "end_at": end})
+        except ValueError:
+            body["start_at"], body["end_at"] = end, start
+    return body
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    # map_case, not map_body/map_query: the coverage phase applies only case hooks.
+    method, path, body, query = case.method.lower(), case.operation.path, case.body, case.query
+    secrets = body.get("secrets") if isinstance(body, dict) else None
+    # Only names (valid ones): a list holding something else is a negative case to keep.
+    if isinstance(secrets, list) and all(
+        isinstance(x, str) and _NAME.fullmatch(x) for x in secrets
+    ):
+        body = {k: v for k, v in body.items() if k != "secrets"}
+    if isinstance(body, dict) and path.startswith("/api/v1/schedules"):
+        body = _schedule_body(body, patch=method == "patch")
+    if isinstance(body, dict) and path == "/api/v1/tasks/{name}" and "name" in body:
+        body = {**body, "name": (case.path_parameters or {}).get("name", body["name"])}
+    if isinstance(body, dict) and path.startswith("/api/v1/tasks") and "params" in body:
+        try:
+            check_params_schema(body["params"])
+        except (ValueError, TypeError):
+            body = {k: v for k, v in body.items() if k != "params"}
+    if isinstance(query, dict) and isinstance(query.get("wait"), int | float):
+        query = {**query, "wait": min(query["wait"], 0.5)}
+    if isinstance(query, dict) and query.get("follow") in (True, "true"):
+        # A follower streams until the run ends; the fuzzer reads whole bodies.
+        query = {**query, "follow": False}
+    if body is not case.body:
+        case.body = body
+    if query is not case.query:
+        case.query = query
+    return case

@@ -1,0 +1,62 @@
+"""A claimer process for the quota test (run as a script, not collected).
+
+Usage: quota_claimer.py DB WORKER_ID READY_FILE GO_FILE BATCH
+Claims with batches of BATCH under ``ClaimLimits`` until the queue is drained; for each claimed
+run it records ``start`` just after the claim committed and ``end`` just before the finish
+commits (CLOCK_MONOTONIC, shared by all processes on the host), so each recorded interval lies
+inside the time the store counted the run as running. Prints [[run_id, tenant, start_ns,
+end_ns], ...] as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from mcpexec.models import utcnow
+from mcpexec.store.base import AttemptOutcome, ClaimLimits
+from mcpexec.store.sqlite import SqliteStore
+
+
+def _ready_set_go(ready: Path, go: Path) -> None:
+    ready.touch()
+    deadline = time.monotonic() + 30
+    while not go.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("no go signal")
+        time.sleep(0.005)
+
+
+async def main(db: Path, worker: str, ready: Path, go: Path, batch: int) -> None:
+    store = SqliteStore(db)
+    await store.open()
+    await asyncio.to_thread(_ready_set_go, ready, go)
+    spans: list[list[object]] = []
+    idle = 0
+    while idle < 20:  # the others hold the tenant's slots for a moment: retry a while
+        now = utcnow()
+        claims = await store.claim(
+            worker, batch, now, now + timedelta(seconds=30), ClaimLimits(None)
+        )
+        idle = 0 if claims else idle + 1
+        if not claims:
+            await asyncio.sleep(0.01)
+            continue
+        started = time.monotonic_ns()
+        await asyncio.sleep(0.005)  # hold the slots so that the processes overlap
+        for claim in claims:
+            spans.append([claim.run.id, claim.run.tenant, started, time.monotonic_ns()])
+            done = await store.finish_attempt(
+                claim.run.id, claim.attempt, worker, AttemptOutcome(succeeded=True), utcnow(), None
+            )
+            assert done is not None
+    await store.close()
+    print(json.dumps(spans))
+
+
+if __name__ == "__main__":
+    db, worker, ready, go, batch = sys.argv[1:6]
+    asyncio.run(main(Path(db), worker, Path(ready), Path(go), int(batch)))

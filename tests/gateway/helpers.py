@@ -1,0 +1,81 @@
+"""Helpers: real downstream MCP servers for the gateway tests (from ``scripts/mcp-servers``).
+
+Each is found through its ``TEST_MCP_*`` variable, else in the script's default directory;
+missing, a test skips locally and fails under ``CI=true`` (``tests/servers.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mcpexec.gateway.config import parse_config
+from mcpexec.gateway.gateway import Gateway
+from servers import missing
+
+HERE = Path(__file__).resolve().parent
+FIXTURE = str(HERE / "fixture_server.py")
+CACHE = Path(os.environ.get("MCP_SERVERS_DIR") or Path.home() / ".cache" / "mcpexec-mcp-servers")
+_NPM = CACHE / "npm" / "node_modules" / "@modelcontextprotocol"
+DEFAULTS = {
+    "TEST_MCP_EVERYTHING": _NPM / "server-everything" / "dist" / "index.js",
+    "TEST_MCP_FILESYSTEM": _NPM / "server-filesystem" / "dist" / "index.js",
+    "TEST_MCP_MEMORY": _NPM / "server-memory" / "dist" / "index.js",
+    "TEST_MCP_TIME": CACHE / "venv-time" / "bin" / "mcp-server-time",
+    "TEST_MCP_GIT": CACHE / "venv-git" / "bin" / "mcp-server-git",
+}
+
+
+def server_path(variable: str) -> str:
+    path = os.environ.get(variable, "").strip() or str(DEFAULTS[variable])
+    if not Path(path).exists():
+        missing(variable, f"{path} does not exist (run scripts/mcp-servers)")
+    return path
+
+
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        missing("node", "'node' is not on PATH (run scripts/mcp-servers)")
+    assert found is not None
+    return found
+
+
+def npm_server(variable: str, *args: str, **extra: Any) -> dict[str, Any]:
+    return {"command": node(), "args": [server_path(variable), *args], **extra}
+
+
+def fixture_server(**extra: Any) -> dict[str, Any]:
+    return {"command": sys.executable, "args": [FIXTURE], **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def open_gateway(servers: dict[str, Any], **options: Any) -> AsyncIterator[Gateway]:
+    """A started Gateway over ``{"mcpServers": servers}`` (every entry must parse)."""
+    config = parse_config({"mcpServers": servers}, "test.json", options.pop("secrets", None))
+    assert config.problems == ()
+    options.setdefault("kill_grace_s", 0.5)
+    async with Gateway(config, **options) as gateway:
+        yield gateway
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for a condition on the gateway's state (in-flight counts, pids, the catalog),
+    which offers no event to await: checked every 10 ms, bounded by ``seconds``."""
+    with anyio.fail_after(seconds):
+        while not condition():  # noqa: ASYNC110 - nothing to await for these
+            await anyio.sleep(0.01)
