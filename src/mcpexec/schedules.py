@@ -48,13 +48,12 @@ from pydantic import (
     Field,
     StrictBool,
     StrictFloat,
-    StrictInt,
     field_validator,
     model_validator,
 )
 
 from mcpexec.cron import cron_fields, cron_instants
-from mcpexec.models import IsoDateTime
+from mcpexec.models import IsoDateTime, JsonInt
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_INTERVAL_S = 366 * 86_400
@@ -85,7 +84,7 @@ CatchupWindowS = Annotated[
 #: ``every``: a spelled interval or a number of seconds.
 Interval = (
     Annotated[str, Field(max_length=64, pattern=INTERVAL_PATTERN)]
-    | Annotated[StrictInt, Field(ge=1, le=MAX_INTERVAL_S)]
+    | Annotated[JsonInt, Field(ge=1, le=MAX_INTERVAL_S)]
 )
 
 

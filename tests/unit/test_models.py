@@ -154,9 +154,13 @@ def test_numbers_and_booleans_are_json_numbers_and_booleans(body: dict[str, obje
 
 def test_strictness_keeps_what_json_means() -> None:
     run = RunRequest.model_validate(
-        {"shell": "x", "timeout_s": 30, "priority": 5.0, "limits": {"cpu_s": 2}, "network": True}
+        {"shell": "x", "timeout_s": 30, "priority": 5.0, "limits": {"cpu_s": 2.0}, "network": True}
     )
+    # JSON's 2.0 is the integer 2 (schemathesis sends it for "type": "integer").
     assert (run.timeout_s, run.priority, run.limits.cpu_s, run.network) == (30.0, 5, 2, True)
+    assert isinstance(run.limits.cpu_s, int)
+    with pytest.raises(ValidationError, match="integer"):
+        RunRequest.model_validate({"shell": "x", "limits": {"cpu_s": 2.5}})
     assert RunRequest.model_validate({"shell": "x", "priority": "high"}).priority == 10
 
 
@@ -169,7 +173,7 @@ def test_tenant_quotas_take_json_numbers_only(quota: dict[str, object]) -> None:
 
     with pytest.raises(ValidationError):
         TenantQuotas.model_validate(quota)
-    assert TenantQuotas.model_validate({"max_concurrent": 3}).max_concurrent == 3
+    assert TenantQuotas.model_validate({"max_concurrent": 3.0}).max_concurrent == 3
 
 
 @pytest.mark.parametrize(

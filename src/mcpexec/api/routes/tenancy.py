@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.app import TokenRecord
+from mcpexec.models import JsonInt
 from mcpexec.tenancy import TENANT_ID
 from mcpexec.tenant_ops import Quota
 
@@ -27,10 +28,10 @@ class ResourceLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    memory_mb: StrictInt | None = Field(default=None, ge=16, le=1_048_576, description="MiB")
-    cpu_s: StrictInt | None = Field(default=None, ge=1, le=86_400, description="CPU seconds")
-    pids: StrictInt | None = Field(default=None, ge=8, le=1_000_000, description="processes")
-    disk_mb: StrictInt | None = Field(default=None, ge=1, le=1_048_576, description="workdir, MiB")
+    memory_mb: JsonInt | None = Field(default=None, ge=16, le=1_048_576, description="MiB")
+    cpu_s: JsonInt | None = Field(default=None, ge=1, le=86_400, description="CPU seconds")
+    pids: JsonInt | None = Field(default=None, ge=8, le=1_000_000, description="processes")
+    disk_mb: JsonInt | None = Field(default=None, ge=1, le=1_048_576, description="workdir, MiB")
 
     def given(self) -> dict[str, int]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -39,9 +40,9 @@ class ResourceLimits(BaseModel):
 class TenantQuotas(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
-    max_queued: StrictInt | None = Field(default=None, ge=1, le=100_000_000)
-    max_runtime_s: StrictInt | None = Field(
+    max_concurrent: JsonInt | None = Field(default=None, ge=1, le=1_000_000)
+    max_queued: JsonInt | None = Field(default=None, ge=1, le=100_000_000)
+    max_runtime_s: JsonInt | None = Field(
         default=None,
         ge=1,
         le=7 * 86_400,
@@ -71,7 +72,7 @@ class TokenCreate(BaseModel):
     role: Literal["admin", "operator", "submitter", "viewer"] = "submitter"
     tenant: str | None = Field(default=None, description="default: the caller's tenant")
     kind: Literal["user", "service"] = "service"
-    expires_in_s: StrictInt | None = Field(default=None, ge=1, le=MAX_EXPIRY_S)
+    expires_in_s: JsonInt | None = Field(default=None, ge=1, le=MAX_EXPIRY_S)
 
 
 def token_view(token: TokenRecord) -> dict[str, Any]:
