@@ -204,6 +204,12 @@ def json_integer(value: object) -> object:
     return value
 
 
+#: An integer of a request as a type, for fields that are not ``int | None`` with bounds (there
+#: the bounds must come first, ``Annotated[int, Field(ge=1), BeforeValidator(json_integer)]``,
+#: or the document gets ge/le: ``test_bounds_reach_the_document_as_json_schema``).
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
+
+
 class Limits(BaseModel):
     """Per-run resource limits. ``None`` means the server's default applies."""
 
