@@ -51,6 +51,8 @@ PURE = {
 }
 DOMAIN = {
     "app",
+    # Prometheus counters of the process and the exposition (issue 17).
+    "metrics",
     "worker",
     "reaper",
     "retry",

@@ -65,6 +65,18 @@ class Settings(BaseSettings):
         repr=False,
     )
 
+    #: Observability (issue 17, docs/observability.md).
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text (human lines) or json (one object per line)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="log level of serve, worker and scheduler"
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics without a token (e.g. on a private scrape network)",
+    )
+
     workers: int = Field(default=4, ge=0, le=256, description="worker slots in this process")
     lease_s: float = Field(default=30.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)

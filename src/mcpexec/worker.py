@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from mcpexec.errors import StoreError
 from mcpexec.events import EventHub
 from mcpexec.executor.base import EffectiveLimits, ExecRequest, ExecResult, Executor
+from mcpexec.metrics import Metrics
 from mcpexec.models import Artifact, ExecSpec, Failure, FailureKind, Progress, Stream, utcnow
 from mcpexec.params import param_inputs
 from mcpexec.retry import next_attempt_at
@@ -218,12 +219,15 @@ class Worker:
         events: EventHub,
         options: WorkerOptions,
         worker_id: str | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.blobs = blobs
         self.events = events
         self.options = options
+        self.metrics = metrics or Metrics()
         self.concurrency = options.concurrency
         self.id = worker_id or new_worker_id()
         self._held: dict[str, _Held] = {}
@@ -333,6 +337,7 @@ class Worker:
         return min(poll, max((due - utcnow()).total_seconds(), 0.0))
 
     def _start(self, claim: Claim) -> None:
+        self.metrics.started(claim.run, claim.attempt, utcnow())
         self._held[claim.run.id] = _Held(claim.attempt)
         task = asyncio.create_task(self._execute(claim), name=f"run-{claim.run.id}")
         self._tasks.add(task)
@@ -468,7 +473,9 @@ class Worker:
             log.warning(
                 "run %s attempt %d: fenced out, result dropped", claim.run.id, claim.attempt
             )
-        elif retry_at is not None:
+            return
+        self.metrics.attempt_finished(updated, outcome.failure)
+        if retry_at is not None:
             self.events.work_available()
 
     # -- heartbeat ----------------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""``/metrics`` after a known workload on a real ``serve``: counters, histograms and the store's
+gauges, read back with prometheus-client's own parser (issue 17)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from mcpexec.client import Client
+
+from .conftest import Server, make_server
+
+
+def scrape(
+    server: Server, token: str | None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    answer = httpx.get(f"{server.url}/metrics", headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(answer.text):  # raises on a malformed text
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_count_a_known_workload(server: Server, client: Client) -> None:
+    ok = [client.submit({"shell": "true"}) for _ in range(3)]
+    again = client.submit({"shell": "true"}, idempotency_key="k1")
+    assert client.submit({"shell": "true"}, idempotency_key="k1")["id"] == again["id"]
+    failing = client.submit({"shell": "exit 2", "retry": {"max_attempts": 2, "delay_s": 0.0}})
+    later = datetime.now(UTC) + timedelta(hours=1)
+    waiting = client.submit({"command": ["true"], "run_at": later.isoformat()})
+    for run in [*ok, again, failing]:
+        assert client.wait(run["id"], timeout_s=60)["status"] in ("completed", "failed")
+
+    before = scrape(server, server.token)
+    assert value(before, "mcpexec_queue_depth", tenant="default") == 1
+    assert value(before, "mcpexec_running", tenant="default") == 0
+    assert value(before, "mcpexec_runs", status="pending") == 1
+    assert value(before, "mcpexec_workers_alive") >= 1
+    assert value(before, "mcpexec_worker_slots") == server.workers
+
+    client.cancel(waiting["id"])
+    samples = scrape(server, server.token)
+    submitted = value(samples, "mcpexec_runs_submitted_total", tenant="default", kind="shell")
+    assert submitted == 5  # the idempotent repeat is not a new run
+    assert value(samples, "mcpexec_runs_submitted_total", tenant="default", kind="command") == 1
+    finished = {"tenant": "default", "kind": "shell"}
+    assert value(samples, "mcpexec_runs_finished_total", **finished, status="completed") == 4
+    assert value(samples, "mcpexec_runs_finished_total", **finished, status="failed") == 1
+    cancelled = {"tenant": "default", "kind": "command", "status": "cancelled"}
+    assert value(samples, "mcpexec_runs_finished_total", **cancelled) == 1
+    failures = {**finished, "failure_kind": "exit_code"}
+    assert value(samples, "mcpexec_run_failures_total", **failures) == 1
+    assert value(samples, "mcpexec_attempts_total", **finished, outcome="succeeded") == 4
+    assert value(samples, "mcpexec_attempts_total", **finished, outcome="exit_code") == 2
+    assert value(samples, "mcpexec_retries_total", **finished) == 1
+    # histograms: one observation per run (queue wait: per first attempt)
+    assert value(samples, "mcpexec_queue_wait_seconds_count", tenant="default") == 5
+    done = {**finished, "status": "completed"}
+    assert value(samples, "mcpexec_run_duration_seconds_count", **done) == 4
+    assert value(samples, "mcpexec_run_duration_seconds_bucket", **done, le="+Inf") == 4
+    assert value(samples, "mcpexec_queue_depth", tenant="default") == 0
+    assert value(samples, "mcpexec_runs", status="completed") == 4
+    assert value(samples, "mcpexec_runs", status="cancelled") == 1
+
+
+def test_metrics_need_an_admin_token_unless_opened(server: Server) -> None:
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+    with server.client() as admin:
+        viewer = admin.create_token("looker", role="viewer")["token"]
+    refused = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {viewer}"})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "forbidden"
+    # /metrics is not a JSON API: it is not in the OpenAPI document
+    assert "/metrics" not in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+def test_metrics_public_setting_opens_the_endpoint(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, workers=1, MCPEXEC_METRICS_PUBLIC="true")
+    srv.start()
+    try:
+        samples = scrape(srv, None)
+        assert value(samples, "mcpexec_worker_slots") == 1
+        # the rest of the API still needs its token
+        assert httpx.get(f"{srv.url}/api/v1/runs").status_code == 401
+    finally:
+        srv.stop()
