@@ -46,6 +46,8 @@ PURE = {
     "mcpexec.bearer",
     # Where the files under $MCPEXEC_HOME are, and how a private one is written (stdlib only).
     "mcpexec.paths",
+    # Log records as text or JSON lines with the run they concern (stdlib only; issue 17).
+    "mcpexec.logfmt",
     # Roles, the access matrix and the fair pick across tenants (issue 10).
     "mcpexec.tenancy",
 }

@@ -13,6 +13,7 @@ import uvicorn
 from mcpexec.api.slow_clients import timed_protocol
 from mcpexec.asgi import DrainingServer, create_server_app
 from mcpexec.bootstrap import build_app
+from mcpexec.logfmt import configure as configure_logging
 from mcpexec.paths import write_private
 from mcpexec.settings import Settings, load_settings
 
@@ -54,11 +55,8 @@ class _Server(DrainingServer):
             self.settings.url_path.unlink(missing_ok=True)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def run_server(
@@ -67,17 +65,23 @@ def run_server(
     port: int | None = None,
     workers: int | None = None,
     home: Path | None = None,
-    log_level: str = "info",
+    log_level: str | None = None,
     spool: Path | None = None,
+    log_format: str | None = None,
 ) -> None:
-    settings = load_settings(host=host, port=port, workers=workers, home=home)
-    _configure_logging(log_level)
+    settings = load_settings(
+        host=host, port=port, workers=workers, home=home, log_level=log_level,
+        log_format=log_format,
+    )  # fmt: skip
+    _configure_logging(settings)
     api = create_server_app(settings, spool=spool)
     config = uvicorn.Config(
         api,
         host=settings.host,
         port=settings.port,
-        log_level=log_level,
+        log_level=settings.log_level,
+        # JSON: uvicorn's own records go through our handler too (one format per process).
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         # Long-lived SSE followers must not hold up a shutdown; runs get their own grace.
         timeout_graceful_shutdown=3,
@@ -103,10 +107,14 @@ def run_server(
 
 
 def run_worker(
-    *, workers: int | None = None, home: Path | None = None, log_level: str = "info"
+    *,
+    workers: int | None = None,
+    home: Path | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
 ) -> None:
-    settings = load_settings(workers=workers, home=home)
-    _configure_logging(log_level)
+    settings = load_settings(workers=workers, home=home, log_level=log_level, log_format=log_format)
+    _configure_logging(settings)
     asyncio.run(_worker_main(settings.workers, settings))
 
 
@@ -123,11 +131,13 @@ async def _worker_main(slots: int, settings: Settings) -> None:
     await app.close()
 
 
-def run_scheduler(*, home: Path | None = None, log_level: str = "info") -> None:
+def run_scheduler(
+    *, home: Path | None = None, log_level: str | None = None, log_format: str | None = None
+) -> None:
     """``mcpexec scheduler``: the schedule loop alone (no HTTP, no workers) on the store in
     ``$MCPEXEC_HOME``; safe next to any number of serve processes (each fire is keyed)."""
-    settings = load_settings(home=home)
-    _configure_logging(log_level)
+    settings = load_settings(home=home, log_level=log_level, log_format=log_format)
+    _configure_logging(settings)
     asyncio.run(_scheduler_main(settings))
 
 

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from mcpexec.errors import StoreError
 from mcpexec.events import EventHub
 from mcpexec.executor.base import EffectiveLimits, ExecRequest, ExecResult, Executor
+from mcpexec.logfmt import bind_run
 from mcpexec.metrics import Metrics
 from mcpexec.models import Artifact, ExecSpec, Failure, FailureKind, Progress, Stream, utcnow
 from mcpexec.params import param_inputs
@@ -357,6 +358,9 @@ class Worker:
     # -- executing ----------------------------------------------------------------------------
     async def _execute(self, claim: Claim) -> None:
         run = claim.run
+        # every record of this attempt's task (ours, the executor's) names the run
+        bind_run(run_id=run.id, tenant=run.tenant, attempt=claim.attempt, worker_id=self.id)
+        log.debug("attempt started")
         held = self._held[run.id]
         stop = asyncio.Event()
         stop_watch = asyncio.create_task(self._relay(stop, held.cancel))
@@ -475,6 +479,7 @@ class Worker:
             )
             return
         self.metrics.attempt_finished(updated, outcome.failure)
+        log.debug("attempt finished: run %s", updated.status.value)
         if retry_at is not None:
             self.events.work_available()
 
