@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
@@ -219,6 +220,34 @@ class App:
         """The principal of a bearer token; unknown, revoked and expired tokens are refused
         (compared through the hash: the token itself is never stored or logged)."""
         return await self.tenancy.authenticate(token)
+
+    async def authenticate_session(self, token_hash: str) -> Principal:
+        """The principal of a dashboard session: the token it was opened with, by its hash
+        (revoked or expired since: refused, as for a bearer token)."""
+        return await self.tenancy.authenticate_hash(token_hash)
+
+    def session_key(self) -> bytes:
+        """The key that signs dashboard sessions and CSRF tokens: ``$MCPEXEC_HOME/session-key``
+        (0600), made by the first process that needs it, shared by every process on the home
+        (a session opened on one ``serve`` is valid on the others)."""
+        path = self.settings.home / "session-key"
+        if not path.exists():
+            # written aside, then linked into place: another process sees no key or all of it
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            aside = path.with_name(f".session-key.{uuid.uuid4().hex}")
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass  # another process was first: its key is the one
+            finally:
+                aside.unlink()
+        key = _read_token_file(path)
+        if key is None or len(key) < 32:
+            raise InvalidRequest(f"{path} is empty or too short: remove it to make a new key")
+        return key.encode()
 
     async def create_token(
         self, name: str, role: str = "admin", tenant: str = DEFAULT_TENANT
