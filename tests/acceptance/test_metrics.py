@@ -3,6 +3,7 @@ gauges, read back with prometheus-client's own parser (issue 17)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,3 +98,19 @@ def test_metrics_public_setting_opens_the_endpoint(tmp_path: Path) -> None:
         assert httpx.get(f"{srv.url}/api/v1/runs").status_code == 401
     finally:
         srv.stop()
+
+
+def test_every_metric_the_docs_and_the_grafana_dashboard_name_exists(server: Server) -> None:
+    text = httpx.get(
+        f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.token}"}
+    ).text
+    known = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE):
+        known.add(name)
+        if kind == "histogram":
+            known |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for doc in ("observability.md", "grafana-dashboard.json"):
+        named = set(re.findall(r"\bmcpexec_[a-z_]+[a-z]", (docs / doc).read_text()))
+        assert named, doc
+        assert named <= known, f"{doc} names metrics /metrics does not have: {named - known}"
