@@ -44,8 +44,11 @@ class Browser:
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
-    def page(self, token: str, width: int = 1440, height: int = 900) -> Page:
-        context = self.browser.new_context(viewport={"width": width, "height": height})
+    def page(self, token: str, width: int = 1440, height: int = 900, *, dark: bool = False) -> Page:
+        context = self.browser.new_context(
+            viewport={"width": width, "height": height},
+            color_scheme="dark" if dark else "light",
+        )
         page = context.new_page()
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
@@ -210,3 +213,18 @@ def test_every_page_renders_at_phone_and_desktop_width(
         assert unnamed == 0, path
     assert ui.console[before:] == []
     page.context.close()
+
+
+def test_dark_mode_follows_the_system_preference(ui: Browser, api: Client) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    backgrounds = []
+    for dark in (False, True):
+        page = ui.page(ui.server.token, dark=dark)
+        page.goto(f"{ui.server.url}/ui/runs")
+        backgrounds.append(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+        if dark:
+            page.screenshot(path=str(SHOTS / "runs-1440-dark.png"), full_page=True)
+        page.context.close()
+    light, dark_bg = backgrounds
+    assert light != dark_bg
+    assert dark_bg == "rgb(17, 19, 24)"
