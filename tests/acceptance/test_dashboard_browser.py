@@ -228,3 +228,32 @@ def test_dark_mode_follows_the_system_preference(ui: Browser, api: Client) -> No
     light, dark_bg = backgrounds
     assert light != dark_bg
     assert dark_bg == "rgb(17, 19, 24)"
+
+
+def test_schedules_pause_resume_and_trigger_from_the_page(ui: Browser, api: Client) -> None:
+    bearer = {"Authorization": f"Bearer {ui.server.token}"}
+    with httpx.Client(base_url=ui.server.url, headers=bearer, timeout=30) as http:
+        assert http.put("/api/v1/tasks/ui-task", json={"shell": "echo fired"}).is_success
+        made = http.post(
+            "/api/v1/schedules", json={"task": "ui-task", "every": "1h", "paused": True}
+        )
+        assert made.status_code == 201, made.text
+        schedule_id = made.json()["id"]
+    page = ui.page(ui.server.token)
+    page.goto(f"{ui.server.url}/ui/schedules")
+    row = page.locator("tr", has_text=schedule_id)
+    assert "paused" in row.inner_text()
+    row.get_by_role("button", name="Resume").click()
+    expect(page.locator("tr", has_text=schedule_id)).to_contain_text("active")
+    page.locator("tr", has_text=schedule_id).get_by_role("button", name="Pause").click()
+    expect(page.locator("tr", has_text=schedule_id)).to_contain_text("paused")
+    page.locator("tr", has_text=schedule_id).get_by_role("button", name="Trigger now").click()
+    page.wait_for_url(re.compile(r"/ui/runs/[0-9a-f]{32}$"))
+    page.locator("#run-status.completed").wait_for()
+    assert "fired" in page.locator("#log").inner_text()
+    # a viewer sees the schedule, not the buttons
+    viewer = ui.page(api.create_token("sched-viewer", role="viewer")["token"])
+    viewer.goto(f"{ui.server.url}/ui/schedules")
+    assert viewer.locator("tr", has_text=schedule_id).get_by_role("button").count() == 0
+    page.context.close()
+    viewer.context.close()

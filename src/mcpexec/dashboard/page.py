@@ -54,6 +54,17 @@ class Column:
     #: Render the cell as a link to this key's value in the row (``"href"``) when set.
     link: str | None = None
     mono: bool = False
+    #: The cell is a list of ``Button``: one POST form each (with the CSRF token).
+    actions: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A POST button of a table row (``Column(actions=True)``)."""
+
+    label: str
+    path: str
+    danger: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +99,19 @@ class View:
     def param(self, name: str) -> str:
         return self.request.path_params.get(name) or self.request.query_params.get(name, "")
 
-    def can(self, action: Action, run: Run | None = None) -> bool:
-        """Whether the role may do ``action`` (on ``run``): the API's own rule, for showing a
-        button; the App checks again when the action arrives."""
-        tenant, owner = (run.tenant, run.owner) if run is not None else (None, None)
+    def can(
+        self,
+        action: Action,
+        run: Run | None = None,
+        *,
+        tenant: str | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Whether the role may do ``action`` (on ``run``, or on a resource of ``tenant`` and
+        ``owner``): the API's own rule, for showing a button; the App checks again when the
+        action arrives."""
+        if run is not None:
+            tenant, owner = run.tenant, run.owner
         return decide(self.principal.actor, action, tenant, owner) is Decision.ALLOW
 
     def render(self, template: str, *, title: str, status: int = 200, **context: Any) -> Response:
