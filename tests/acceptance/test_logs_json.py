@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from mcpexec.logfmt import JsonFormatter, TextFormatter, bind_run
 
 from .conftest import make_server
 
 
-def test_serve_logs_json_lines_with_the_run(tmp_path: Path) -> None:
-    srv = make_server(tmp_path, workers=1, MCPEXEC_LOG_LEVEL="DEBUG")
-    srv.args = ["--log-format", "json"]
+def one_run(tmp_path: Path, args: list[str], **env: str) -> tuple[str, list[dict[str, Any]]]:
+    """Start ``serve`` with ``args`` and ``env``, complete one run, stop; the run's id and
+    every line ``serve`` logged, each parsed as one JSON object."""
+    srv = make_server(tmp_path, workers=1, **env)
+    srv.args = args
     srv.start()
     try:
         with srv.client() as client:
@@ -23,10 +26,14 @@ def test_serve_logs_json_lines_with_the_run(tmp_path: Path) -> None:
     finally:
         srv.stop()
     lines = [line for line in srv.log().splitlines() if line.strip()]
-    records = [json.loads(line) for line in lines]  # every line is one object
+    return run["id"], [json.loads(line) for line in lines]  # every line is one object
+
+
+def test_serve_logs_json_lines_with_the_run(tmp_path: Path) -> None:
+    run_id, records = one_run(tmp_path, ["--log-format", "json"], MCPEXEC_LOG_LEVEL="DEBUG")
     assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r["message"].startswith("mcpexec ready on") for r in records)
-    about = [r for r in records if r.get("run_id") == run["id"]]
+    about = [r for r in records if r.get("run_id") == run_id]
     finished = [r for r in about if r["message"] == "attempt finished: run completed"]
     assert len(finished) == 1
     assert finished[0]["tenant"] == "default"
@@ -36,18 +43,8 @@ def test_serve_logs_json_lines_with_the_run(tmp_path: Path) -> None:
 
 
 def test_serve_log_level_setting_hides_debug(tmp_path: Path) -> None:
-    srv = make_server(tmp_path, workers=1, MCPEXEC_LOG_FORMAT="json")
-    srv.args = ["--log-level", "warning"]
-    srv.start()
-    try:
-        with srv.client() as client:
-            run = client.submit({"shell": "true"})
-            assert client.wait(run["id"], timeout_s=60)["status"] == "completed"
-    finally:
-        srv.stop()
-    for line in srv.log().splitlines():
-        if line.strip():
-            assert json.loads(line)["level"] in ("warning", "error", "critical")
+    _, records = one_run(tmp_path, ["--log-level", "warning"], MCPEXEC_LOG_FORMAT="json")
+    assert all(r["level"] in ("warning", "error", "critical") for r in records)
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:
