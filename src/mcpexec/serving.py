@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from mcpexec.api.slow_clients import timed_protocol
+from mcpexec.app import App
 from mcpexec.asgi import DrainingServer, create_server_app
 from mcpexec.bootstrap import build_app
 from mcpexec.logfmt import configure as configure_logging
@@ -127,8 +131,29 @@ async def _worker_main(slots: int, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger(__name__).info("worker running with %d slot(s)", max(slots, 1))
-    await stop.wait()
+    with _metrics_endpoint(app, settings):
+        await stop.wait()
     await app.close()
+
+
+@contextlib.contextmanager
+def _metrics_endpoint(app: App, settings: Settings) -> Iterator[None]:
+    """With ``metrics_port``: this process's counters over plain HTTP (a thread of
+    prometheus-client's own server) while the block runs. ``serve`` has ``/metrics`` instead."""
+    if settings.metrics_port is None:
+        yield
+        return
+    server, thread = start_http_server(
+        settings.metrics_port, addr=settings.host, registry=app.metrics.registry
+    )
+    host, port = server.server_address[:2]
+    log.info("metrics of this process on http://%s:%s/", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def run_scheduler(
@@ -150,5 +175,6 @@ async def _scheduler_main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger(__name__).info("scheduler running on %s", settings.store_url)
-    await stop.wait()
+    with _metrics_endpoint(app, settings):
+        await stop.wait()
     await app.close()

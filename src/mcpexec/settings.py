@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         default=False,
         description="serve /metrics without a token (e.g. on a private scrape network)",
     )
+    #: ``mcpexec worker`` and ``mcpexec scheduler`` serve no HTTP; with a port they expose
+    #: their own counters (no token: bind it to loopback or a private network, see ``host``).
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="worker/scheduler: serve this process's counters at http://HOST:PORT/",
+    )
 
     workers: int = Field(default=4, ge=0, le=256, description="worker slots in this process")
     lease_s: float = Field(default=30.0, gt=0)

@@ -4,6 +4,8 @@ gauges, read back with prometheus-client's own parser (issue 17)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mcpexec.client import Client
 
-from .conftest import Server, make_server
+from .conftest import MCPEXEC, Server, free_port, make_server
 
 
 def scrape(
@@ -114,3 +116,44 @@ def test_every_metric_the_docs_and_the_grafana_dashboard_name_exists(server: Ser
         named = set(re.findall(r"\bmcpexec_[a-z_]+[a-z]", (docs / doc).read_text()))
         assert named, doc
         assert named <= known, f"{doc} names metrics /metrics does not have: {named - known}"
+
+
+def test_a_separate_worker_process_serves_its_own_counters(tmp_path: Path) -> None:
+    """Counters are per process: the run a ``mcpexec worker`` executed is counted there (on its
+    ``metrics_port``), the store's gauges on ``serve``."""
+    srv = make_server(tmp_path, workers=0)
+    srv.start()
+    port = free_port()
+    worker = subprocess.Popen(
+        [MCPEXEC, "worker", "--workers", "1"],
+        env={**srv.env(), "MCPEXEC_METRICS_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with srv.client() as client:
+            run = client.submit({"shell": "true"})
+            assert client.wait(run["id"], timeout_s=60)["status"] == "completed"
+        text = ""
+        deadline = time.monotonic() + 30
+        while "mcpexec_runs_finished_total{" not in text:  # the endpoint may still be starting
+            assert time.monotonic() < deadline, "the worker's metrics never answered"
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+            except httpx.TransportError:
+                time.sleep(0.05)
+        samples = {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        done = {"tenant": "default", "kind": "shell", "status": "completed"}
+        assert value(samples, "mcpexec_runs_finished_total", **done) == 1
+        on_serve = scrape(srv, srv.token)
+        assert value(on_serve, "mcpexec_runs_finished_total", **done) == 0  # not serve's
+        assert value(on_serve, "mcpexec_runs_submitted_total", tenant="default", kind="shell") == 1
+        assert value(on_serve, "mcpexec_runs", status="completed") == 1  # the store's
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        srv.stop()
