@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -21,7 +22,8 @@ STREAMS = (Stream.STDOUT, Stream.STDERR)
 
 def run_filter(view: View) -> tuple[RunFilter, dict[str, str]]:
     """The filter of the query string, and the query itself (for the form and the links)."""
-    query = {k: view.request.query_params.get(k, "").strip() for k in ("status", "label", "task")}
+    keys = ("status", "label", "task", "after", "before")
+    query = {k: view.request.query_params.get(k, "").strip() for k in keys}
     statuses: frozenset[RunStatus] = frozenset()
     if query["status"]:
         try:
@@ -35,7 +37,25 @@ def run_filter(view: View) -> tuple[RunFilter, dict[str, str]]:
             raise InvalidRequest("the label filter is KEY=VALUE")
         labels[key] = value
     shown = {k: v for k, v in query.items() if v}
-    return RunFilter(status=statuses, labels=labels, task=query["task"] or None), shown
+    filt = RunFilter(
+        status=statuses,
+        labels=labels,
+        task=query["task"] or None,
+        created_after=_utc(query["after"], "after"),
+        created_before=_utc(query["before"], "before"),
+    )
+    return filt, shown
+
+
+def _utc(text: str, name: str) -> datetime | None:
+    """A ``datetime-local`` value (no zone) read as UTC, or an ISO 8601 time with its zone."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} {text!r} is not a date and time (ISO 8601)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def runs(view: View) -> Response:
