@@ -87,7 +87,9 @@ def test_metrics_need_an_admin_token_unless_opened(server: Server) -> None:
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "forbidden"
     # /metrics is not a JSON API: it is not in the OpenAPI document
-    assert "/metrics" not in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert "/metrics" not in paths
+    assert not [p for p in paths if p.startswith("/ui")]  # the dashboard is no JSON API
 
 
 def test_metrics_public_setting_opens_the_endpoint(tmp_path: Path) -> None:
