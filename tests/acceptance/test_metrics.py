@@ -159,3 +159,37 @@ def test_a_separate_worker_process_serves_its_own_counters(tmp_path: Path) -> No
         worker.terminate()
         worker.wait(30)
         srv.stop()
+
+
+def test_tool_calls_and_schedule_fires_are_counted(tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "note.txt").write_text("a note\n")
+    srv = make_server(tmp_path, workers=1, MCPEXEC_SANDBOX_DIRECTORY=str(box))
+    srv.start()
+    bearer = {"Authorization": f"Bearer {srv.token}"}
+    try:
+        with httpx.Client(base_url=srv.url, headers=bearer, timeout=60) as http:
+            call = {"tool_name": "fs.read_text_file", "arguments": {"path": "note.txt"}}
+            assert http.post("/execute", json=call).json()["status"] == "success"
+            outside = {"tool_name": "fs.read_text_file", "arguments": {"path": "../x"}}
+            assert http.post("/execute", json=outside).json()["status"] == "error"
+            unknown = http.post("/execute", json={"tool_name": "nope.nothing"})
+            assert unknown.status_code == 404
+            assert http.put("/api/v1/tasks/tick", json={"shell": "true"}).is_success
+            body = {"task": "tick", "every": "1h", "paused": True}  # fires only when triggered
+            made = http.post("/api/v1/schedules", json=body)
+            assert made.status_code == 201, made.text
+            fired = http.post(f"/api/v1/schedules/{made.json()['id']}/trigger")
+            assert fired.is_success, fired.text
+        samples = scrape(srv, srv.token)
+    finally:
+        srv.stop()
+    read = {"server": "fs", "tool": "read_text_file"}
+    assert value(samples, "mcpexec_tool_calls_total", **read, status="success") == 1
+    assert value(samples, "mcpexec_tool_calls_total", **read, status="error") == 1
+    assert value(samples, "mcpexec_tool_call_duration_seconds_count", **read) == 2
+    lost = {"server": "unknown", "tool": "unknown", "status": "unknown_tool"}
+    assert value(samples, "mcpexec_tool_calls_total", **lost) == 1  # no made-up label values
+    assert value(samples, "mcpexec_schedule_fires_total", tenant="default") == 1
+    assert value(samples, "mcpexec_runs_submitted_total", tenant="default", kind="shell") == 1
