@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from mcpexec.app import App
 from mcpexec.dashboard import _safe_next
 from mcpexec.dashboard.pages.runs import _decode
 from mcpexec.dashboard.session import SESSION_S, Sessions
+from mcpexec.executor.fake import FakeExecutor
+from mcpexec.settings import Settings
+from mcpexec.store.blobs import FileBlobStore
+from mcpexec.store.memory import MemoryStore
 from mcpexec.tenancy import hash_token
 
 KEY = b"k" * 64
@@ -51,3 +58,16 @@ def test_log_text_keeps_a_cut_utf8_sequence_for_the_next_read() -> None:
         rest, _ = _decode(data[used:], final=True)
         assert text + rest == "é€😀"
     assert _decode(b"ab\xe2\x82", final=True) == ("ab\ufffd", 4)
+
+
+def test_the_session_key_is_made_once_private_and_shared_by_the_home(tmp_path: Path) -> None:
+    def app() -> App:
+        settings = Settings(home=tmp_path / "home")
+        return App(settings, MemoryStore(), FakeExecutor(), FileBlobStore(tmp_path / "a"))
+
+    first = app().session_key()
+    path = tmp_path / "home" / "session-key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(first) == 64
+    assert app().session_key() == first  # another process on the same home: the same key
+    assert [p.name for p in path.parent.iterdir()] == ["session-key"]  # nothing left aside
