@@ -191,10 +191,19 @@ def test_every_page_renders_at_phone_and_desktop_width(
     SHOTS.mkdir(parents=True, exist_ok=True)
     run = api.submit({"shell": "echo screenshot; echo to-stderr >&2", "labels": {"app": "shots"}})
     api.wait(run["id"], timeout_s=30)
+    bearer = {"Authorization": f"Bearer {ui.server.token}"}
+    for text in ("echo v1", "echo v2; date"):  # a task with two versions: a diff to show
+        task = {"shell": text, "description": "prints its version"}
+        defined = httpx.put(f"{ui.server.url}/api/v1/tasks/shot", json=task, headers=bearer)
+        assert defined.is_success, defined.text
+    schedule = {"task": "shot", "cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "paused": True}
+    made = httpx.post(f"{ui.server.url}/api/v1/schedules", json=schedule, headers=bearer)
+    assert made.status_code == 201, made.text
     before = len(ui.console)
     page = ui.page(ui.server.token, width=width, height=800)
     pages = ["/ui/login", "/ui/", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/workers",
-             "/ui/tasks", "/ui/schedules", "/ui/servers"]  # fmt: skip
+             "/ui/tasks", "/ui/tasks/shot", "/ui/schedules", "/ui/servers",
+             "/ui/servers/tools"]  # fmt: skip
     for path in pages:
         page.goto(f"{ui.server.url}{path}")
         assert page.locator("h1").count() == 1

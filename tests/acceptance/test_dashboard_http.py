@@ -195,3 +195,24 @@ def test_the_log_endpoint_follows_from_offsets(ui: httpx.Client, client: Client)
     again = ui.get(f"/ui/runs/{run['id']}/log", params=body["offsets"]).json()
     assert again["chunks"] == []
     assert ui.get(f"/ui/runs/{run['id']}/log", params={"stdout": "-1"}).status_code == 422
+
+
+def test_a_task_page_shows_its_versions_yaml_and_last_change(
+    server: Server, ui: httpx.Client
+) -> None:
+    bearer = {"Authorization": f"Bearer {server.token}"}
+    with httpx.Client(base_url=server.url, headers=bearer, timeout=30) as http:
+        for text in ("echo one", "echo two"):
+            body = {"shell": text, "description": "<b>greets</b>"}
+            assert http.put("/api/v1/tasks/greet", json=body).is_success
+    listed = ui.get("/ui/tasks").text
+    assert 'href="/ui/tasks/greet"' in listed
+    page = ui.get("/ui/tasks/greet")
+    assert page.status_code == 200
+    assert "v2" in page.text
+    assert "v1" in page.text
+    assert "&lt;b&gt;greets&lt;/b&gt;" in page.text  # escaped
+    assert re.search(r'<span class="del">-shell: echo one</span>', page.text)
+    assert re.search(r'<span class="add">\+shell: echo two</span>', page.text)
+    assert 'href="/ui/runs?task=greet"' in page.text
+    assert ui.get("/ui/tasks/nothing").status_code == 404

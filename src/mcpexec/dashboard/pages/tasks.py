@@ -1,15 +1,18 @@
-"""Tasks: the latest version of each defined task."""
+"""Tasks: the latest version of each defined task; one task's versions, YAML and last diff."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from starlette.responses import Response
 
 from mcpexec.dashboard.format import when
 from mcpexec.dashboard.page import Column, Get, Nav, View
+from mcpexec.definitions import task_view
 
 NAV = Nav("Tasks", "/tasks", 30)
 COLUMNS = [
-    Column("Task", link="runs_href"),
+    Column("Task", link="href"),
     Column("Version"),
     Column("Tenant"),
     Column("Description"),
@@ -22,7 +25,7 @@ async def tasks(view: View) -> Response:
     rows = [
         {
             "Task": t.name,
-            "runs_href": f"/ui/runs?task={t.name}",
+            "href": f"/ui/tasks/{quote(t.name, safe='')}",
             "Version": t.version,
             "Tenant": t.tenant,
             "Description": t.definition.description or "",
@@ -35,4 +38,22 @@ async def tasks(view: View) -> Response:
     return view.table("Tasks", COLUMNS, rows, empty="No task is defined.", intro=intro)
 
 
-ROUTES = [Get("/tasks", tasks)]
+async def task(view: View) -> Response:
+    name = view.param("name")
+    versions = await view.app.tasks.versions(name, view.principal)
+    latest = max(versions, key=lambda v: v.version)
+    diff: list[str] = []
+    if latest.version > 1:
+        diff = await view.app.tasks.diff(name, latest.version - 1, latest.version, view.principal)
+    return view.render(
+        "task.html",
+        title=f"Task {name}",
+        name=name,
+        latest=task_view(latest),
+        versions=sorted(versions, key=lambda v: -v.version),
+        diff=diff,
+        runs_href=f"/ui/runs?task={quote(name, safe='')}",
+    )
+
+
+ROUTES = [Get("/tasks", tasks), Get("/tasks/{name}", task)]
