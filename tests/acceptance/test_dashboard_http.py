@@ -49,6 +49,9 @@ def test_pages_need_a_session(server: Server) -> None:
         page = http.get("/ui/runs")
         assert page.status_code == 303
         assert page.headers["location"] == "/ui/login?next=/ui/runs"
+        odd = http.get("/ui/runs/a%20b%22%3E%3Cx")  # the path is quoted in ?next=
+        assert odd.status_code == 303
+        assert odd.headers["location"] == "/ui/login?next=/ui/runs/a%20b%22%3E%3Cx"
         fragment = http.get("/ui/runs/rows", headers={"X-Mcpexec-Fragment": "1"})
         assert fragment.status_code == 401
         # a forged cookie is no session

@@ -47,7 +47,9 @@ def test_csrf_tokens_are_bound_to_the_session() -> None:
 
 def test_next_is_a_dashboard_path_only() -> None:
     assert _safe_next("/ui/runs?status=failed") == "/ui/runs?status=failed"
-    for bad in ("https://evil.example/", "//evil.example/ui/", "/api/v1/runs", "/ui\\..", ""):
+    bad_ones = ("https://evil.example/", "//evil.example/ui/", "/api/v1/runs", "/ui\\..", "",
+                "/ui/x\r\nSet-Cookie: a=1", "/ui/\x00")  # fmt: skip
+    for bad in bad_ones:
         assert _safe_next(bad) == ""
 
 

@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -136,7 +136,8 @@ def _authenticated(ui: Ui, handler: Handler, *, post: bool) -> Endpoint:
         if token_hash is None:
             if post or request.headers.get("x-mcpexec-fragment"):
                 return _error_page(ui, 401, "Your session ended: log in again.", "unauthorized")
-            return RedirectResponse(f"/ui/login?next={request.url.path}", status_code=303)
+            target = quote(request.url.path, safe="/")  # a decoded path may hold CR/LF
+            return RedirectResponse(f"/ui/login?next={target}", status_code=303)
         try:
             principal = await ui.app.authenticate_session(token_hash)
             form: dict[str, str] = {}
@@ -220,9 +221,9 @@ def _logout(ui: Ui) -> Endpoint:
 
 def _safe_next(path: str) -> str:
     """Only a path of the dashboard (no open redirect to another site)."""
-    if path.startswith("/ui/") and not path.startswith("//") and "\\" not in path:
-        return path
-    return ""
+    if not path.startswith("/ui/") or "\\" in path or not path.isprintable() or " " in path:
+        return ""  # another site, or a control character (a header injection)
+    return path
 
 
 __all__: Sequence[str] = ("create_dashboard", "dashboard_routes")
