@@ -5,7 +5,6 @@ A run is decoded from the ``Run`` model's own fields (``RUN_FIELDS``), not from 
 from __future__ import annotations
 
 import json
-import sqlite3
 import types
 import typing
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mcpexec.models import Attempt, Failure, FailureKind, Run, RunStatus
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import Row, from_us, to_us
 from mcpexec.store.base import Claim, WorkerInfo
 
 
@@ -88,7 +87,7 @@ def _decode(kind: str, annotation: Any, value: Any) -> Any:
 _RUN_ANNOTATIONS = {name: Run.model_fields[name].annotation for name in RUN_FIELDS}
 
 
-def run_of(row: sqlite3.Row) -> Run:
+def run_of(row: Row) -> Run:
     data = {
         name: _decode(kind, _RUN_ANNOTATIONS[name], row[name]) for name, kind in RUN_FIELDS.items()
     }
@@ -96,13 +95,13 @@ def run_of(row: sqlite3.Row) -> Run:
     return Run.model_validate(data)
 
 
-def claim_of(row: sqlite3.Row) -> Claim:
+def claim_of(row: Row) -> Claim:
     return Claim(
         run=run_of(row), attempt=row["attempts"], lease_expires_at=from_us(row["lease_expires_at"])
     )
 
 
-def attempt_of(row: sqlite3.Row) -> Attempt:
+def attempt_of(row: Row) -> Attempt:
     return Attempt(
         run_id=row["run_id"],
         number=row["number"],
@@ -119,7 +118,7 @@ def attempt_of(row: sqlite3.Row) -> Attempt:
     )
 
 
-def worker_of(row: sqlite3.Row) -> WorkerInfo:
+def worker_of(row: Row) -> WorkerInfo:
     return WorkerInfo(
         id=row["id"],
         hostname=row["hostname"],

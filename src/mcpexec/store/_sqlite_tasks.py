@@ -15,7 +15,7 @@ from typing import Any
 from mcpexec.errors import Conflict
 from mcpexec.models import Run
 from mcpexec.schedules import ScheduleSpec
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import Row, from_us, to_us
 from mcpexec.store._sqlite_rows import dt_or_none, json_or_none, run_of, us_or_none
 from mcpexec.store.base import (
     SKIPPED_OUTCOMES,
@@ -52,7 +52,7 @@ def run_args(new: NewRun) -> dict[str, Any]:
     }
 
 
-def task_of(row: sqlite3.Row) -> TaskRecord:
+def task_of(row: Row) -> TaskRecord:
     return TaskRecord(
         tenant=row["tenant"],
         name=row["name"],
@@ -65,7 +65,7 @@ def task_of(row: sqlite3.Row) -> TaskRecord:
     )
 
 
-def schedule_of(row: sqlite3.Row) -> ScheduleRecord:
+def schedule_of(row: Row) -> ScheduleRecord:
     return ScheduleRecord(
         id=row["id"],
         tenant=row["tenant"],
@@ -86,7 +86,7 @@ def schedule_of(row: sqlite3.Row) -> ScheduleRecord:
     )
 
 
-def fire_of(row: sqlite3.Row) -> FireRecord:
+def fire_of(row: Row) -> FireRecord:
     return FireRecord(
         schedule_id=row["schedule_id"],
         fire_key=row["fire_key"],

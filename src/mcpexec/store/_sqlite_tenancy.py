@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from mcpexec.errors import Conflict, QuotaExceeded
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import Row, from_us, to_us
 from mcpexec.store._sqlite_db import Database
 from mcpexec.store._sqlite_rows import dt_or_none, us_or_none
 from mcpexec.store.base import AuditEntry, ClaimLimits, NewRun, TenantRecord, TokenRecord
@@ -26,7 +26,7 @@ from mcpexec.tenancy import Candidate, fair_pick
 QUEUE_RETRY_AFTER_S = 5
 
 
-def token_of(row: sqlite3.Row) -> TokenRecord:
+def token_of(row: Row) -> TokenRecord:
     return TokenRecord(
         id=row["id"],
         name=row["name"],
@@ -42,7 +42,7 @@ def token_of(row: sqlite3.Row) -> TokenRecord:
     )
 
 
-def tenant_of(row: sqlite3.Row) -> TenantRecord:
+def tenant_of(row: Row) -> TenantRecord:
     return TenantRecord(
         id=row["id"],
         created_at=from_us(row["created_at"]),
@@ -54,7 +54,7 @@ def tenant_of(row: sqlite3.Row) -> TenantRecord:
     )
 
 
-def audit_of(row: sqlite3.Row) -> AuditEntry:
+def audit_of(row: Row) -> AuditEntry:
     return AuditEntry(
         seq=row["seq"],
         at=from_us(row["at"]),
