@@ -57,13 +57,14 @@ def _postgres(url: str) -> Store:
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a libpq URL"
         raise InvalidStoreUrl(
-            f"database_url: not a PostgreSQL URL ({reason}); "
+            f"database_url (MCPEXEC_DATABASE_URL): not a PostgreSQL URL ({reason}); "
             "write postgresql://USER@HOST:PORT/DBNAME",
             field="database_url",
         ) from exc
     if not info.get("dbname"):
         raise InvalidStoreUrl(
-            "database_url: name the database: postgresql://USER@HOST:PORT/DBNAME",
+            "database_url (MCPEXEC_DATABASE_URL): name the database: "
+            "postgresql://USER@HOST:PORT/DBNAME",
             field="database_url",
         )
     return PostgresStore(url)
@@ -75,6 +76,28 @@ _OPENERS: dict[str, Callable[[str], Store]] = {
     "postgresql": _postgres,
     "postgres": _postgres,
 }
+
+
+_DIALECTS = {
+    "sqlite": "sqlite",
+    "memory": "memory",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+}
+
+
+def store_dialect(url: str) -> str:
+    """The migration dialect of a (valid) store URL: ``sqlite``, ``postgres`` or ``memory``."""
+    return _DIALECTS[url.partition(":")[0].lower()]
+
+
+def describe_store(url: str) -> str:
+    """The store URL for messages: a PostgreSQL URL without user or password."""
+    if store_dialect(url) != "postgres":
+        return url
+    from mcpexec.store._pg_db import describe
+
+    return describe(url)
 
 
 def open_store(url: str) -> Store:
