@@ -45,7 +45,7 @@ CHANNEL = "mcpexec_work"
 APPLICATION_NAME = "mcpexec"
 CONNECT_TIMEOUT_S = 5
 POOL_MIN, POOL_MAX = 1, 10
-POOL_WAIT_S = 10.0
+POOL_WAIT_S = 5.0  # a request waits this long for a connection, then 503
 RETRIES = POOL_MAX + 2  # every pooled connection may be dead after a server restart
 LISTEN_BACKOFF_S = (0.05, 2.0)
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.migrate', 0))"
@@ -162,14 +162,14 @@ class Database:
                     return await fn(conn)
             except McpexecError:
                 raise
+            except PoolTimeout as exc:  # before OperationalError: it is one
+                raise StoreUnavailable(f"PostgreSQL: no connection ({exc})") from exc
             except psycopg.errors.TransactionRollback as exc:
                 if attempt == RETRIES:
                     raise StoreUnavailable("PostgreSQL: too many conflicting transactions") from exc
             except psycopg.OperationalError as exc:
                 if started or attempt == RETRIES:
                     raise StoreUnavailable(f"PostgreSQL: {_first_line(exc)}") from exc
-            except PoolTimeout as exc:
-                raise StoreUnavailable(f"PostgreSQL: no connection ({exc})") from exc
             except psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
         raise AssertionError("unreachable")
@@ -202,12 +202,13 @@ class Database:
                         self.work.notify()
                 raise psycopg.OperationalError("the listening connection ended")
             except (psycopg.Error, StoreError, OSError) as exc:
+                if self.listening.is_set():
+                    log.warning("PostgreSQL listener lost (%s); polling until it is back", exc)
                 self.listening.clear()
                 self._listen_conn = None
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error, OSError):
                         await conn.close()
-                log.warning("PostgreSQL listener lost (%s); polling until it is back", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LISTEN_BACKOFF_S[1])
 
