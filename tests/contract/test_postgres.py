@@ -5,7 +5,10 @@ listener, and dead pooled connections are replaced without the caller noticing."
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -182,3 +185,50 @@ async def test_a_server_gone_mid_operation_is_store_unavailable(
 
 def test_the_session_database_is_a_throwaway_one() -> None:
     assert "/mcpexec_test_" in session_database()
+
+
+_WAITER = """
+import asyncio, sys, time
+from mcpexec.store.url import open_store
+
+async def main(url, ready):
+    store = open_store(url)
+    await store.open()
+    open(ready, "w").close()
+    woken = await store.wait_for_work(60)
+    print(woken, flush=True)
+    await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_submit_wakes_a_waiting_store_in_another_process(
+    store: PostgresStore, url: str, tmp_path: Path
+) -> None:
+    ready = tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _WAITER,
+        url,
+        str(ready),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():  # another process's start-up: no event to await
+            assert proc.returncode is None, await proc.communicate()
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await store.enqueue(new_run())
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err
+    assert out.decode().strip() == "True"  # woken by the NOTIFY, not by its 60 s timeout
