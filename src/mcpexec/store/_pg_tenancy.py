@@ -22,10 +22,25 @@ from psycopg.rows import DictRow
 from mcpexec.errors import Conflict
 from mcpexec.models import Run
 from mcpexec.store._pg_db import Conn, Database
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import EPOCH, from_us, to_us
 from mcpexec.store._sqlite_rows import run_of, us_or_none
-from mcpexec.store._sqlite_tasks import fire_of, run_args, schedule_args, schedule_of, task_of
-from mcpexec.store._sqlite_tenancy import audit_args, audit_of, queue_full, tenant_of, token_of
+from mcpexec.store._sqlite_tasks import (
+    fire_of,
+    run_args,
+    schedule_args,
+    schedule_change_args,
+    schedule_of,
+    task_of,
+)
+from mcpexec.store._sqlite_tenancy import (
+    audit_args,
+    audit_of,
+    queue_full,
+    tenant_args,
+    tenant_of,
+    token_args,
+    token_of,
+)
 from mcpexec.store.base import (
     SKIPPED_OUTCOMES,
     AuditEntry,
@@ -111,18 +126,7 @@ class PostgresTenancy:
 
     # -- tokens, tenants, audit ------------------------------------------------------------------
     async def add_token(self, token: TokenRecord) -> None:
-        args = {
-            "id": token.id,
-            "name": token.name,
-            "token_hash": token.token_hash,
-            "role": token.role,
-            "tenant": token.tenant,
-            "created_at": to_us(token.created_at),
-            "revoked": token.revoked,
-            "principal_id": token.principal,
-            "expires_at": us_or_none(token.expires_at),
-            "kind": token.kind,
-        }
+        args = token_args(token)
         q = self._q
 
         async def tx(conn: Conn) -> None:
@@ -153,15 +157,7 @@ class PostgresTenancy:
 
     async def create_tenant(self, tenant: TenantRecord) -> TenantRecord:
         q = self._q
-        args = {
-            "id": tenant.id,
-            "created_at": to_us(tenant.created_at),
-            "max_concurrent": tenant.max_concurrent,
-            "max_queued": tenant.max_queued,
-            "max_runtime_s": tenant.max_runtime_s,
-            "max_limits": json.dumps(dict(tenant.max_limits), sort_keys=True),
-            "default_limits": json.dumps(dict(tenant.default_limits), sort_keys=True),
-        }
+        args = tenant_args(tenant)
 
         async def tx(conn: Conn) -> TenantRecord:
             try:
@@ -190,14 +186,17 @@ class PostgresTenancy:
         max_limits: Mapping[str, int] | None = None,
         default_limits: Mapping[str, int] | None = None,
     ) -> TenantRecord | None:
-        args = {
-            "id": tenant_id,
-            "max_concurrent": max_concurrent,
-            "max_queued": max_queued,
-            "max_runtime_s": max_runtime_s,
-            "max_limits": json.dumps(dict(max_limits or {}), sort_keys=True),
-            "default_limits": json.dumps(dict(default_limits or {}), sort_keys=True),
-        }
+        args = tenant_args(
+            TenantRecord(
+                tenant_id,
+                EPOCH,
+                max_concurrent,
+                max_queued,
+                max_runtime_s,
+                max_limits or {},
+                default_limits or {},
+            )
+        )
         row = await self._one(self._q["update_tenant"], args)
         return None if row is None else tenant_of(row)
 
@@ -290,15 +289,7 @@ class PostgresTenancy:
     async def update_schedule(
         self, schedule_id: str, change: ScheduleChange
     ) -> ScheduleRecord | None:
-        args = {
-            "id": schedule_id,
-            "spec": change.spec.model_dump_json(),
-            "task_version": change.task_version,
-            "params": json.dumps(change.params),
-            "next_fire_at": us_or_none(change.next_fire_at),
-            "handled_until": to_us(change.handled_until),
-            "updated_at": to_us(change.updated_at),
-        }
+        args = schedule_change_args(schedule_id, change)
         row = await self._one(self._q["update_schedule"], args)
         return None if row is None else schedule_of(row)
 

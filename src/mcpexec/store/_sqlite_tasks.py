@@ -22,6 +22,7 @@ from mcpexec.store.base import (
     FireBatch,
     FireRecord,
     NewRun,
+    ScheduleChange,
     ScheduleRecord,
     TaskRecord,
 )
@@ -110,6 +111,19 @@ def schedule_args(schedule: ScheduleRecord) -> dict[str, Any]:
         "created_at": to_us(schedule.created_at),
         "handled_until": to_us(schedule.handled_until),
         "next_fire_at": us_or_none(schedule.next_fire_at),
+    }
+
+
+def schedule_change_args(schedule_id: str, change: ScheduleChange) -> dict[str, Any]:
+    """The parameters of ``update_schedule``."""
+    return {
+        "id": schedule_id,
+        "spec": change.spec.model_dump_json(),
+        "task_version": change.task_version,
+        "params": json.dumps(change.params),
+        "next_fire_at": us_or_none(change.next_fire_at),
+        "handled_until": to_us(change.handled_until),
+        "updated_at": to_us(change.updated_at),
     }
 
 

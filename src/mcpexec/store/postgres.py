@@ -41,9 +41,12 @@ from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, from_us, to_
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
+    finish_attempt_args,
+    finish_run_args,
     json_or_none,
     run_of,
     us_or_none,
+    worker_args,
     worker_of,
 )
 from mcpexec.store._sqlite_tasks import run_args
@@ -273,7 +276,6 @@ class PostgresStore(PostgresTenancy, Store):
         }
         result = json_or_none(outcome.result)  # refuse a non-JSON result before touching anything
         now_us = to_us(now)
-        failure = outcome.failure
 
         async def tx(conn: Conn) -> Run | None:
             row = await fetch_one(conn, Q["held_run"], fence)
@@ -283,38 +285,13 @@ class PostgresStore(PostgresTenancy, Store):
                 outcome, bool(row["cancel_requested"]), retry_at is not None, row["has_artifacts"]
             )
             await conn.execute(
-                Q["finish_attempt"],
-                {
-                    "run_id": run_id,
-                    "attempt": attempt,
-                    "status": decision.attempt_status.value,
-                    "now": now_us,
-                    "exit_code": outcome.exit_code,
-                    "signal": outcome.signal,
-                    "failure_kind": None if failure is None else failure.kind.value,
-                    "failure_message": None if failure is None else failure.message,
-                    "output_truncated": outcome.output_truncated,
-                    "isolation": outcome.isolation,
-                    "limits": json_or_none(outcome.limits),
-                },
+                Q["finish_attempt"], finish_attempt_args(run_id, attempt, outcome, decision, now_us)
             )
             pending = decision.run_status == RunStatus.PENDING
-            kept = decision.failure
             updated = await fetch_one(
                 conn,
                 Q["finish_run"],
-                {
-                    "run_id": run_id,
-                    "status": decision.run_status.value,
-                    "failure_kind": None if kept is None else kept.kind.value,
-                    "failure_message": None if kept is None else kept.message,
-                    "partial": decision.partial,
-                    "exit_code": outcome.exit_code,
-                    "result": result,
-                    "output_truncated": outcome.output_truncated,
-                    "finished_at": None if pending else now_us,
-                    "retry_at": us_or_none(retry_at) if pending else None,
-                },
+                finish_run_args(run_id, outcome, decision, result, now_us, retry_at),
             )
             assert updated is not None
             if pending:
@@ -448,15 +425,7 @@ class PostgresStore(PostgresTenancy, Store):
 
     # -- workers -------------------------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
-        args = {
-            "id": info.id,
-            "hostname": info.hostname,
-            "pid": info.pid,
-            "concurrency": info.concurrency,
-            "started_at": to_us(info.started_at),
-            "heartbeat_at": to_us(info.heartbeat_at),
-            "running": info.running,
-        }
+        args = worker_args(info)
         await self._execute(Q["upsert_worker"], args)
 
     async def remove_worker(self, worker_id: str) -> None:
