@@ -19,7 +19,7 @@ import pytest
 from mcpexec.client import ApiError, Client
 from pg_server import admin_url, fresh_schema
 
-from .conftest import MCPEXEC, Server, make_server
+from .conftest import MCPEXEC, Server, free_port, make_server
 
 pytestmark = pytest.mark.slow
 RUNS = 200
@@ -53,10 +53,16 @@ def test_db_migrate_is_idempotent_and_refuses_a_newer_database(db_url: str, tmp_
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1, refused.stderr  # one line, no traceback
     assert "newer than this mcpexec" in refused.stderr
-    gone = _mcpexec("db", "migrate", env=_env(tmp_path, "postgresql://postgres@127.0.0.1:1/x"))
-    assert gone.returncode == 1
-    assert gone.stderr.count("\n") == 1, gone.stderr
-    assert "MCPEXEC_DATABASE_URL" in gone.stderr
+    unreachable = _env(tmp_path, "postgresql://postgres@127.0.0.1:1/x")
+    for command in (["db", "migrate"], ["worker"], ["serve", "--port", str(free_port())]):
+        gone = _mcpexec(*command, env=unreachable)
+        assert gone.returncode == 1, (command, gone.stderr)
+        assert gone.stderr.strip().count("\n") == 0, gone.stderr  # one line, no traceback
+        assert "cannot connect to PostgreSQL" in gone.stderr
+        assert "MCPEXEC_DATABASE_URL" in gone.stderr
+    bad = _mcpexec("db", "migrate", env=_env(tmp_path, "postgresql://db.internal"))
+    assert bad.returncode == 1
+    assert "name the database" in bad.stderr
 
 
 class Worker:
