@@ -168,12 +168,12 @@ class PostgresStore(PostgresTenancy, Store):
             if not ready:
                 return []
             caps: dict[str, int | None] = {r["tenant"]: r["max_concurrent"] for r in ready}
+            running: dict[str, int] = {r["tenant"]: r["running"] for r in ready}
             capped = [t for t, cap in caps.items() if cap is not None]
-            if capped:
+            if capped:  # lock, then count again: only now is the count exact
                 await conn.execute(Q["lock_tenant_claims"], {"tenants": capped})
-            names = list(caps)
-            counted = await fetch_all(conn, Q["running_by_tenant"], {"tenants": names})
-            running = dict.fromkeys(names, 0) | {r["tenant"]: r["running"] for r in counted}
+                counted = await fetch_all(conn, Q["running_by_tenant"], {"tenants": capped})
+                running |= dict.fromkeys(capped, 0) | {r["tenant"]: r["running"] for r in counted}
             wants = {}
             for name, cap in caps.items():
                 want = limit if cap is None else min(limit, cap - running[name])

@@ -56,7 +56,9 @@ WITH RECURSIVE ready(tenant) AS (
             ORDER BY r.tenant LIMIT 1)
     FROM ready WHERE ready.tenant IS NOT NULL)
 SELECT ready.tenant AS tenant,
-       COALESCE(tenants.max_concurrent, %(default_max_concurrent)s::integer) AS max_concurrent
+       COALESCE(tenants.max_concurrent, %(default_max_concurrent)s::integer) AS max_concurrent,
+       (SELECT COUNT(*) FROM runs WHERE status = 'running' AND runs.tenant = ready.tenant)
+           AS running
 FROM ready LEFT JOIN tenants ON tenants.id = ready.tenant
 WHERE ready.tenant IS NOT NULL
 ORDER BY ready.tenant;
@@ -69,8 +71,8 @@ SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.claim:' || capped.tenant,
 FROM (SELECT tenant FROM unnest(%(tenants)s::text[]) AS t(tenant) ORDER BY tenant) AS capped;
 
 -- name: running_by_tenant
--- Counted after the tenant locks were taken: a statement's snapshot then includes every claim
--- committed by the previous holder.
+-- The capped tenants' counts again, after their locks were taken: a statement's snapshot then
+-- includes every claim committed by the previous holder (the first count may be stale).
 SELECT tenant, COUNT(*) AS running FROM runs
 WHERE status = 'running' AND tenant = ANY (%(tenants)s::text[])
 GROUP BY tenant;
