@@ -25,6 +25,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REMOVED] = scrub_settings_environment(os.environ)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from pg_server import drop_session_database
+
+    drop_session_database()  # the throwaway PostgreSQL database, if a test made one
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     removed = config.stash.get(_REMOVED, [])
     return f"scrubbed from the environment: {', '.join(removed)}" if removed else None

@@ -92,6 +92,12 @@ def version() -> None:
 @click.option("--host", help="Bind address (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 8002).")
 @click.option("--workers", type=int, help="Worker slots in this process (default 4).")
+@click.option(
+    "--no-workers",
+    is_flag=True,
+    help="Run no workers here (API, MCP, scheduler, reaper): `mcpexec worker` processes "
+    "sharing the store (MCPEXEC_DATABASE_URL) execute the runs.",
+)
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
 @log_level_option
 @log_format_option
@@ -104,6 +110,7 @@ def serve(
     host: str | None,
     port: int | None,
     workers: int | None,
+    no_workers: bool,
     home: Path | None,
     log_level: str | None,
     log_format: str | None,
@@ -116,7 +123,7 @@ def serve(
         run_server(
             host=host,
             port=port,
-            workers=workers,
+            workers=0 if no_workers else workers,
             home=home,
             log_level=log_level,
             log_format=log_format,
@@ -132,7 +139,8 @@ def serve(
 def worker(
     workers: int | None, home: Path | None, log_level: str | None, log_format: str | None
 ) -> None:
-    """Run workers alone against the store in $MCPEXEC_HOME (no HTTP)."""
+    """Run workers alone against the store (MCPEXEC_DATABASE_URL, else the one in
+    $MCPEXEC_HOME), no HTTP: as many worker processes on as many machines as wanted."""
     from mcpexec.serving import run_worker
 
     with _startup_errors():
@@ -177,13 +185,30 @@ def mcp(
 @contextlib.contextmanager
 def _startup_errors() -> Iterator[None]:
     """A server that cannot start says why in one line (file, key, fix), not a traceback."""
-    from mcpexec.errors import SandboxUnavailable
+    from mcpexec.errors import SandboxUnavailable, StoreError
 
     try:
         yield
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, StoreError) as exc:
         click.echo(f"mcpexec: cannot start: {exc}", err=True)
         sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """The store's schema (MCPEXEC_DATABASE_URL, else the SQLite file in $MCPEXEC_HOME)."""
+
+
+@db.command("migrate")
+@click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
+def db_migrate(home: Path | None) -> None:
+    """Apply the pending schema migrations (idempotent; refuses a database newer than this
+    mcpexec). serve and worker also migrate when they start; run this first when several
+    processes are upgraded at once."""
+    from mcpexec.serving import run_migrate
+
+    with _startup_errors():
+        click.echo(run_migrate(home=home))
 
 
 # -- submitting ----------------------------------------------------------------------------------

@@ -110,6 +110,19 @@ class StoreError(McpexecError):
     http_status = 503
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached just now; the operation did not happen (or, for a
+    write cut off at its commit, may have: a retried submit with an idempotency key is safe).
+    Retry shortly."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        details.setdefault("retry_after_s", 1)  # the API turns it into Retry-After
+        super().__init__(message, **details)
+
+
 class StorageQuotaExceeded(McpexecError):
     """The storage budget (logs and artifacts kept) is used up: no new runs until retention
     purges old ones or the budget is raised."""

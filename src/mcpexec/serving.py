@@ -20,6 +20,8 @@ from mcpexec.bootstrap import build_app
 from mcpexec.logfmt import configure as configure_logging
 from mcpexec.paths import write_private
 from mcpexec.settings import Settings, load_settings
+from mcpexec.store._migrations import load_migrations
+from mcpexec.store.url import describe_store, open_store, store_dialect
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,22 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
+def run_migrate(*, home: Path | None = None) -> str:
+    """``mcpexec db migrate``: open the store (which applies what is pending) and say where it
+    stands; ``StoreError`` when it cannot (unreachable, newer than this code)."""
+    settings = load_settings(home=home)
+    version = asyncio.run(_open_store(settings))
+    return f"{describe_store(settings.store_url)}: schema at version {version} (up to date)"
+
+
+async def _open_store(settings: Settings) -> int:
+    store = open_store(settings.store_url)
+    await store.open()
+    await store.close()
+    dialect = store_dialect(settings.store_url)
+    return 0 if dialect == "memory" else len(load_migrations(dialect))
+
+
 def run_server(
     *,
     host: str | None = None,
@@ -78,6 +96,9 @@ def run_server(
         log_format=log_format,
     )  # fmt: skip
     _configure_logging(settings)
+    # A store that cannot be opened (bad URL, unreachable, newer schema) is one line at the
+    # command line, before uvicorn would log it as a failed start-up with a traceback.
+    asyncio.run(_open_store(settings))
     api = create_server_app(settings, spool=spool)
     config = uvicorn.Config(
         api,

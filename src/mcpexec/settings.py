@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     token: str | None = Field(default=None, repr=False)
     database_url: str | None = Field(
         default=None,
-        description="the store: sqlite:///PATH (default: mcpexec.db under home) or memory://",
+        description="the store: sqlite:///PATH (default: mcpexec.db under home), "
+        "postgresql://USER@HOST/DBNAME (many machines share it) or memory://",
         repr=False,
     )
 

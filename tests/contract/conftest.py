@@ -1,15 +1,10 @@
 """The one store contract suite: every test taking ``store`` runs against every implementation.
 
-To add an implementation (e.g. PostgreSQL), register ONE factory with ``@contract_store``: an
-async context manager that yields a not-yet-opened store for a test's ``tmp_path`` and cleans up
-after it. A store on a real server finds it through ``servers.server_url``, which skips the
-test locally and fails it under ``CI=true`` when the server is missing::
-
-    @contract_store("postgres")
-    @asynccontextmanager
-    async def postgres(tmp_path: Path) -> AsyncIterator[Store]:
-        url = server_url("TEST_POSTGRES_URL", "PostgreSQL")
-        yield open_store(url)  # plus: a fresh schema per test, dropped afterwards
+To add an implementation, register ONE factory with ``@contract_store``: an async context
+manager that yields a not-yet-opened store for a test's ``tmp_path`` and cleans up after it. A
+store on a real server skips the test locally and fails it under ``CI=true`` when the server is
+missing (``servers.missing``): PostgreSQL gets a fresh schema per test in the session's
+throwaway database (``tests/pg_server.py``).
 
 ``anyio_backend`` comes from ``tests/conftest.py``.
 """
@@ -25,6 +20,8 @@ import pytest
 from mcpexec.store.base import Store
 from mcpexec.store.memory import MemoryStore
 from mcpexec.store.sqlite import SqliteStore
+from mcpexec.store.url import open_store
+from pg_server import fresh_schema
 
 StoreFactory = Callable[[Path], AbstractAsyncContextManager[Store]]
 STORES: dict[str, StoreFactory] = {}
@@ -48,6 +45,13 @@ async def memory(tmp_path: Path) -> AsyncIterator[Store]:
 @asynccontextmanager
 async def sqlite(tmp_path: Path) -> AsyncIterator[Store]:
     yield SqliteStore(tmp_path / "mcpexec.db")
+
+
+@contract_store("postgres")
+@asynccontextmanager
+async def postgres(tmp_path: Path) -> AsyncIterator[Store]:
+    with fresh_schema() as url:
+        yield open_store(url)
 
 
 @pytest.fixture(params=sorted(STORES))

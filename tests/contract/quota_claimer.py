@@ -1,6 +1,6 @@
 """A claimer process for the quota test (run as a script, not collected).
 
-Usage: quota_claimer.py DB WORKER_ID READY_FILE GO_FILE BATCH
+Usage: quota_claimer.py STORE_URL WORKER_ID READY_FILE GO_FILE BATCH
 Claims with batches of BATCH under ``ClaimLimits`` until the queue is drained; for each claimed
 run it records ``start`` just after the claim committed and ``end`` just before the finish
 commits (CLOCK_MONOTONIC, shared by all processes on the host), so each recorded interval lies
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mcpexec.models import utcnow
 from mcpexec.store.base import AttemptOutcome, ClaimLimits
-from mcpexec.store.sqlite import SqliteStore
+from mcpexec.store.url import open_store
 
 
 def _ready_set_go(ready: Path, go: Path) -> None:
@@ -30,8 +30,8 @@ def _ready_set_go(ready: Path, go: Path) -> None:
         time.sleep(0.005)
 
 
-async def main(db: Path, worker: str, ready: Path, go: Path, batch: int) -> None:
-    store = SqliteStore(db)
+async def main(url: str, worker: str, ready: Path, go: Path, batch: int) -> None:
+    store = open_store(url)
     await store.open()
     await asyncio.to_thread(_ready_set_go, ready, go)
     spans: list[list[object]] = []
@@ -58,5 +58,5 @@ async def main(db: Path, worker: str, ready: Path, go: Path, batch: int) -> None
 
 
 if __name__ == "__main__":
-    db, worker, ready, go, batch = sys.argv[1:6]
-    asyncio.run(main(Path(db), worker, Path(ready), Path(go), int(batch)))
+    url, worker, ready, go, batch = sys.argv[1:6]
+    asyncio.run(main(url, worker, Path(ready), Path(go), int(batch)))

@@ -40,7 +40,9 @@ def test_relative_sqlite_path_and_memory() -> None:
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("postgresql://db/mcpexec", "unknown scheme 'postgresql'"),
+        ("mysql://db/mcpexec", "unknown scheme 'mysql'"),
+        ("postgresql://db", "name the database"),
+        ("postgresql://db/x?nosuchparam=1", "not a PostgreSQL URL"),
         ("/var/lib/mcpexec.db", "not a URL"),
         ("sqlite://host/x.db", "sqlite:///PATH"),
         ("sqlite:///", "sqlite:///PATH"),
@@ -54,6 +56,15 @@ def test_a_bad_url_is_a_clear_error_naming_the_field(url: str, says: str) -> Non
     assert says in caught.value.message
     assert caught.value.code == "invalid_store_url"
     assert caught.value.details["field"] == "database_url"
+
+
+def test_a_postgresql_url_opens_the_postgres_store() -> None:
+    from mcpexec.store.postgres import PostgresStore
+
+    for url in ("postgresql://mcpexec@db.internal/mcpexec", "postgres://u:pw@db:5433/x"):
+        store = open_store(url)
+        assert isinstance(store, PostgresStore)
+        assert type(store).wakes_across_processes
 
 
 def test_the_url_is_not_shown_in_the_settings_repr(tmp_path: Path) -> None:

@@ -56,16 +56,32 @@ def load_migrations(dialect: str, root: Traversable | None = None) -> list[Migra
     return found
 
 
-def migrate(dialect: str, current: int, apply: Callable[[Migration], None]) -> int:
-    """Apply every migration of ``dialect`` above version ``current``, in order, through
-    ``apply`` (which also records the new version); returns the version reached. A database
-    newer than this code is refused: an older mcpexec must not write to it."""
+def pending_migrations(dialect: str, current: int) -> list[Migration]:
+    """``dialect``'s migrations above version ``current``, in order. A database newer than this
+    code is refused (``StoreError``): an older mcpexec must not write to it."""
     migrations = load_migrations(dialect)
     if current > len(migrations):
         raise StoreError(
             f"the database schema (version {current}) is newer than this mcpexec "
             f"(version {len(migrations)}); upgrade mcpexec"
         )
-    for migration in migrations[current:]:
+    return migrations[current:]
+
+
+def migrate(dialect: str, current: int, apply: Callable[[Migration], None]) -> int:
+    """Apply every migration of ``dialect`` above version ``current``, in order, through
+    ``apply`` (which also records the new version); returns the version reached."""
+    pending = pending_migrations(dialect, current)
+    for migration in pending:
         apply(migration)
-    return len(migrations)
+    return current + len(pending)
+
+
+_SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    """The named statements of ``sql/<dialect>/queries.sql`` (sections ``-- name: NAME``)."""
+    text = resources.files("mcpexec.store").joinpath(f"sql/{dialect}/queries.sql").read_text()
+    parts = _SECTION.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}

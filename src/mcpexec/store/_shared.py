@@ -10,11 +10,21 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from mcpexec.models import Failure, FailureKind, RunStatus
 from mcpexec.store.base import AttemptOutcome
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Row(Protocol):
+    """A result row read by column name: ``sqlite3.Row`` or psycopg's ``dict_row``. Both
+    dialects keep the same columns, so one set of decoders serves them."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 _MICROSECOND = timedelta(microseconds=1)
 CANCELLED_MESSAGE = "cancelled by request"
 

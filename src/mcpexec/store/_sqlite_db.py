@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mcpexec.errors import McpexecError, StoreError
 from mcpexec.store._migrations import Migration, migrate
+from mcpexec.store._migrations import load_queries as named_queries
 
 T = TypeVar("T")
 
@@ -46,14 +45,11 @@ DIALECT = "sqlite"
 BUSY_RETRIES = 4
 BUSY_BACKOFF_S = 0.02
 BUSY_TIMEOUT_MS = 5000
-_SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 def load_queries() -> dict[str, str]:
     """The named statements of ``sql/sqlite/queries.sql``."""
-    text = resources.files("mcpexec.store").joinpath(f"sql/{DIALECT}/queries.sql").read_text()
-    parts = _SECTION.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return named_queries(DIALECT)
 
 
 def _statements(script: str) -> list[str]:

@@ -5,7 +5,6 @@ A run is decoded from the ``Run`` model's own fields (``RUN_FIELDS``), not from 
 from __future__ import annotations
 
 import json
-import sqlite3
 import types
 import typing
 from datetime import datetime
@@ -14,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from mcpexec.models import Attempt, Failure, FailureKind, Run, RunStatus
-from mcpexec.store._shared import from_us, to_us
-from mcpexec.store.base import Claim, WorkerInfo
+from mcpexec.store._shared import FinishDecision, Row, from_us, to_us
+from mcpexec.store.base import AttemptOutcome, Claim, WorkerInfo
 
 
 def us_or_none(value: datetime | None) -> int | None:
@@ -88,7 +87,7 @@ def _decode(kind: str, annotation: Any, value: Any) -> Any:
 _RUN_ANNOTATIONS = {name: Run.model_fields[name].annotation for name in RUN_FIELDS}
 
 
-def run_of(row: sqlite3.Row) -> Run:
+def run_of(row: Row) -> Run:
     data = {
         name: _decode(kind, _RUN_ANNOTATIONS[name], row[name]) for name, kind in RUN_FIELDS.items()
     }
@@ -96,13 +95,13 @@ def run_of(row: sqlite3.Row) -> Run:
     return Run.model_validate(data)
 
 
-def claim_of(row: sqlite3.Row) -> Claim:
+def claim_of(row: Row) -> Claim:
     return Claim(
         run=run_of(row), attempt=row["attempts"], lease_expires_at=from_us(row["lease_expires_at"])
     )
 
 
-def attempt_of(row: sqlite3.Row) -> Attempt:
+def attempt_of(row: Row) -> Attempt:
     return Attempt(
         run_id=row["run_id"],
         number=row["number"],
@@ -119,7 +118,7 @@ def attempt_of(row: sqlite3.Row) -> Attempt:
     )
 
 
-def worker_of(row: sqlite3.Row) -> WorkerInfo:
+def worker_of(row: Row) -> WorkerInfo:
     return WorkerInfo(
         id=row["id"],
         hostname=row["hostname"],
@@ -129,3 +128,61 @@ def worker_of(row: sqlite3.Row) -> WorkerInfo:
         heartbeat_at=from_us(row["heartbeat_at"]),
         running=row["running"],
     )
+
+
+# -- statement parameters both dialects use (the same columns, the same encodings) --------------
+def finish_attempt_args(
+    run_id: str, attempt: int, outcome: AttemptOutcome, decision: FinishDecision, now_us: int
+) -> dict[str, Any]:
+    """The parameters of ``finish_attempt`` (the attempt row)."""
+    failure = outcome.failure
+    return {
+        "run_id": run_id,
+        "attempt": attempt,
+        "status": decision.attempt_status.value,
+        "now": now_us,
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "failure_kind": None if failure is None else failure.kind.value,
+        "failure_message": None if failure is None else failure.message,
+        "output_truncated": outcome.output_truncated,
+        "isolation": outcome.isolation,
+        "limits": json_or_none(outcome.limits),
+    }
+
+
+def finish_run_args(
+    run_id: str,
+    outcome: AttemptOutcome,
+    decision: FinishDecision,
+    result: str | None,
+    now_us: int,
+    retry_at: datetime | None,
+) -> dict[str, Any]:
+    """The parameters of ``finish_run`` (the run row; ``result`` already JSON)."""
+    pending = decision.run_status == RunStatus.PENDING
+    kept = decision.failure
+    return {
+        "run_id": run_id,
+        "status": decision.run_status.value,
+        "failure_kind": None if kept is None else kept.kind.value,
+        "failure_message": None if kept is None else kept.message,
+        "partial": decision.partial,
+        "exit_code": outcome.exit_code,
+        "result": result,
+        "output_truncated": outcome.output_truncated,
+        "finished_at": None if pending else now_us,
+        "retry_at": us_or_none(retry_at) if pending else None,
+    }
+
+
+def worker_args(info: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "hostname": info.hostname,
+        "pid": info.pid,
+        "concurrency": info.concurrency,
+        "started_at": to_us(info.started_at),
+        "heartbeat_at": to_us(info.heartbeat_at),
+        "running": info.running,
+    }

@@ -15,13 +15,14 @@ from typing import Any
 from mcpexec.errors import Conflict
 from mcpexec.models import Run
 from mcpexec.schedules import ScheduleSpec
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import Row, from_us, to_us
 from mcpexec.store._sqlite_rows import dt_or_none, json_or_none, run_of, us_or_none
 from mcpexec.store.base import (
     SKIPPED_OUTCOMES,
     FireBatch,
     FireRecord,
     NewRun,
+    ScheduleChange,
     ScheduleRecord,
     TaskRecord,
 )
@@ -52,7 +53,7 @@ def run_args(new: NewRun) -> dict[str, Any]:
     }
 
 
-def task_of(row: sqlite3.Row) -> TaskRecord:
+def task_of(row: Row) -> TaskRecord:
     return TaskRecord(
         tenant=row["tenant"],
         name=row["name"],
@@ -65,7 +66,7 @@ def task_of(row: sqlite3.Row) -> TaskRecord:
     )
 
 
-def schedule_of(row: sqlite3.Row) -> ScheduleRecord:
+def schedule_of(row: Row) -> ScheduleRecord:
     return ScheduleRecord(
         id=row["id"],
         tenant=row["tenant"],
@@ -86,7 +87,7 @@ def schedule_of(row: sqlite3.Row) -> ScheduleRecord:
     )
 
 
-def fire_of(row: sqlite3.Row) -> FireRecord:
+def fire_of(row: Row) -> FireRecord:
     return FireRecord(
         schedule_id=row["schedule_id"],
         fire_key=row["fire_key"],
@@ -110,6 +111,19 @@ def schedule_args(schedule: ScheduleRecord) -> dict[str, Any]:
         "created_at": to_us(schedule.created_at),
         "handled_until": to_us(schedule.handled_until),
         "next_fire_at": us_or_none(schedule.next_fire_at),
+    }
+
+
+def schedule_change_args(schedule_id: str, change: ScheduleChange) -> dict[str, Any]:
+    """The parameters of ``update_schedule``."""
+    return {
+        "id": schedule_id,
+        "spec": change.spec.model_dump_json(),
+        "task_version": change.task_version,
+        "params": json.dumps(change.params),
+        "next_fire_at": us_or_none(change.next_fire_at),
+        "handled_until": to_us(change.handled_until),
+        "updated_at": to_us(change.updated_at),
     }
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from mcpexec.errors import Conflict, QuotaExceeded
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import EPOCH, Row, from_us, to_us
 from mcpexec.store._sqlite_db import Database
 from mcpexec.store._sqlite_rows import dt_or_none, us_or_none
 from mcpexec.store.base import AuditEntry, ClaimLimits, NewRun, TenantRecord, TokenRecord
@@ -26,7 +26,7 @@ from mcpexec.tenancy import Candidate, fair_pick
 QUEUE_RETRY_AFTER_S = 5
 
 
-def token_of(row: sqlite3.Row) -> TokenRecord:
+def token_of(row: Row) -> TokenRecord:
     return TokenRecord(
         id=row["id"],
         name=row["name"],
@@ -42,7 +42,7 @@ def token_of(row: sqlite3.Row) -> TokenRecord:
     )
 
 
-def tenant_of(row: sqlite3.Row) -> TenantRecord:
+def tenant_of(row: Row) -> TenantRecord:
     return TenantRecord(
         id=row["id"],
         created_at=from_us(row["created_at"]),
@@ -54,7 +54,7 @@ def tenant_of(row: sqlite3.Row) -> TenantRecord:
     )
 
 
-def audit_of(row: sqlite3.Row) -> AuditEntry:
+def audit_of(row: Row) -> AuditEntry:
     return AuditEntry(
         seq=row["seq"],
         at=from_us(row["at"]),
@@ -76,6 +76,34 @@ def audit_args(entry: AuditEntry) -> dict[str, Any]:
         "action": entry.action,
         "target": entry.target,
         "detail": json.dumps(entry.detail),
+    }
+
+
+def token_args(token: TokenRecord) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "token_hash": token.token_hash,
+        "role": token.role,
+        "tenant": token.tenant,
+        "created_at": to_us(token.created_at),
+        "revoked": token.revoked,
+        "principal_id": token.principal,
+        "expires_at": us_or_none(token.expires_at),
+        "kind": token.kind,
+    }
+
+
+def tenant_args(tenant: TenantRecord) -> dict[str, Any]:
+    """The parameters of ``insert_tenant`` and ``update_tenant``."""
+    return {
+        "id": tenant.id,
+        "created_at": to_us(tenant.created_at),
+        "max_concurrent": tenant.max_concurrent,
+        "max_queued": tenant.max_queued,
+        "max_runtime_s": tenant.max_runtime_s,
+        "max_limits": json.dumps(dict(tenant.max_limits), sort_keys=True),
+        "default_limits": json.dumps(dict(tenant.default_limits), sort_keys=True),
     }
 
 
@@ -155,18 +183,7 @@ class SqliteTenancy:
     _q: Mapping[str, str]
 
     async def add_token(self, token: TokenRecord) -> None:
-        args = {
-            "id": token.id,
-            "name": token.name,
-            "token_hash": token.token_hash,
-            "role": token.role,
-            "tenant": token.tenant,
-            "created_at": to_us(token.created_at),
-            "revoked": token.revoked,
-            "principal_id": token.principal,
-            "expires_at": us_or_none(token.expires_at),
-            "kind": token.kind,
-        }
+        args = token_args(token)
         q = self._q
 
         def tx(conn: sqlite3.Connection) -> None:
@@ -212,15 +229,7 @@ class SqliteTenancy:
 
     async def create_tenant(self, tenant: TenantRecord) -> TenantRecord:
         q = self._q
-        args = {
-            "id": tenant.id,
-            "created_at": to_us(tenant.created_at),
-            "max_concurrent": tenant.max_concurrent,
-            "max_queued": tenant.max_queued,
-            "max_runtime_s": tenant.max_runtime_s,
-            "max_limits": json.dumps(dict(tenant.max_limits), sort_keys=True),
-            "default_limits": json.dumps(dict(tenant.default_limits), sort_keys=True),
-        }
+        args = tenant_args(tenant)
 
         def tx(conn: sqlite3.Connection) -> TenantRecord:
             try:
@@ -257,14 +266,17 @@ class SqliteTenancy:
         default_limits: Mapping[str, int] | None = None,
     ) -> TenantRecord | None:
         q = self._q
-        args = {
-            "id": tenant_id,
-            "max_concurrent": max_concurrent,
-            "max_queued": max_queued,
-            "max_runtime_s": max_runtime_s,
-            "max_limits": json.dumps(dict(max_limits or {}), sort_keys=True),
-            "default_limits": json.dumps(dict(default_limits or {}), sort_keys=True),
-        }
+        args = tenant_args(
+            TenantRecord(
+                tenant_id,
+                EPOCH,
+                max_concurrent,
+                max_queued,
+                max_runtime_s,
+                max_limits or {},
+                default_limits or {},
+            )
+        )
 
         def tx(conn: sqlite3.Connection) -> TenantRecord | None:
             row = conn.execute(q["update_tenant"], args).fetchone()

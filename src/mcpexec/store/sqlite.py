@@ -37,9 +37,12 @@ from mcpexec.store._sqlite_db import Database, load_queries
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
+    finish_attempt_args,
+    finish_run_args,
     json_or_none,
     run_of,
     us_or_none,
+    worker_args,
     worker_of,
 )
 from mcpexec.store._sqlite_tasks import run_args
@@ -242,7 +245,6 @@ class SqliteStore(SqliteTenancy, Store):
         }
         result = json_or_none(outcome.result)  # refuse a non-JSON result before touching anything
         now_us = to_us(now)
-        failure = outcome.failure
 
         def tx(conn: sqlite3.Connection) -> Run | None:
             row = conn.execute(Q["held_run"], fence).fetchone()
@@ -255,40 +257,11 @@ class SqliteStore(SqliteTenancy, Store):
                 bool(row["has_artifacts"]),
             )
             conn.execute(
-                Q["finish_attempt"],
-                {
-                    "run_id": run_id,
-                    "attempt": attempt,
-                    "status": decision.attempt_status.value,
-                    "now": now_us,
-                    "exit_code": outcome.exit_code,
-                    "signal": outcome.signal,
-                    "failure_kind": None if failure is None else failure.kind.value,
-                    "failure_message": None if failure is None else failure.message,
-                    "output_truncated": outcome.output_truncated,
-                    "isolation": outcome.isolation,
-                    "limits": json_or_none(outcome.limits),
-                },
+                Q["finish_attempt"], finish_attempt_args(run_id, attempt, outcome, decision, now_us)
             )
-            pending = decision.run_status == RunStatus.PENDING
             updated = conn.execute(
                 Q["finish_run"],
-                {
-                    "run_id": run_id,
-                    "status": decision.run_status.value,
-                    "failure_kind": None
-                    if decision.failure is None
-                    else decision.failure.kind.value,
-                    "failure_message": None
-                    if decision.failure is None
-                    else decision.failure.message,
-                    "partial": decision.partial,
-                    "exit_code": outcome.exit_code,
-                    "result": result,
-                    "output_truncated": outcome.output_truncated,
-                    "finished_at": None if pending else now_us,
-                    "retry_at": us_or_none(retry_at) if pending else None,
-                },
+                finish_run_args(run_id, outcome, decision, result, now_us, retry_at),
             ).fetchone()
             return run_of(updated)
 
@@ -410,15 +383,7 @@ class SqliteStore(SqliteTenancy, Store):
 
     # -- workers -------------------------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
-        args = {
-            "id": info.id,
-            "hostname": info.hostname,
-            "pid": info.pid,
-            "concurrency": info.concurrency,
-            "started_at": to_us(info.started_at),
-            "heartbeat_at": to_us(info.heartbeat_at),
-            "running": info.running,
-        }
+        args = worker_args(info)
         await self._db.write(lambda conn: conn.execute(Q["upsert_worker"], args))
 
     async def remove_worker(self, worker_id: str) -> None:
@@ -527,15 +492,7 @@ class SqliteStore(SqliteTenancy, Store):
     async def update_schedule(
         self, schedule_id: str, change: ScheduleChange
     ) -> ScheduleRecord | None:
-        args = {
-            "id": schedule_id,
-            "spec": change.spec.model_dump_json(),
-            "task_version": change.task_version,
-            "params": json.dumps(change.params),
-            "next_fire_at": us_or_none(change.next_fire_at),
-            "handled_until": to_us(change.handled_until),
-            "updated_at": to_us(change.updated_at),
-        }
+        args = tasks_sql.schedule_change_args(schedule_id, change)
 
         def tx(conn: sqlite3.Connection) -> ScheduleRecord | None:
             row = conn.execute(Q["update_schedule"], args).fetchone()

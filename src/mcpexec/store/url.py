@@ -1,8 +1,10 @@
 """The one place that opens a store from a URL (``MCPEXEC_DATABASE_URL``).
 
 ``sqlite:///absolute/path.db`` (three slashes, then the path: ``sqlite:////var/lib/x.db`` for
-``/var/lib/x.db``; a relative path is relative to the working directory) and ``memory://`` (the
-unit-test store: nothing durable, nothing shared between processes). A second dialect adds one
+``/var/lib/x.db``; a relative path is relative to the working directory), ``postgresql://`` (or
+``postgres://``) ``[user[:password]@]host[:port]/dbname[?param=value]`` with libpq's parameters
+(many workers on many machines share one PostgreSQL) and ``memory://`` (the unit-test store:
+nothing durable, nothing shared between processes). A second dialect adds one
 entry to ``_OPENERS``; everything that builds a store (``mcpexec.bootstrap``) goes through
 ``open_store``.
 """
@@ -45,7 +47,57 @@ def _memory(url: str) -> Store:
     return MemoryStore()
 
 
-_OPENERS: dict[str, Callable[[str], Store]] = {"sqlite": _sqlite, "memory": _memory}
+def _postgres(url: str) -> Store:
+    import psycopg.conninfo
+
+    from mcpexec.store.postgres import PostgresStore
+
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a libpq URL"
+        raise InvalidStoreUrl(
+            f"database_url (MCPEXEC_DATABASE_URL): not a PostgreSQL URL ({reason}); "
+            "write postgresql://USER@HOST:PORT/DBNAME",
+            field="database_url",
+        ) from exc
+    if not info.get("dbname"):
+        raise InvalidStoreUrl(
+            "database_url (MCPEXEC_DATABASE_URL): name the database: "
+            "postgresql://USER@HOST:PORT/DBNAME",
+            field="database_url",
+        )
+    return PostgresStore(url)
+
+
+_OPENERS: dict[str, Callable[[str], Store]] = {
+    "sqlite": _sqlite,
+    "memory": _memory,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
+
+
+_DIALECTS = {
+    "sqlite": "sqlite",
+    "memory": "memory",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+}
+
+
+def store_dialect(url: str) -> str:
+    """The migration dialect of a (valid) store URL: ``sqlite``, ``postgres`` or ``memory``."""
+    return _DIALECTS[url.partition(":")[0].lower()]
+
+
+def describe_store(url: str) -> str:
+    """The store URL for messages: a PostgreSQL URL without user or password."""
+    if store_dialect(url) != "postgres":
+        return url
+    from mcpexec.store._pg_db import describe
+
+    return describe(url)
 
 
 def open_store(url: str) -> Store:

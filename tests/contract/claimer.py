@@ -1,7 +1,7 @@
-"""A worker process for the SQLite concurrency test (run as a script, not collected).
+"""A worker process for the concurrency tests (run as a script, not collected).
 
-Usage: sqlite_claimer.py DB WORKER_ID READY_FILE GO_FILE BATCH
-Opens its own SqliteStore, says it is ready, waits for the go signal (so that both processes
+Usage: claimer.py STORE_URL WORKER_ID READY_FILE GO_FILE BATCH
+Opens its own store, says it is ready, waits for the go signal (so that both processes
 really overlap), then claims and completes runs until none is left; prints the claimed ids as
 JSON on stdout.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mcpexec.models import utcnow
 from mcpexec.store.base import AttemptOutcome
-from mcpexec.store.sqlite import SqliteStore
+from mcpexec.store.url import open_store
 
 
 def _ready_set_go(ready: Path, go: Path) -> None:
@@ -29,8 +29,8 @@ def _ready_set_go(ready: Path, go: Path) -> None:
         time.sleep(0.005)
 
 
-async def main(db: Path, worker: str, ready: Path, go: Path, batch: int) -> None:
-    store = SqliteStore(db)
+async def main(url: str, worker: str, ready: Path, go: Path, batch: int) -> None:
+    store = open_store(url)
     await store.open()
     await asyncio.to_thread(_ready_set_go, ready, go)
     claimed: list[str] = []
@@ -50,5 +50,5 @@ async def main(db: Path, worker: str, ready: Path, go: Path, batch: int) -> None
 
 
 if __name__ == "__main__":
-    db, worker, ready, go, batch = sys.argv[1:6]
-    asyncio.run(main(Path(db), worker, Path(ready), Path(go), int(batch)))
+    url, worker, ready, go, batch = sys.argv[1:6]
+    asyncio.run(main(url, worker, Path(ready), Path(go), int(batch)))

@@ -1,0 +1,2 @@
+-- reserved for the tenancy migration (an empty step, as in the SQLite dialect)
+SELECT 1;

@@ -1,0 +1,210 @@
+"""Scale-out on PostgreSQL, end to end: ``mcpexec db migrate``, an API process without workers
+(``serve --no-workers``) and a separate ``mcpexec worker`` sharing one database; and a database
+outage (new connections refused, every mcpexec connection terminated) under load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from mcpexec.client import ApiError, Client
+from pg_server import admin_url, fresh_schema
+
+from .conftest import MCPEXEC, Server, free_port, make_server
+
+pytestmark = pytest.mark.slow
+RUNS = 200
+
+
+@pytest.fixture
+def db_url() -> Iterator[str]:
+    with fresh_schema() as url:
+        yield url
+
+
+def _mcpexec(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MCPEXEC, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _env(home: Path, url: str) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "MCPEXEC_HOME": str(home), "MCPEXEC_DATABASE_URL": url}
+
+
+def test_db_migrate_is_idempotent_and_refuses_a_newer_database(db_url: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, db_url)
+    for _ in range(2):
+        done = _mcpexec("db", "migrate", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "schema at version 7 (up to date)" in done.stdout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    refused = _mcpexec("db", "migrate", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1, refused.stderr  # one line, no traceback
+    assert "newer than this mcpexec" in refused.stderr
+    unreachable = _env(tmp_path, "postgresql://postgres@127.0.0.1:1/x")
+    for command in (["db", "migrate"], ["worker"], ["serve", "--port", str(free_port())]):
+        gone = _mcpexec(*command, env=unreachable)
+        assert gone.returncode == 1, (command, gone.stderr)
+        assert gone.stderr.strip().count("\n") == 0, gone.stderr  # one line, no traceback
+        assert "cannot connect to PostgreSQL" in gone.stderr
+        assert "MCPEXEC_DATABASE_URL" in gone.stderr
+    bad = _mcpexec("db", "migrate", env=_env(tmp_path, "postgresql://db.internal"))
+    assert bad.returncode == 1
+    assert "name the database" in bad.stderr
+
+
+class Worker:
+    """A ``mcpexec worker`` process on the shared database."""
+
+    def __init__(self, server: Server, slots: int) -> None:
+        self.log_path = server.home / f"worker-{time.monotonic_ns()}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [MCPEXEC, "worker", "--workers", str(slots)],
+                env=server.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def cluster(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Worker]]:
+    server = make_server(tmp_path, workers=0, MCPEXEC_DATABASE_URL=db_url, MCPEXEC_SANDBOX="none")
+    server.args = ["--no-workers"]
+    server.start()
+    worker = Worker(server, slots=4)
+    try:
+        with server.client() as client:
+            deadline = time.monotonic() + 60
+            while not client.workers():  # registered: its store is open and it claims
+                assert worker.proc.poll() is None, worker.log()
+                assert time.monotonic() < deadline, worker.log()
+                time.sleep(0.05)  # another process's start-up: nothing to await but its row
+        yield server, worker
+    finally:
+        worker.stop()
+        server.stop()
+
+
+def _wait_all(client: Client, ids: list[str], timeout_s: float) -> dict[str, dict[str, object]]:
+    deadline = time.monotonic() + timeout_s
+    done: dict[str, dict[str, object]] = {}
+    for run_id in ids:
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{len(done)}/{len(ids)} runs finished in time"
+            try:
+                run = client.wait(run_id, timeout_s=min(remaining, 30))
+            except (ApiError, httpx.TransportError):  # the API's store may be away a moment
+                time.sleep(0.1)  # no event to await across an outage: bounded retry
+                continue
+            if run["status"] in ("completed", "failed", "cancelled"):
+                done[run_id] = run
+                break
+    return done
+
+
+def test_an_api_without_workers_and_a_worker_process_run_200_runs(
+    cluster: tuple[Server, Worker],
+) -> None:
+    server, worker = cluster
+    with server.client() as client:
+        assert client.health()["worker_slots"] == 0  # the API process runs nothing
+        ids = [client.submit({"command": ["true"]})["id"] for _ in range(RUNS)]
+        done = _wait_all(client, ids, timeout_s=120)
+        assert len(done) == RUNS
+        assert {r["status"] for r in done.values()} == {"completed"}, worker.log()
+        assert all(r["attempts"] == 1 for r in done.values())
+        pids = {w["pid"] for w in client.workers()}
+    assert pids == {worker.proc.pid}
+
+
+def _set_connections(db_url: str, allowed: bool) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(db_url)["dbname"]
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).upper()}')
+        if not allowed:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name = 'mcpexec'",
+                [name],
+            )
+
+
+@pytest.mark.timeout(300)
+def test_a_database_outage_under_load_loses_nothing(
+    cluster: tuple[Server, Worker], db_url: str
+) -> None:
+    server, worker = cluster
+    accepted: list[str] = []
+    refused: list[ApiError] = []
+    stop = threading.Event()
+
+    def submit_forever() -> None:
+        with server.client() as client:
+            while not stop.is_set():
+                try:
+                    accepted.append(client.submit({"command": ["true"]})["id"])
+                except ApiError as exc:
+                    refused.append(exc)
+
+    submitters = [threading.Thread(target=submit_forever) for _ in range(3)]
+    for thread in submitters:
+        thread.start()
+    try:
+        while len(accepted) < 50:
+            time.sleep(0.01)  # let the load build up: a count to reach, no event
+        _set_connections(db_url, allowed=False)
+        answer = httpx.post(
+            f"{server.url}/api/v1/runs",
+            json={"command": ["true"]},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=60,
+        )
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        assert int(answer.headers["Retry-After"]) >= 1
+    finally:
+        _set_connections(db_url, allowed=True)
+    after = len(accepted)
+    while len(accepted) < after + 50:  # and the API recovers by itself
+        time.sleep(0.01)
+    stop.set()
+    for thread in submitters:
+        thread.join(60)
+
+    assert refused
+    for exc in refused:
+        assert exc.status == 503, exc
+        assert exc.api_code == "store_unavailable", exc
+        assert exc.details.get("retry_after_s", 0) >= 1
+    with server.client() as client:
+        done = _wait_all(client, accepted, timeout_s=180)
+    assert len(done) == len(accepted)  # every 202 ends terminal: none lost, none stuck
+    statuses = {run_id: run["status"] for run_id, run in done.items()}
+    completed = sum(1 for s in statuses.values() if s == "completed")
+    print(
+        f"outage: {len(accepted)} accepted, {len(refused)} refused with 503, "
+        f"{completed} completed, {len(accepted) - completed} failed after a store error"
+    )
+    assert completed == len(accepted), worker.log()
