@@ -1,0 +1,92 @@
+"""A real App running the workflow engine, and the fake agent CLI (``tests/fake_agent``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcpexec.app import App, Principal
+from mcpexec.bootstrap import build_app
+from mcpexec.settings import Settings
+from mcpexec.store.base import WorkflowRunRecord
+
+ADMIN = Principal("tok-admin", "admin", "admin", "default")
+FAKE_CLAUDE = str(Path(__file__).resolve().parent.parent / "fake_agent" / "claude")
+
+PIPELINE = f"""
+name: pipeline
+params:
+  type: object
+  properties: {{feature: {{type: string, pattern: "^[a-z0-9-]{{3,20}}$"}}}}
+  required: [feature]
+concurrency: 2
+steps:
+  init:
+    shell: 'mkdir -p instructions && echo "feature $MCPEXEC_PARAM_FEATURE" > TASK_SPEC.md &&
+      for r in orchestrator tester implementer verifier; do echo "You are the $r." >
+      instructions/$r.md; done'
+  orchestrator:
+    needs: [init]
+    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/orchestrator.md}}
+    checkpoint: &ck {{file: checkpoints/orchestrator.json, schema: {{type: object, required: [status]}}}}
+  tester:
+    needs: [orchestrator]
+    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/tester.md}}
+    checkpoint: {{file: checkpoints/tester.json, schema: {{type: object, required: [status]}}}}
+  implementer:
+    needs: [tester]
+    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/implementer.md}}
+    checkpoint: {{file: checkpoints/implementer.json, schema: {{type: object, required: [status]}}}}
+  verifier:
+    needs: [implementer]
+    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/verifier.md}}
+    checkpoint: {{file: checkpoints/verifier.json, schema: {{type: object, required: [status]}}}}
+""".replace("checkpoint: &ck ", "checkpoint: ")
+
+
+@asynccontextmanager
+async def workflow_app(tmp_path: Path, workers: int = 4) -> AsyncIterator[App]:
+    settings = Settings(
+        home=tmp_path / "home",
+        sandbox="none",
+        poll_s=0.05,
+        heartbeat_s=0.2,
+        kill_grace_s=0.2,
+        shutdown_grace_s=0.5,
+    )
+    app = build_app(settings)
+    await app.open()
+    await app.start_background(workers=workers, scheduler=True)
+    try:
+        yield app
+    finally:
+        await asyncio.wait_for(app.close(), 20)
+
+
+async def until(
+    app: App,
+    run_id: str,
+    check: Any,
+    timeout_s: float = 30.0,
+    principal: Principal = ADMIN,
+) -> WorkflowRunRecord:
+    """Wait (bounded, once per engine tick) until ``check(record)`` holds; ``check`` may be a
+    status."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    predicate = check if callable(check) else (lambda r: r.status == check)
+    while True:
+        rec = await app.workflows.get_run(run_id, principal)
+        if predicate(rec):
+            return rec
+        if loop.time() > deadline:
+            raise AssertionError(f"workflow run {run_id}: {rec.status} {rec.state['steps']}")
+        await asyncio.sleep(0.02)
+
+
+def step_status(rec: WorkflowRunRecord, step: str) -> str:
+    status: str = rec.state["steps"][step]["status"]
+    return status
