@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,35 +17,55 @@ from mcpexec.store.base import WorkflowRunRecord
 ADMIN = Principal("tok-admin", "admin", "admin", "default")
 FAKE_CLAUDE = str(Path(__file__).resolve().parent.parent / "fake_agent" / "claude")
 
-PIPELINE = f"""
-name: pipeline
-params:
-  type: object
-  properties: {{feature: {{type: string, pattern: "^[a-z0-9-]{{3,20}}$"}}}}
-  required: [feature]
-concurrency: 2
-steps:
-  init:
-    shell: 'mkdir -p instructions && echo "feature $MCPEXEC_PARAM_FEATURE" > TASK_SPEC.md &&
-      for r in orchestrator tester implementer verifier; do echo "You are the $r." >
-      instructions/$r.md; done'
-  orchestrator:
-    needs: [init]
-    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/orchestrator.md}}
-    checkpoint: &ck {{file: checkpoints/orchestrator.json, schema: {{type: object, required: [status]}}}}
-  tester:
-    needs: [orchestrator]
-    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/tester.md}}
-    checkpoint: {{file: checkpoints/tester.json, schema: {{type: object, required: [status]}}}}
-  implementer:
-    needs: [tester]
-    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/implementer.md}}
-    checkpoint: {{file: checkpoints/implementer.json, schema: {{type: object, required: [status]}}}}
-  verifier:
-    needs: [implementer]
-    agent: {{executable: {FAKE_CLAUDE}, instructions: instructions/verifier.md}}
-    checkpoint: {{file: checkpoints/verifier.json, schema: {{type: object, required: [status]}}}}
-""".replace("checkpoint: &ck ", "checkpoint: ")
+PHASES = ("orchestrator", "tester", "implementer", "verifier")
+CHECKPOINT_SCHEMA = {"type": "object", "required": ["status"]}
+INIT = (
+    'mkdir -p instructions && echo "feature $MCPEXEC_PARAM_FEATURE" > TASK_SPEC.md && '
+    'for r in orchestrator tester implementer verifier; do echo "You are the $r." > '
+    "instructions/$r.md; done"
+)
+
+
+def agent_step(role: str, needs: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "needs": needs,
+        "agent": {"executable": FAKE_CLAUDE, "instructions": f"instructions/{role}.md"},
+        "checkpoint": {"file": f"checkpoints/{role}.json", "schema": CHECKPOINT_SCHEMA},
+        **extra,
+    }
+
+
+def pipeline(
+    name: str = "pipeline",
+    modes: dict[str, str] | None = None,
+    steps_extra: dict[str, dict[str, Any]] | None = None,
+    **top: Any,
+) -> str:
+    """seed 004's four phases after an init step, as YAML (JSON is YAML); ``modes``: the fake
+    agent's mode per phase (``$FAKE_AGENT_MODE``)."""
+    steps: dict[str, Any] = {"init": {"shell": INIT}}
+    before = "init"
+    for role in PHASES:
+        extra = dict((steps_extra or {}).get(role, {}))
+        if modes and role in modes:
+            extra["env"] = {"FAKE_AGENT_MODE": modes[role]}
+        steps[role] = agent_step(role, [before], **extra)
+        before = role
+    definition = {
+        "name": name,
+        "params": {
+            "type": "object",
+            "properties": {"feature": {"type": "string", "pattern": "^[a-z0-9-]{3,20}$"}},
+            "required": ["feature"],
+        },
+        "concurrency": 2,
+        "steps": steps,
+        **top,
+    }
+    return json.dumps(definition, indent=2)
+
+
+PIPELINE = pipeline()
 
 
 @asynccontextmanager

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_S = 0.05
+#: How long a run that wrote its valid checkpoint may go on before it is stopped.
+LINGER_S = 2.0
 IDLE_S = 1.0
 #: A step's run retries only when its definition says so.
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -206,15 +208,27 @@ class WorkflowEngine:
             return
         read = self.read_checkpoint(change, name, step, st)
         if read is not None and read.status == "valid":
-            await self._complete(change, name, step, st, run, read)
+            if run.terminal:
+                await self._complete(change, name, step, st, run, read)
+                return
+            # Written while the run still runs: let it exit on its own (its output carries
+            # the agent's session id), then stop it after LINGER_S.
+            if st.detected_at is None:
+                st.detected_at = iso(change.now)
+                change.event("checkpoint_detected", name, file=read_file(step), running=True)
+            elif _since(change.now, st.detected_at) > LINGER_S:
+                await self._complete(change, name, step, st, run, read)
             return
         if not run.terminal:
             timeout = step.checkpoint.timeout_s if step.checkpoint else None
-            if timeout is not None and st.started_at is not None:
-                elapsed = (change.now - datetime.fromisoformat(st.started_at)).total_seconds()
-                if elapsed > timeout:
-                    await self.cancel_run(change, st.run_id)
-                    self._fail_step(change, name, st, f"no valid checkpoint within {timeout:g} s")
+            started = st.started_at
+            if (
+                timeout is not None
+                and started is not None
+                and _since(change.now, started) > timeout
+            ):
+                await self.cancel_run(change, st.run_id)
+                self._fail_step(change, name, st, f"no valid checkpoint within {timeout:g} s")
             return
         if run.status is RunStatus.COMPLETED and step.checkpoint is None:
             await self._complete(change, name, step, st, run, None)
@@ -253,7 +267,8 @@ class WorkflowEngine:
         if read is not None:
             st.checkpoint = read.content
             st.checkpoint_at = iso(change.now)
-            change.event("checkpoint_detected", name, file=step.checkpoint and step.checkpoint.file)
+            if st.detected_at is None:
+                change.event("checkpoint_detected", name, file=read_file(step))
         if not run.terminal:
             await self.cancel_run(change, run.id)
             change.event("step_stopped", name, run_id=run.id, reason="checkpoint written")
@@ -332,6 +347,7 @@ class WorkflowEngine:
         st.started_at = iso(change.now)
         st.finished_at = None
         st.refused = None
+        st.detected_at = None
         change.event("step_started", name, run_id=run.id, step_kind=step.kind)
 
     def principal(self, state: WorkflowState) -> Principal:
@@ -532,6 +548,14 @@ def _read_instructions(workspace: str, rel: str) -> str:
         return read_text(workspace, rel, MAX_INSTRUCTIONS)
     except ValueError as exc:
         raise McpexecError(f"instructions: {exc}") from None
+
+
+def _since(now: datetime, then: str) -> float:
+    return (now - datetime.fromisoformat(then)).total_seconds()
+
+
+def read_file(step: StepSpec) -> str | None:
+    return None if step.checkpoint is None else step.checkpoint.file
 
 
 def _new_id() -> str:

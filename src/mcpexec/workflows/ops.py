@@ -224,7 +224,9 @@ class WorkflowOps:
 
     @staticmethod
     def _need_active(change: Pending, action: str) -> None:
-        if change.status in TERMINAL and action not in ("retry", "skip"):
+        if change.status is WorkflowStatus.CANCELLED or (
+            change.status in TERMINAL and action not in ("retry", "skip", "mark-done")
+        ):
             raise WorkflowStateConflict(
                 f"workflow run is {change.status.value}; {action} needs an active one",
                 status=change.status.value,

@@ -55,6 +55,8 @@ class StepState(BaseModel):
     #: The last valid checkpoint's content, and when it was accepted.
     checkpoint: Any = None
     checkpoint_at: str | None = None
+    #: When this try's valid checkpoint was first seen while its run still ran.
+    detected_at: str | None = None
     #: The (mtime_ns, size) of the last checkpoint refused, so it alerts once.
     refused: list[int] | None = None
     #: ``git: true`` workspaces: the commit when the step started (rollback resets to it).
