@@ -90,6 +90,8 @@ CLI_MODULES = {
     "cli_common",
     "cli_tenancy",
     "cli_tools",  # tools, call, servers (issue 14)
+    "cli_workflows",  # workflows (issue 16)
+    "client_workflows",
 }
 #: Command modules that live beside the adapter they start but belong to the CLI.
 CLI_COMMAND_MODULES = {"mcpexec.spool.cli"}

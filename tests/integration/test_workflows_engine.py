@@ -10,8 +10,7 @@ import pytest
 
 from mcpexec.errors import CheckpointInvalid, InvalidRequest, WorkflowStateConflict
 from mcpexec.models import RunFilter, Stream
-
-from .workflow_app import ADMIN, PIPELINE, pipeline, step_status, until, workflow_app
+from workflow_helpers import ADMIN, PIPELINE, pipeline, step_status, until, workflow_app
 
 
 def agent_calls(workspace: Path) -> list[dict[str, Any]]:

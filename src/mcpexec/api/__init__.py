@@ -11,7 +11,7 @@ from mcpexec import __version__
 from mcpexec.api.errors import SafeJSONResponse, error_body, install_error_handlers
 from mcpexec.api.limits import BodyLimit, JsonBody
 from mcpexec.api.openapi import install_openapi
-from mcpexec.api.routes import gateway, health, runs, schedules, tasks, tenancy
+from mcpexec.api.routes import gateway, health, runs, schedules, tasks, tenancy, workflows
 from mcpexec.app import App
 
 
@@ -34,6 +34,7 @@ def create_api(app: App) -> FastAPI:
     api.include_router(schedules.router)
     api.include_router(tenancy.router)
     api.include_router(gateway.router)
+    api.include_router(workflows.router)
     known = [*health.router.routes, *runs.router.routes, *tasks.router.routes]
     _install_fallback(
         api, [*known, *schedules.router.routes, *tenancy.router.routes, *gateway.router.routes]

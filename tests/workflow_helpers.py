@@ -15,7 +15,7 @@ from mcpexec.settings import Settings
 from mcpexec.store.base import WorkflowRunRecord
 
 ADMIN = Principal("tok-admin", "admin", "admin", "default")
-FAKE_CLAUDE = str(Path(__file__).resolve().parent.parent / "fake_agent" / "claude")
+FAKE_CLAUDE = str(Path(__file__).resolve().parent / "fake_agent" / "claude")
 
 PHASES = ("orchestrator", "tester", "implementer", "verifier")
 CHECKPOINT_SCHEMA = {"type": "object", "required": ["status"]}
