@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mcpexec.errors import McpexecError, WorkflowStateConflict
-from mcpexec.models import RetryPolicy, Run, RunStatus, Stream, utcnow
+from mcpexec.models import DEFAULT_RETRY, RetryPolicy, Run, RunStatus, Stream, utcnow
 from mcpexec.params import param_inputs
 from mcpexec.store.base import NewRun, WorkflowEvent, WorkflowRunRecord
 from mcpexec.worker import WORKSPACE_LABEL
@@ -52,7 +52,7 @@ CHECK_S = 0.05
 #: How long a run that wrote its valid checkpoint may go on before it is stopped.
 LINGER_S = 2.0
 IDLE_S = 1.0
-#: A step's run retries only when its definition says so.
+#: A step's rollback run is not retried.
 NO_RETRY = RetryPolicy(max_attempts=1)
 PROMPT_FILE = "prompt.md"
 MAX_INSTRUCTIONS = 256 * 1024
@@ -376,7 +376,7 @@ class WorkflowEngine:
                 record,
                 params,
                 labels=labels,
-                retry=step.retry or NO_RETRY,
+                retry=step.retry or DEFAULT_RETRY,
                 idempotency_key=key,
                 owner=rec.owner,
             )
@@ -396,7 +396,7 @@ class WorkflowEngine:
             id=_new_id(),
             tenant=rec.tenant,
             spec=spec,
-            retry=step.retry or NO_RETRY,
+            retry=step.retry or DEFAULT_RETRY,
             priority=0,
             labels=labels,
             created_at=change.now,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.api.routes.tasks import MAX_VERSION, _inline
 from mcpexec.errors import InvalidRequest
-from mcpexec.models import TASK_NAME_PATTERN, JsonInt
+from mcpexec.models import TASK_NAME_PATTERN
 from mcpexec.workflows.ops import event_view, run_view, workflow_view
 from mcpexec.workflows.spec import STEP_NAME, WorkflowDefinition
 from mcpexec.workflows.state import WorkflowStatus
@@ -113,7 +113,7 @@ async def list_runs(
     principal: PrincipalDep,
     workflow: Annotated[str | None, Query(pattern=TASK_NAME_PATTERN, max_length=64)] = None,
     status: Annotated[list[WorkflowStatus] | None, Query()] = None,
-    limit: Annotated[JsonInt, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     statuses = frozenset(s.value for s in status or ())
     found = await app.workflows.list_runs(
@@ -132,8 +132,8 @@ async def events(
     run_id: RunId,
     app: AppDep,
     principal: PrincipalDep,
-    after: Annotated[JsonInt, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[JsonInt, Query(ge=1, le=5000)] = 500,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     found = await app.workflows.events(run_id, principal, after, limit)
     return {"events": [event_view(e) for e in found]}
