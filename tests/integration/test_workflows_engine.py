@@ -243,3 +243,82 @@ async def test_pause_resume_skip_and_cancel(tmp_path: Path) -> None:
         assert loop_run.status == "cancelled"
         with pytest.raises(WorkflowStateConflict):
             await app.workflows.act(rec.id, "resume", ADMIN)
+
+
+def git_repo(path: Path) -> Path:
+    import subprocess
+
+    path.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(path)}
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "0"],
+    ):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True)
+    return path
+
+
+COMMIT = "git -c user.name=a -c user.email=a@a commit -q --allow-empty -am"
+
+
+def git_flow(repo: Path) -> str:
+    preserve = {"git": "reset", "preserve": ["tests/**"]}
+    return json.dumps(
+        {
+            "name": "gitflow",
+            "workspace": {"git": True, "repo": str(repo)},
+            "on_failure": "rollback",
+            "steps": {
+                "tester": {
+                    "shell": "mkdir -p tests && echo a > tests/test_a.py && git add -A && "
+                    f"{COMMIT} t",
+                    "rollback": preserve,
+                },
+                "implementer": {
+                    "needs": ["tester"],
+                    "shell": "echo impl > impl.py && echo b > tests/test_b.py && "
+                    'test -z "$MCPEXEC_PARAM_FAIL"',
+                    "rollback": preserve,
+                },
+            },
+            "params": {"type": "object", "properties": {"fail": {"type": "string"}}},
+        }
+    )
+
+
+async def test_git_workspace_failure_rolls_back_keeping_the_tests(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    async with workflow_app(tmp_path) as app:
+        await app.workflows.define(git_flow(repo), ADMIN)
+        rec = await app.workflows.start("gitflow", {"fail": "yes"}, ADMIN)
+        done = await until(app, rec.id, "rolled_back")
+        workspace = Path(done.state["workspace"])
+        assert done.state["branch"] == f"workflow/{rec.id}"
+        assert step_status(done, "implementer") == "rolled_back"
+        assert not (workspace / "impl.py").exists()  # the failed step's work is gone
+        assert (workspace / "tests/test_a.py").read_text() == "a\n"  # committed by tester
+        assert (workspace / "tests/test_b.py").read_text() == "b\n"  # preserved
+        kinds = events_of(await app.workflows.events(rec.id, ADMIN))
+        assert "rollback" in kinds
+        assert kinds[-1] == "rolled_back"
+
+
+async def test_manual_rollback_to_a_step_resets_it_and_what_follows(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    async with workflow_app(tmp_path) as app:
+        await app.workflows.define(git_flow(repo), ADMIN)
+        rec = await app.workflows.start("gitflow", {}, ADMIN)
+        done = await until(app, rec.id, "completed")
+        workspace = Path(done.state["workspace"])
+        assert (workspace / "impl.py").exists()
+        back = await app.workflows.act(rec.id, "rollback", ADMIN, "tester")
+        assert back.status == "waiting"
+        assert back.state["paused"] is True
+        assert [step_status(back, s) for s in ("tester", "implementer")] == ["pending"] * 2
+        assert not (workspace / "impl.py").exists()
+        assert (workspace / "tests/test_a.py").exists()  # preserve keeps the tests
+        # resuming runs them again
+        await app.workflows.act(rec.id, "resume", ADMIN)
+        rerun = await until(app, rec.id, "completed")
+        assert len(rerun.state["steps"]["tester"]["runs"]) == 2
+        assert (workspace / "impl.py").exists()

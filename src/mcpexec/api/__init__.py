@@ -37,7 +37,14 @@ def create_api(app: App) -> FastAPI:
     api.include_router(workflows.router)
     known = [*health.router.routes, *runs.router.routes, *tasks.router.routes]
     _install_fallback(
-        api, [*known, *schedules.router.routes, *tenancy.router.routes, *gateway.router.routes]
+        api,
+        [
+            *known,
+            *schedules.router.routes,
+            *tenancy.router.routes,
+            *gateway.router.routes,
+            *workflows.router.routes,
+        ],
     )
     install_openapi(api)
     # Our own cap rather than FastAPI's max_body_size, whose 413 is not in our error format.

@@ -44,6 +44,7 @@ from pydantic import (
 
 from mcpexec.errors import InvalidRequest
 from mcpexec.models import (
+    TASK_NAME_PATTERN,
     TASK_REF_PATTERN,
     ExecSpec,
     JsonInt,
@@ -72,7 +73,9 @@ STEP_KINDS = ("command", "shell", "script", "tool", "task", "agent", "gate")
 RUN_STEP_KINDS = ("command", "shell", "script", "tool")
 #: A checkpoint file's default size cap.
 CHECKPOINT_MAX_BYTES = 1024 * 1024
-_REL_PATH = re.compile(r"(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/-]{1,255}")
+REL_PATH_PATTERN = r"^(?!/)(?!.*//)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/-]{1,255}$"
+_REL_PATH = re.compile(REL_PATH_PATTERN.removeprefix("^").removesuffix("$"))
+STEP_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
 
 
 def _relative(value: str, what: str) -> str:
@@ -91,7 +94,11 @@ class _Strict(BaseModel):
 class CheckpointSpec(_Strict):
     """The file a step leaves when it is done; validated before the workflow moves on."""
 
-    file: str = Field(description="path relative to the workspace")
+    file: str = Field(
+        description="path relative to the workspace",
+        max_length=255,
+        json_schema_extra={"pattern": REL_PATH_PATTERN},
+    )
     schema_: dict[str, Any] = Field(
         default_factory=dict, alias="schema", description="JSON Schema of its content"
     )
@@ -119,7 +126,12 @@ class AgentSpec(_Strict):
     """An AI coding agent started from its CLI by a provider (``claude_code``, ``command``)."""
 
     provider: str = Field(default="claude_code", pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    instructions: str | None = Field(default=None, description="role file in the workspace")
+    instructions: str | None = Field(
+        default=None,
+        description="role file in the workspace",
+        max_length=255,
+        json_schema_extra={"pattern": REL_PATH_PATTERN},
+    )
     prompt: Text | None = Field(default=None, max_length=64 * 1024)
     #: Steps naming the same session continue one agent session (``--resume``).
     session: str = Field(default="main", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
@@ -174,7 +186,11 @@ class RunStep(_Strict):
 
 
 class StepSpec(RunStep):
-    needs: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
+    needs: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS,
+        json_schema_extra={"items": {"type": "string", "pattern": STEP_NAME_PATTERN}},
+    )
     task: str | None = Field(default=None, pattern=TASK_REF_PATTERN)
     agent: AgentSpec | None = None
     gate: Literal["manual"] | None = None
@@ -192,6 +208,21 @@ class StepSpec(RunStep):
     def kind(self) -> str:
         return next(k for k in STEP_KINDS if getattr(self, k) is not None)
 
+    @field_validator("rollback", mode="before")
+    @classmethod
+    def _rollback(cls, value: Any) -> Any:
+        """One of the two shapes, with the error of the one meant (``git:`` or a run spec)."""
+        if not isinstance(value, dict):
+            return value
+        model: type[BaseModel] = GitRollback if "git" in value else RunStep
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
+
 
 class WorkspaceSpec(_Strict):
     #: A git worktree on its own branch ``workflow/<run id>`` of ``repo``.
@@ -201,13 +232,17 @@ class WorkspaceSpec(_Strict):
 
 
 class WorkflowDefinition(_Strict):
-    name: str = Field(max_length=64)
+    name: str = Field(max_length=64, pattern=TASK_NAME_PATTERN)
     description: str = Field(default="", max_length=4096)
     params: dict[str, Any] = Field(default_factory=dict)
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
     concurrency: JsonInt | None = Field(default=None, ge=1, le=1000)
     on_failure: Literal["fail", "rollback"] = "fail"
-    steps: dict[str, StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
+    steps: dict[str, StepSpec] = Field(
+        min_length=1,
+        max_length=MAX_STEPS,
+        json_schema_extra={"propertyNames": {"pattern": STEP_NAME_PATTERN}},
+    )
 
     @field_validator("name")
     @classmethod

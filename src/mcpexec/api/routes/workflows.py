@@ -144,13 +144,25 @@ async def cancel(run_id: RunId, app: AppDep, principal: PrincipalDep) -> dict[st
     return run_view(await app.workflows.act(run_id, "cancel", principal))
 
 
-@router.post("/api/v1/workflow-runs/{run_id}/{action}", summary="A manual action")
-async def act(
-    run_id: RunId,
-    action: Action,
-    app: AppDep,
-    principal: PrincipalDep,
-    body: ActionRequest | None = None,
-) -> dict[str, Any]:
-    step = body.step if body is not None else None
-    return run_view(await app.workflows.act(run_id, action.value, principal, step))
+def _action_route(action: Action) -> None:
+    """``POST /api/v1/workflow-runs/{run_id}/<action>`` (one route each: a path the document
+    names exactly, so another method or suffix is a 405/404, not a 422)."""
+
+    async def act(
+        run_id: RunId,
+        app: AppDep,
+        principal: PrincipalDep,
+        body: ActionRequest | None = None,
+    ) -> dict[str, Any]:
+        step = body.step if body is not None else None
+        return run_view(await app.workflows.act(run_id, action.value, principal, step))
+
+    act.__name__ = f"workflow_{action.value.replace('-', '_')}"
+    router.post(
+        f"/api/v1/workflow-runs/{{run_id}}/{action.value}",
+        summary=f"Manual action: {action.value}",
+    )(act)
+
+
+for _action in Action:
+    _action_route(_action)
