@@ -89,13 +89,21 @@ class WorkflowEngine:
         #: One writer of workflow state at a time in this process (ticks and manual actions).
         self.lock = asyncio.Lock()
         self._defs: dict[tuple[str, str, int], WorkflowDefinition] = {}
+        #: The runs of running steps (seen by the last tick): their changes wake the loop.
+        self._watched: set[str] = set()
         #: Test and benchmark hook: called after each tick.
         self.on_tick: Callable[[], Awaitable[None]] | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
+    def _run_changed(self, run_id: str) -> None:
+        if run_id in self._watched:
+            self._wake.set()
+
     async def run_forever(self) -> None:
+        # A step's run that changes in this process (it finished) wakes the loop at once.
+        self.app.events.add_change_listener(self._run_changed)
         while True:
             busy = False
             try:
@@ -122,15 +130,17 @@ class WorkflowEngine:
         """Advance every active workflow run once; ``True`` while any has a running step."""
         active = await self.app.store.list_workflow_runs(None, statuses=ACTIVE, limit=10_000)
         busy = False
+        watched: set[str] = set()
         for rec in sorted(active, key=lambda r: r.seq):
             async with self.lock:
                 fresh = await self.app.store.get_workflow_run(rec.id)
                 if fresh is None or fresh.status not in ACTIVE:
                     continue
                 try:
-                    busy |= await self.advance(fresh)
+                    busy |= await self.advance(fresh, watched)
                 except Exception:
                     log.exception("workflow run %s: advance failed", rec.id)
+        self._watched = watched
         return busy
 
     async def save(self, change: Pending) -> WorkflowRunRecord | None:
@@ -151,7 +161,7 @@ class WorkflowEngine:
         return saved
 
     # -- one step of the state machine ---------------------------------------------------------
-    async def advance(self, rec: WorkflowRunRecord) -> bool:
+    async def advance(self, rec: WorkflowRunRecord, watched: set[str] | None = None) -> bool:
         definition = await self.definition(rec)
         change = Pending(rec)
         if change.status is WorkflowStatus.QUEUED:
@@ -166,7 +176,10 @@ class WorkflowEngine:
         if change.status not in ACTIVE:
             await self.stop_all(change)
         await self.save(change)
-        return any(s.status is StepStatus.RUNNING for s in change.state.steps.values())
+        running = [s for s in change.state.steps.values() if s.status is StepStatus.RUNNING]
+        if watched is not None:
+            watched.update(s.run_id for s in running if s.run_id)
+        return bool(running)
 
     async def _may_start(self, rec: WorkflowRunRecord, definition: WorkflowDefinition) -> bool:
         if definition.concurrency is None:

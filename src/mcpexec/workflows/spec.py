@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from jsonschema import Draft202012Validator, SchemaError
 from pydantic import (
@@ -102,8 +102,13 @@ class CheckpointSpec(_Strict):
     schema_: dict[str, Any] = Field(
         default_factory=dict, alias="schema", description="JSON Schema of its content"
     )
-    timeout_s: StrictFloat | None = Field(default=None, gt=0, le=7 * 86_400)
-    max_bytes: JsonInt = Field(default=CHECKPOINT_MAX_BYTES, ge=2, le=16 * 1024 * 1024)
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=7 * 86_400)] | None = None
+    max_bytes: JsonInt = Field(
+        default=CHECKPOINT_MAX_BYTES,
+        ge=2,
+        le=16 * 1024 * 1024,
+        json_schema_extra={"minimum": 2, "maximum": 16 * 1024 * 1024},
+    )
 
     @field_validator("file")
     @classmethod
@@ -195,7 +200,7 @@ class StepSpec(RunStep):
     agent: AgentSpec | None = None
     gate: Literal["manual"] | None = None
     env: dict[Text, Text] = Field(default_factory=dict)
-    timeout_s: StrictFloat | None = Field(default=None, gt=0, le=7 * 86_400)
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=7 * 86_400)] | None = None
     retry: RetryPolicy | None = None
     limits: Limits = Field(default_factory=Limits)
     network: bool = False
@@ -236,7 +241,10 @@ class WorkflowDefinition(_Strict):
     description: str = Field(default="", max_length=4096)
     params: dict[str, Any] = Field(default_factory=dict)
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
-    concurrency: JsonInt | None = Field(default=None, ge=1, le=1000)
+    concurrency: (
+        Annotated[JsonInt, Field(ge=1, le=1000, json_schema_extra={"minimum": 1, "maximum": 1000})]
+        | None
+    ) = None
     on_failure: Literal["fail", "rollback"] = "fail"
     steps: dict[str, StepSpec] = Field(
         min_length=1,
