@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from integration.task_app import real_app
 from mcpexec.app import App, Principal
-from mcpexec.bootstrap import build_app
-from mcpexec.settings import Settings
 from mcpexec.store.base import WorkflowRunRecord
 
 ADMIN = Principal("tok-admin", "admin", "admin", "default")
@@ -70,21 +69,9 @@ PIPELINE = pipeline()
 
 @asynccontextmanager
 async def workflow_app(tmp_path: Path, workers: int = 4) -> AsyncIterator[App]:
-    settings = Settings(
-        home=tmp_path / "home",
-        sandbox="none",
-        poll_s=0.05,
-        heartbeat_s=0.2,
-        kill_grace_s=0.2,
-        shutdown_grace_s=0.5,
-    )
-    app = build_app(settings)
-    await app.open()
-    await app.start_background(workers=workers, scheduler=True)
-    try:
+    """A real App (``sandbox=none``) running the workflow engine (with the scheduler)."""
+    async with real_app(tmp_path, workers, scheduler=True) as app:
         yield app
-    finally:
-        await asyncio.wait_for(app.close(), 20)
 
 
 async def until(

@@ -19,7 +19,9 @@ ALICE = Principal("tok-alice", "alice", "submitter", "acme")
 
 
 @asynccontextmanager
-async def real_app(tmp_path: Path, workers: int = 2) -> AsyncIterator[App]:
+async def real_app(
+    tmp_path: Path, workers: int = 2, *, scheduler: bool = False
+) -> AsyncIterator[App]:
     settings = Settings(
         home=tmp_path / "home",
         sandbox="none",
@@ -30,7 +32,7 @@ async def real_app(tmp_path: Path, workers: int = 2) -> AsyncIterator[App]:
     )
     app = build_app(settings)
     await app.open()
-    await app.start_background(workers=workers)
+    await app.start_background(workers=workers, scheduler=scheduler)
     try:
         yield app
     finally:

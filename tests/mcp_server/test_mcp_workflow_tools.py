@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp import types as mt
 
 from mcpexec.app import App
 from mcpexec.mcp_server.server import McpexecServer, build_mcp_server
 from workflow_helpers import PIPELINE, workflow_app
+
+from .test_mcp_task_tools import error_text, ok
 
 pytestmark = pytest.mark.anyio
 
@@ -40,19 +41,6 @@ async def wf_server(wf_app: App) -> AsyncIterator[McpexecServer]:
     srv = build_mcp_server(wf_app, local=True, progress_interval_s=0.2)
     yield srv
     await srv.watcher.close()
-
-
-def ok(result: mt.CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result.content
-    assert isinstance(result.structured_content, dict)
-    return result.structured_content
-
-
-def error_text(result: mt.CallToolResult) -> str:
-    assert result.is_error
-    block = result.content[0]
-    assert isinstance(block, mt.TextContent)
-    return block.text
 
 
 async def status_until(client: Client, run_id: str, status: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mcpexec.errors import McpexecError, WorkflowStateConflict
-from mcpexec.models import DEFAULT_RETRY, RetryPolicy, Run, RunStatus, Stream, utcnow
+from mcpexec.models import DEFAULT_RETRY, ExecSpec, RetryPolicy, Run, RunStatus, Stream, utcnow
 from mcpexec.params import param_inputs
 from mcpexec.store.base import NewRun, WorkflowEvent, WorkflowRunRecord
 from mcpexec.worker import WORKSPACE_LABEL
@@ -351,9 +351,7 @@ class WorkflowEngine:
         if definition.workspace.git:
             st.git_base = await ws.head(state.workspace)
         new = await self._new_run(change, definition, name, step, st)
-        principal = self.principal(state)
-        run, _ = await self.app.store.enqueue(self.app.stamp(new, principal))
-        self.app.events.work_available()
+        run = await self._enqueue(state, new)
         st.status = StepStatus.RUNNING
         st.run_id = run.id
         st.runs.append(run.id)
@@ -397,6 +395,18 @@ class WorkflowEngine:
             spec = self._agent_spec(change, definition, name, step)
         else:
             spec = ws.wrap_step(step).exec_spec()
+        return await self._spec_run(change, spec, labels, key, step.retry or DEFAULT_RETRY)
+
+    async def _spec_run(
+        self,
+        change: Pending,
+        spec: ExecSpec,
+        labels: dict[str, str],
+        key: str,
+        retry: RetryPolicy,
+    ) -> NewRun:
+        """The run of a step's (or a rollback's) spec: parameters as data, the tenant's limits."""
+        rec = change.rec
         files = param_inputs(rec.params).files
         spec = spec.model_copy(update={"inputs": {**spec.inputs, **files}})
         problem = self.app.executor.check_spec(spec)
@@ -409,7 +419,7 @@ class WorkflowEngine:
             id=_new_id(),
             tenant=rec.tenant,
             spec=spec,
-            retry=step.retry or DEFAULT_RETRY,
+            retry=retry,
             priority=0,
             labels=labels,
             created_at=change.now,
@@ -417,11 +427,14 @@ class WorkflowEngine:
             params=dict(rec.params) or None,
         )
 
+    async def _enqueue(self, state: WorkflowState, new: NewRun) -> Run:
+        run, _ = await self.app.store.enqueue(self.app.stamp(new, self.principal(state)))
+        self.app.events.work_available()
+        return run
+
     def _agent_spec(
         self, change: Pending, definition: WorkflowDefinition, name: str, step: StepSpec
-    ) -> Any:
-        from mcpexec.models import ExecSpec
-
+    ) -> ExecSpec:
         agent = step.agent
         assert agent is not None
         state = change.state
@@ -508,26 +521,15 @@ class WorkflowEngine:
             change.event("rollback", name, git_reset=st.git_base, preserved=kept)
         else:
             rec, state = change.rec, change.state
-            run_spec = ws.wrap_step(spec).exec_spec()
-            run_spec = await self.app.tenancy.limit_spec(rec.tenant, run_spec)
-            new = NewRun(
-                id=_new_id(),
-                tenant=rec.tenant,
-                spec=run_spec,
-                retry=NO_RETRY,
-                priority=0,
-                labels={
-                    "workflow_run": rec.id,
-                    "step": name,
-                    "rollback": "true",
-                    WORKSPACE_LABEL: state.workspace,
-                },
-                created_at=change.now,
-                idempotency_key=f"workflow:{rec.id}:{name}:rollback:{len(st.runs)}",
-                params=dict(rec.params) or None,
+            labels = {"workflow_run": rec.id, "step": name, "rollback": "true"}
+            new = await self._spec_run(
+                change,
+                ws.wrap_step(spec).exec_spec(),
+                {**labels, WORKSPACE_LABEL: state.workspace},
+                f"workflow:{rec.id}:{name}:rollback:{len(st.runs)}",
+                NO_RETRY,
             )
-            run, _ = await self.app.store.enqueue(self.app.stamp(new, self.principal(state)))
-            self.app.events.work_available()
+            run = await self._enqueue(state, new)
             st.rollback_run_id = run.id
             change.event("rollback", name, run_id=run.id)
         st.status = StepStatus.ROLLED_BACK
