@@ -369,7 +369,8 @@ class Worker:
             if workspace:  # a workflow step's workspace (issue 16; only mcpexec sets mcp/*)
                 env = {**spec.env, "MCPEXEC_WORKSPACE": workspace}
                 spec = spec.model_copy(update={"env": env})
-            request = ExecRequest(run.id, claim.attempt, spec, self.options.limits_for(run.spec))
+            limits = self.options.limits_for(run.spec)
+            request = ExecRequest(run.id, claim.attempt, spec, limits, workspace or None)
             sink = _AttemptSink(self, claim, stop)
             try:
                 result = await self.executor.execute(request, sink, held.cancel)

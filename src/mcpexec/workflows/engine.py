@@ -193,7 +193,7 @@ class WorkflowEngine:
         return len(started) < definition.concurrency
 
     async def _start(self, change: Pending, definition: WorkflowDefinition) -> None:
-        root = self.app.settings.home / "workflows"
+        root = self.app.executor.workspace_root(self.app.settings.home / "workflows")
         try:
             path, branch = await ws.prepare(
                 root, change.rec.id, definition, ws.checkpoint_files(definition)
