@@ -68,9 +68,9 @@ PIPELINE = pipeline()
 
 
 @asynccontextmanager
-async def workflow_app(tmp_path: Path, workers: int = 4) -> AsyncIterator[App]:
+async def workflow_app(tmp_path: Path, workers: int = 4, **overrides: Any) -> AsyncIterator[App]:
     """A real App (``sandbox=none``) running the workflow engine (with the scheduler)."""
-    async with real_app(tmp_path, workers, scheduler=True) as app:
+    async with real_app(tmp_path, workers, scheduler=True, **overrides) as app:
         yield app
 
 

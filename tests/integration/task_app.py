@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from mcpexec.app import App, Principal
 from mcpexec.bootstrap import build_app
@@ -20,7 +21,7 @@ ALICE = Principal("tok-alice", "alice", "submitter", "acme")
 
 @asynccontextmanager
 async def real_app(
-    tmp_path: Path, workers: int = 2, *, scheduler: bool = False
+    tmp_path: Path, workers: int = 2, *, scheduler: bool = False, **overrides: Any
 ) -> AsyncIterator[App]:
     settings = Settings(
         home=tmp_path / "home",
@@ -29,6 +30,7 @@ async def real_app(
         heartbeat_s=0.2,
         kill_grace_s=0.2,
         shutdown_grace_s=0.5,
+        **overrides,
     )
     app = build_app(settings)
     await app.open()

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_four_phase_pipeline_end_to_end(tmp_path: Path) -> None:
-    async with workflow_app(tmp_path) as app:
+    telemetry = tmp_path / "events.jsonl"
+    async with workflow_app(tmp_path, workflow_events_file=str(telemetry)) as app:
         record, created = await app.workflows.define(PIPELINE, ADMIN)
         assert (record.name, record.version, created) == ("pipeline", 1, True)
         rec = await app.workflows.start("pipeline", {"feature": "test-auth"}, ADMIN)
@@ -44,6 +45,9 @@ async def test_four_phase_pipeline_end_to_end(tmp_path: Path) -> None:
         assert kinds.count("checkpoint_detected") == 4
         assert (workspace / "checkpoints").stat().st_mode & 0o777 == 0o700
         assert (workspace / "checkpoints/tester.json").stat().st_mode & 0o777 == 0o600
+        lines = [json.loads(line) for line in telemetry.read_text().splitlines()]
+        assert [line["event"] for line in lines] == kinds  # every event, as JSON lines
+        assert {line["workflow_run"] for line in lines} == {rec.id}
 
 
 def control(rec: Any, name: str, text: str = "") -> None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -158,7 +160,41 @@ class WorkflowEngine:
         )
         if saved is None:
             log.info("workflow run %s moved on meanwhile; next tick", change.rec.id)
+        else:
+            self.emit(saved, change.events)
         return saved
+
+    def emit(self, rec: WorkflowRunRecord, events: list[WorkflowEvent]) -> None:
+        """Telemetry: the events as JSON lines (``workflow_events_file``), once stored."""
+        target = self.app.settings.workflow_events_file
+        if not target or not events:
+            return
+        lines = "".join(
+            json.dumps(
+                {
+                    "at": e.at.isoformat(),
+                    "workflow_run": rec.id,
+                    "workflow": rec.workflow,
+                    "tenant": rec.tenant,
+                    "event": e.kind,
+                    "step": e.step,
+                    "status": rec.status,
+                    **e.detail,
+                },
+                sort_keys=True,
+                default=str,
+            )
+            + "\n"
+            for e in events
+        )
+        try:
+            if target == "-":
+                sys.stderr.write(lines)
+            else:
+                with open(target, "a", encoding="utf-8") as out:
+                    out.write(lines)
+        except OSError as exc:
+            log.warning("workflow events file %s: %s", target, exc)
 
     # -- one step of the state machine ---------------------------------------------------------
     async def advance(self, rec: WorkflowRunRecord, watched: set[str] | None = None) -> bool:

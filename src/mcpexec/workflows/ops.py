@@ -142,6 +142,7 @@ class WorkflowOps:
             run_id=run_id, at=now, kind="queued", detail={"version": record.version}
         )
         created = await self.app.store.create_workflow_run(rec, [event])
+        self.engine.emit(created, [event])
         self.engine.wake()
         return created
 
