@@ -112,7 +112,13 @@ class WorkflowOps:
         self.app._require_submit(principal)
         record = await self.get(ref, principal)
         definition = load_definition(record.definition)
-        values = validate_params(definition.params, params)
+        try:
+            values = validate_params(definition.params, params)
+        except InvalidRequest as exc:  # the shared checker speaks of tasks
+            message = exc.message.replace("this task", "this workflow").replace(
+                "by the task", "by the workflow"
+            )
+            raise InvalidRequest(message, **exc.details) from None
         run_id = uuid.uuid4().hex
         now = utcnow()
         state = WorkflowState(
