@@ -78,7 +78,7 @@ async def until(
     app: App,
     run_id: str,
     check: Any,
-    timeout_s: float = 30.0,
+    timeout_s: float = 60.0,
     principal: Principal = ADMIN,
 ) -> WorkflowRunRecord:
     """Wait (bounded, once per engine tick) until ``check(record)`` holds; ``check`` may be a
