@@ -39,6 +39,42 @@ class WorkflowList(BaseModel):
     runs: list[WorkflowRunInfo] = Field(default_factory=list)
 
 
+_STATUS = {
+    "enum": ["queued", "running", "waiting", "completed", "failed", "cancelled", "rolled_back"]
+}
+_RUN: sch.Schema = {
+    "type": "object",
+    "properties": {
+        "id": sch.STR,
+        "workflow": sch.STR,
+        "status": _STATUS,
+        "steps": {"type": "object", "description": "status, run_id, checkpoint per step"},
+    },
+}
+_RUN_ID = {"run_id": sch.STR}
+_STEP = {"step": sch.STR}
+
+
+def _schemas() -> dict[str, tuple[sch.Schema, sch.Schema]]:
+    """Compact published schemas (tools/list is read on every session)."""
+    params = {"type": "object", "description": "the workflow's parameters"}
+    listed = {
+        "workflows": {"type": "array", "items": {"type": "object"}},
+        "runs": {"type": "array", "items": {"type": "object"}},
+    }
+    return {
+        "start_workflow": (
+            sch._obj({"workflow": sch.STR, "params": params}, ("workflow",)),
+            _RUN,
+        ),
+        "get_workflow_status": (sch._obj(_RUN_ID, ("run_id",)), _RUN),
+        "list_workflows": (sch._obj({"runs": {**sch.BOOL, "default": False}}), sch._obj(listed)),
+        "approve_gate": (sch._obj({**_RUN_ID, **_STEP}, ("run_id",)), _RUN),
+        "rollback_workflow": (sch._obj({**_RUN_ID, **_STEP}, ("run_id", "step")), _RUN),
+        "cancel_workflow": (sch._obj(_RUN_ID, ("run_id",)), _RUN),
+    }
+
+
 def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     app = deps.app
 
@@ -50,7 +86,7 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     @server.tool(
         title="Start workflow",
         annotations=sch.hints(read_only=False, destructive=False),
-        description="Start a run of a defined workflow (NAME or NAME@VERSION) with its params.",
+        description="Start a run of a defined workflow (NAME or NAME@VERSION).",
     )
     async def start_workflow(
         workflow: Annotated[str, Field(description="workflow name")],
@@ -63,7 +99,7 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     @server.tool(
         title="Get workflow status",
         annotations=sch.hints(read_only=True),
-        description="A workflow run's status, its steps and their checkpoints.",
+        description="A workflow run's status, steps and checkpoints.",
     )
     async def get_workflow_status(run_id: RunId) -> WorkflowRunInfo:
         with tool_errors():
@@ -73,7 +109,7 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     @server.tool(
         title="List workflows",
         annotations=sch.hints(read_only=True),
-        description="Defined workflows (latest versions) and, with runs=true, recent runs.",
+        description="Defined workflows; runs=true adds recent workflow runs.",
     )
     async def list_workflows(runs: bool = False) -> WorkflowList:
         with tool_errors():
@@ -88,7 +124,7 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     @server.tool(
         title="Approve gate",
         annotations=sch.hints(read_only=False, destructive=False),
-        description="Approve a workflow run's manual gate (step: needed when several wait).",
+        description="Approve a waiting manual gate (step: when several wait).",
     )
     async def approve_gate(run_id: RunId, step: Step = None) -> WorkflowRunInfo:
         return await act(run_id, "approve", step)
@@ -96,7 +132,7 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     @server.tool(
         title="Roll back workflow",
         annotations=sch.hints(read_only=False, destructive=True),
-        description="Roll back to before a step (its rollback runs), then pause the run.",
+        description="Roll back to before a step (its rollback runs), then pause.",
     )
     async def rollback_workflow(
         run_id: RunId, step: Annotated[str, Field(description="step name")]
@@ -106,7 +142,9 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
     @server.tool(
         title="Cancel workflow",
         annotations=sch.hints(read_only=False, destructive=True),
-        description="Cancel a workflow run and stop its running steps.",
+        description="Cancel a workflow run and its running steps.",
     )
     async def cancel_workflow(run_id: RunId) -> WorkflowRunInfo:
         return await act(run_id, "cancel")
+
+    sch.publish(server, _schemas())
