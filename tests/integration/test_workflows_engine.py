@@ -326,3 +326,37 @@ async def test_manual_rollback_to_a_step_resets_it_and_what_follows(tmp_path: Pa
         rerun = await until(app, rec.id, "completed")
         assert len(rerun.state["steps"]["tester"]["runs"]) == 2
         assert (workspace / "impl.py").exists()
+
+
+def outside_commit(workspace: str) -> None:
+    """Someone commits on the workflow's branch from outside."""
+    import subprocess
+
+    subprocess.run(
+        ["sh", "-c", f"echo x > outside.txt && git add -A && {COMMIT} outside"],
+        cwd=workspace,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": workspace},
+    )
+
+
+async def test_an_outside_commit_on_the_branch_pauses_the_run(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    flow = json.loads(git_flow(repo))
+    flow["steps"]["review"] = {"needs": ["tester"], "gate": "manual"}
+    flow["steps"]["implementer"]["needs"] = ["review"]
+    async with workflow_app(tmp_path) as app:
+        await app.workflows.define(json.dumps(flow), ADMIN)
+        rec = await app.workflows.start("gitflow", {}, ADMIN)
+        waiting = await until(app, rec.id, lambda r: step_status(r, "review") == "waiting")
+        outside_commit(waiting.state["workspace"])
+        await app.workflows.act(rec.id, "approve", ADMIN, "review")
+        paused = await until(app, rec.id, lambda r: r.state["paused"])
+        assert step_status(paused, "implementer") == "pending"  # it did not start
+        alerts = [
+            e for e in await app.workflows.events(rec.id, ADMIN) if e.kind == "branch_changed"
+        ]
+        assert len(alerts) == 1
+        assert alerts[0].detail["alert"] is True
+        await app.workflows.act(rec.id, "resume", ADMIN)  # a person looked: go on
+        await until(app, rec.id, "completed")

@@ -240,14 +240,20 @@ class WorkflowEngine:
             change.event("error", message=change.state.error)
             return
         change.state.workspace, change.state.branch = path, branch
+        if definition.workspace.git:
+            change.state.git_head = await ws.head(path)
         change.state.started_at = iso(change.now)
         change.status = WorkflowStatus.RUNNING
         change.event("started", workspace=path, branch=branch)
 
     async def check_running(self, change: Pending, definition: WorkflowDefinition) -> None:
+        ended = False
         for name, st in change.state.steps.items():
             if st.status is StepStatus.RUNNING and st.run_id is not None:
                 await self._check_step(change, name, definition.steps[name], st)
+                ended |= st.status is not StepStatus.RUNNING
+        if ended:  # what the steps committed is theirs
+            await self.note_head(change)
 
     async def _check_step(self, change: Pending, name: str, step: StepSpec, st: StepState) -> None:
         assert st.run_id is not None
@@ -330,6 +336,36 @@ class WorkflowEngine:
         st.error = None
         change.event("step_finished", name, status="completed", run_id=run.id)
 
+    async def note_head(self, change: Pending) -> None:
+        """Record the branch's commit now, when nothing runs (else it is unknown)."""
+        state = change.state
+        if state.branch is None:
+            return
+        if any(s.status is StepStatus.RUNNING for s in state.steps.values()):
+            state.git_head = None
+        else:
+            state.git_head = await ws.head(state.workspace)
+
+    async def _branch_moved(self, change: Pending) -> bool:
+        """An outside commit on the run's branch since its last step: pause and alert."""
+        state = change.state
+        if state.branch is None or state.git_head is None:
+            return False
+        if any(s.status is StepStatus.RUNNING for s in state.steps.values()):
+            return False
+        head = await ws.head(state.workspace)
+        if head == state.git_head:
+            return False
+        state.paused = True
+        change.event(
+            "branch_changed",
+            alert=True,
+            expected=state.git_head,
+            found=head,
+            message="a commit not made by a step; resolve it, then resume",
+        )
+        return True
+
     async def _session_id(self, step: StepSpec, run: Run) -> str | None:
         assert step.agent is not None
         data, _ = await self.app.store.read_log(run.id, Stream.STDOUT, 0, STDOUT_READ)
@@ -370,6 +406,8 @@ class WorkflowEngine:
                 st.status = StepStatus.WAITING
                 change.event("gate_waiting", name)
                 continue
+            if await self._branch_moved(change):
+                return
             try:
                 await self.start_step(change, definition, name, step, st)
             except McpexecError as exc:

@@ -255,6 +255,7 @@ class WorkflowOps:
         change.state.paused = False
         if change.status is not WorkflowStatus.QUEUED:
             change.status = WorkflowStatus.RUNNING
+        await self.engine.note_head(change)  # a person resolved what the branch holds
         change.event("resumed")
 
     async def _approve(
@@ -294,6 +295,7 @@ class WorkflowOps:
         st.status = StepStatus.SKIPPED
         st.finished_at = change.now.isoformat()
         self._reopen(change)
+        await self.engine.note_head(change)
         change.event("step_skipped", name)
 
     async def _retry(
@@ -307,6 +309,7 @@ class WorkflowOps:
             raise WorkflowStateConflict("workflow run is cancelled", status="cancelled")
         self._reset(change, definition, name)
         self._reopen(change)
+        await self.engine.note_head(change)
         change.event("step_retry", name)
 
     async def _rollback(
@@ -358,6 +361,7 @@ class WorkflowOps:
         st.manual = True
         st.error = None
         st.finished_at = change.now.isoformat()
+        await self.engine.note_head(change)  # the person's own commits are the step's
         self._reopen(change)
         change.event("step_marked_done", name)
 

@@ -80,6 +80,9 @@ class Caller(BaseModel):
 class WorkflowState(BaseModel):
     workspace: str
     branch: str | None = None
+    #: ``git: true``: the branch's commit when the last step finished with nothing running (an
+    #: outside commit since then pauses the run before the next step starts).
+    git_head: str | None = None
     caller: Caller
     paused: bool = False
     steps: dict[str, StepState] = Field(default_factory=dict)
