@@ -9,7 +9,7 @@ Every module of the package belongs to one layer; an import is allowed only alon
     plug-in   store/*, executor/*, gateway/*          → pure, config, its own package only
     domain    app, worker, reaper, retry, events,     → pure, config, plug-ins, domain
               scheduler, definitions, schedule_ops,
-              tools_service
+              tools_service, workflows/*
     entry     bootstrap, asgi, serving,               → anything (they assemble the process)
               mcp_server/stdio
     adapter   api/*, mcp_server/*, dashboard/*,       → pure, config, views, domain, its own
@@ -50,6 +50,9 @@ PURE = {
     "mcpexec.logfmt",
     # Roles, the access matrix and the fair pick across tenants (issue 10).
     "mcpexec.tenancy",
+    # Workflow definitions and a workflow run's state (issue 16).
+    "mcpexec.workflows.spec",
+    "mcpexec.workflows.state",
 }
 DOMAIN = {
     "app",
@@ -67,6 +70,8 @@ DOMAIN = {
     "tenant_ops",
     # Tools of downstream MCP servers as App operations (issue 14).
     "tools_service",
+    # The workflow engine, checkpoints, agent providers, workspaces (issue 16).
+    "workflows",
 }
 ENTRY = {
     "mcpexec.bootstrap",
@@ -76,6 +81,8 @@ ENTRY = {
     "mcpexec.spool.standalone",
 }
 PLUGIN_PACKAGES = {"store", "executor", "gateway"}
+#: Domain packages: every module in them is domain (but those placed in PURE).
+DOMAIN_PACKAGES = {"workflows"}
 ADAPTER_PACKAGES = {"api", "mcp_server", "dashboard", "spool"}
 CLI_MODULES = {
     "cli",
@@ -87,6 +94,8 @@ CLI_MODULES = {
     "cli_common",
     "cli_tenancy",
     "cli_tools",  # tools, call, servers (issue 14)
+    "cli_workflows",  # workflows (issue 16)
+    "client_workflows",
 }
 #: Command modules that live beside the adapter they start but belong to the CLI.
 CLI_COMMAND_MODULES = {"mcpexec.spool.cli"}
@@ -122,7 +131,7 @@ def layer_of(module: str) -> tuple[str, str]:  # noqa: PLR0911 - one return per 
         return "views", ""
     if head in PLUGIN_PACKAGES:
         return "plugin", head
-    if head in DOMAIN and len(parts) == 2:
+    if head in DOMAIN and (len(parts) == 2 or head in DOMAIN_PACKAGES):
         return "domain", ""
     if (head in CLI_MODULES and len(parts) == 2) or module in CLI_COMMAND_MODULES:
         return "adapter", "cli"

@@ -62,6 +62,7 @@ from mcpexec.tenancy import (
 from mcpexec.tenant_ops import TenantOps
 from mcpexec.tools_service import ToolRunExecutor, ToolsService
 from mcpexec.worker import Worker, WorkerOptions
+from mcpexec.workflows.ops import WorkflowOps
 
 # Stats, TokenRecord and WorkerInfo are what App methods return: re-exported so that adapters
 # can name them without importing the store (the layer check forbids that).
@@ -127,6 +128,8 @@ class App:
         self.tenancy = TenantOps(self)
         # Tools of downstream MCP servers and fs (issue 14): tools_service.py.
         self.tools = ToolsService(settings, self.metrics)
+        # Workflows: DAGs of steps with checkpoints, gates and rollback (issue 16).
+        self.workflows = WorkflowOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
 
@@ -180,10 +183,12 @@ class App:
         self, *, workers: int, reaper: bool = True, scheduler: bool = False
     ) -> None:
         """Start ``workers`` worker slots (one Worker), the reaper and (``scheduler``) the
-        schedule loop in this process."""
+        schedule loop and the workflow engine in this process."""
         if scheduler:
             loop = asyncio.create_task(self.scheduler.run_forever(), name="scheduler")
             self._background.append(loop)
+            engine = asyncio.create_task(self.workflows.engine.run_forever(), name="workflows")
+            self._background.append(engine)
         if workers > 0:
             await self.executor.start()
             options = WorkerOptions.from_settings(self.settings, workers)

@@ -591,7 +591,14 @@ def _register_tools() -> None:
     register(main)
 
 
+def _register_workflows() -> None:
+    from mcpexec.cli_workflows import register
+
+    register(main)
+
+
 _register_tenancy()  # tenants, tokens, quota, audit (issue 10)
+_register_workflows()  # workflows (issue 16)
 _register_tools()  # tools, call, servers (issue 14)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -191,3 +191,28 @@ class TokenNotFound(NotFound):
     """No token with this id."""
 
     code = "token_not_found"
+
+
+# -- workflows (issue 16) -----------------------------------------------------------------------
+class WorkflowNotFound(NotFound):
+    """No workflow of this name (or version)."""
+
+    code = "workflow_not_found"
+
+
+class WorkflowRunNotFound(NotFound):
+    """No workflow run with this id."""
+
+    code = "workflow_run_not_found"
+
+
+class WorkflowStateConflict(Conflict):
+    """The workflow run (or its step) is not in a state that allows this action."""
+
+    code = "workflow_state"
+
+
+class CheckpointInvalid(Conflict):
+    """The step's checkpoint file is missing, unsafe or does not validate."""
+
+    code = "checkpoint_invalid"

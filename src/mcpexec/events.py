@@ -18,6 +18,7 @@ class EventHub:
         self._work = asyncio.Event()
         self._run_waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._cancel_listeners: list[Callable[[str], None]] = []
+        self._change_listeners: list[Callable[[str], None]] = []
 
     # -- work ---------------------------------------------------------------------------------
     def work_available(self) -> None:
@@ -30,8 +31,14 @@ class EventHub:
         self._work.clear()
 
     # -- runs ---------------------------------------------------------------------------------
+    def add_change_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(run_id)`` on every ``run_changed`` (the workflow engine's wake-up)."""
+        self._change_listeners.append(listener)
+
     def run_changed(self, run_id: str) -> None:
         """Status, progress, logs or artifacts of ``run_id`` changed."""
+        for listener in self._change_listeners:
+            listener(run_id)
         for waiter in self._run_waiters.pop(run_id, ()):
             if not waiter.done():
                 waiter.set_result(None)

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         description="PATH of the run's processes (deprecated alias: task_path)",
     )
     keep_workdirs: bool = False
+    #: Workflow telemetry (issue 16): every workflow event is also appended here as a JSON
+    #: line (``-``: standard error). Events are stored per workflow run either way.
+    workflow_events_file: str | None = Field(
+        default=None, description="append workflow events as JSON lines (- : stderr)"
+    )
     #: Spawn each run's process from a small helper process (one exec per run) instead of
     #: through the exec wrapper (/bin/sh, prlimit, setpriv) from the server; see
     #: docs/architecture.md "The executor". Falls back to the wrapper if the helper cannot start.

@@ -36,6 +36,9 @@ from mcpexec.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
+#: The reserved label a workflow step run carries its workspace in (issue 16).
+WORKSPACE_LABEL = "mcp/workspace"
+
 #: How often a worker polls when its store wakes it across processes (``Store``'s
 #: ``wakes_across_processes``): only delayed runs and retries coming due rely on it.
 NOTIFIED_POLL_S = 5.0
@@ -371,7 +374,12 @@ class Worker:
             if run.params:  # a task's parameters join its environment as data (issue 11)
                 env = {**spec.env, **param_inputs(run.params).env}
                 spec = spec.model_copy(update={"env": env})  # skips the MCPEXEC_* refusal
-            request = ExecRequest(run.id, claim.attempt, spec, self.options.limits_for(run.spec))
+            workspace = run.labels.get(WORKSPACE_LABEL)
+            if workspace:  # a workflow step's workspace (issue 16; only mcpexec sets mcp/*)
+                env = {**spec.env, "MCPEXEC_WORKSPACE": workspace}
+                spec = spec.model_copy(update={"env": env})
+            limits = self.options.limits_for(run.spec)
+            request = ExecRequest(run.id, claim.attempt, spec, limits, workspace or None)
             sink = _AttemptSink(self, claim, stop)
             try:
                 result = await self.executor.execute(request, sink, held.cancel)

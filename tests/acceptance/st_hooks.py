@@ -5,19 +5,23 @@ cannot spell a rule: secret names must be configured on the server (an unknown o
 422); a definition's name must be its path's; a schedule's parameters are checked against its
 task's schema and a changed ``end_at`` against the schedule's ``start_at``; a cron expression's
 fields, a zone's IANA name, an interval's range and a parameter schema's validity are grammar no
-pattern holds. A long-poll ``wait`` on a run that will never finish would hold a request for up
-to 300 s.
+pattern holds; a workflow's steps are exactly one kind each and its ``needs`` a DAG (in
+positive cases only). A long-poll ``wait`` on a run that will never finish would hold a request
+for up to 300 s.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import schemathesis
 
+from mcpexec.errors import InvalidRequest
 from mcpexec.params import check_params_schema
 from mcpexec.schedules import ScheduleSpec
+from mcpexec.workflows.spec import STEP_KINDS, StepSpec, parse_workflow
 
 _NAME = re.compile(r"(?!MCPEXEC_)[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -51,6 +55,48 @@ def _schedule_body(body: dict[str, Any], patch: bool) -> dict[str, Any]:
     return body
 
 
+def _positive(case: Any) -> bool:
+    meta = getattr(case, "meta", None)
+    mode = getattr(getattr(meta, "generation", None), "mode", None)
+    return str(getattr(mode, "value", mode)) == "positive"
+
+
+def _workflow_step(step: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    kinds = [k for k in STEP_KINDS if step.get(k) is not None]
+    step = {k: v for k, v in step.items() if k not in STEP_KINDS or k in kinds[:1]}
+    if not kinds:
+        step["shell"] = "true"
+    needs = step.get("needs")
+    if isinstance(needs, list):  # only earlier steps, once each: always a DAG
+        step["needs"] = list(dict.fromkeys(d for d in needs if d in earlier))
+    try:
+        StepSpec.model_validate(step)
+    except ValueError:
+        return {"shell": "true", "needs": step.get("needs", [])}
+    return step
+
+
+def _workflow_body(body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        parse_workflow(json.dumps(body), fmt="json")
+    except (InvalidRequest, TypeError, ValueError):
+        pass
+    else:
+        return body
+    steps = body.get("steps")
+    if isinstance(steps, dict):
+        fixed: dict[str, Any] = {}
+        for name, step in steps.items():
+            fixed[name] = _workflow_step(step, fixed) if isinstance(step, dict) else step
+        body = {**body, "steps": fixed}
+    if "params" in body:
+        try:
+            check_params_schema(body["params"])
+        except (ValueError, TypeError):
+            body = {k: v for k, v in body.items() if k != "params"}
+    return body
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     # map_case, not map_body/map_query: the coverage phase applies only case hooks.
@@ -70,6 +116,11 @@ def map_case(context: Any, case: Any) -> Any:
             check_params_schema(body["params"])
         except (ValueError, TypeError):
             body = {k: v for k, v in body.items() if k != "params"}
+    if isinstance(body, dict) and path == "/api/v1/workflows" and _positive(case):
+        body = _workflow_body(body)
+    if isinstance(body, dict) and path == "/api/v1/workflow-runs" and _positive(case):
+        # checked against the workflow's own schema, which the document cannot know
+        body = {k: v for k, v in body.items() if k != "params"}
     if isinstance(query, dict) and isinstance(query.get("wait"), int | float):
         query = {**query, "wait": min(query["wait"], 0.5)}
     if isinstance(query, dict) and query.get("follow") in (True, "true"):

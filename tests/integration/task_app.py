@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from mcpexec.app import App, Principal
 from mcpexec.bootstrap import build_app
@@ -19,7 +20,9 @@ ALICE = Principal("tok-alice", "alice", "submitter", "acme")
 
 
 @asynccontextmanager
-async def real_app(tmp_path: Path, workers: int = 2) -> AsyncIterator[App]:
+async def real_app(
+    tmp_path: Path, workers: int = 2, *, scheduler: bool = False, **overrides: Any
+) -> AsyncIterator[App]:
     settings = Settings(
         home=tmp_path / "home",
         sandbox="none",
@@ -27,10 +30,11 @@ async def real_app(tmp_path: Path, workers: int = 2) -> AsyncIterator[App]:
         heartbeat_s=0.2,
         kill_grace_s=0.2,
         shutdown_grace_s=0.5,
+        **overrides,
     )
     app = build_app(settings)
     await app.open()
-    await app.start_background(workers=workers)
+    await app.start_background(workers=workers, scheduler=scheduler)
     try:
         yield app
     finally:

@@ -29,8 +29,10 @@ READ_ONLY = {
     "list_tasks",
     "get_task",
     "list_schedules",
+    "get_workflow_status",
+    "list_workflows",
 }
-DESTRUCTIVE = {"cancel_run", "delete_schedule"}
+DESTRUCTIVE = {"cancel_run", "delete_schedule", "rollback_workflow", "cancel_workflow"}
 
 
 async def _tools(server: McpexecServer) -> list[mt.Tool]:
@@ -52,16 +54,29 @@ RUN_TOOLS = {
 #: The task and schedule tools (issue 11) on top. The whole list is over 10 KB since they came
 #: (15.7 KB): a compaction pass for all tools is open work; until then each group has a budget.
 MAX_TASK_TOOLS_BYTES = 6_000
+#: The workflow tools (issue 16), their own group.
+WORKFLOW_TOOLS = {
+    "start_workflow",
+    "get_workflow_status",
+    "list_workflows",
+    "approve_gate",
+    "rollback_workflow",
+    "cancel_workflow",
+}
+MAX_WORKFLOW_TOOLS_BYTES = 4_000  # 3.6 KB when they came
 
 
 async def test_tools_list_stays_under_ten_kilobytes(server: McpexecServer) -> None:
     tools = await _tools(server)
     dumped = [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in tools]
     runs = [d for d in dumped if d["name"] in RUN_TOOLS]
-    others = [d for d in dumped if d["name"] not in RUN_TOOLS]
+    workflows = [d for d in dumped if d["name"] in WORKFLOW_TOOLS]
+    others = [d for d in dumped if d["name"] not in RUN_TOOLS | WORKFLOW_TOOLS]
     assert len(runs) == len(RUN_TOOLS)
+    assert len(workflows) == len(WORKFLOW_TOOLS)
     assert len(json.dumps({"tools": runs})) < MAX_TOOLS_LIST_BYTES
     assert len(json.dumps({"tools": others})) < MAX_TASK_TOOLS_BYTES
+    assert len(json.dumps({"tools": workflows})) < MAX_WORKFLOW_TOOLS_BYTES
 
 
 async def test_every_tool_has_a_title_and_annotations(server: McpexecServer) -> None:

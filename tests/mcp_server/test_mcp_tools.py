@@ -40,6 +40,13 @@ TOOLS = {
     "list_schedules",
     "update_schedule",
     "delete_schedule",
+    # workflows (issue 16; tests/mcp_server/test_mcp_workflow_tools.py)
+    "start_workflow",
+    "get_workflow_status",
+    "list_workflows",
+    "approve_gate",
+    "rollback_workflow",
+    "cancel_workflow",
 }
 
 

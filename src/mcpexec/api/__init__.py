@@ -11,7 +11,7 @@ from mcpexec import __version__
 from mcpexec.api.errors import SafeJSONResponse, error_body, install_error_handlers
 from mcpexec.api.limits import BodyLimit, JsonBody
 from mcpexec.api.openapi import install_openapi
-from mcpexec.api.routes import gateway, health, runs, schedules, tasks, tenancy
+from mcpexec.api.routes import gateway, health, runs, schedules, tasks, tenancy, workflows
 from mcpexec.app import App
 
 
@@ -34,9 +34,17 @@ def create_api(app: App) -> FastAPI:
     api.include_router(schedules.router)
     api.include_router(tenancy.router)
     api.include_router(gateway.router)
+    api.include_router(workflows.router)
     known = [*health.router.routes, *runs.router.routes, *tasks.router.routes]
     _install_fallback(
-        api, [*known, *schedules.router.routes, *tenancy.router.routes, *gateway.router.routes]
+        api,
+        [
+            *known,
+            *schedules.router.routes,
+            *tenancy.router.routes,
+            *gateway.router.routes,
+            *workflows.router.routes,
+        ],
     )
     install_openapi(api)
     # Our own cap rather than FastAPI's max_body_size, whose 413 is not in our error format.

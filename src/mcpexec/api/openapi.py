@@ -28,7 +28,7 @@ _REASONS = {
     400: "Malformed request",
     401: "No valid bearer token",
     403: "The token's role does not allow this",
-    404: "No such run, artifact, task, schedule, tenant or token (or another tenant's)",
+    404: "No such run, artifact, task, schedule, tenant, token or workflow (or another tenant's)",
     405: "Method not allowed (see Allow)",
     409: "Conflict (e.g. idempotency_conflict: the key was used with another body)",
     413: "Request body too large",
@@ -54,7 +54,7 @@ _MEDIA = {
 }
 
 
-_NAMES_A_TASK = ("/api/v1/runs", "/api/v1/schedules")
+_NAMES_A_TASK = ("/api/v1/runs", "/api/v1/schedules", "/api/v1/workflow-runs")
 #: Operations that name a tenant (a body or query field): it may not exist, or the role may not
 #: manage it (issue 10).
 _NAMES_A_TENANT = ("/api/v1/tokens", "/api/v1/audit")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from mcpexec.models import ExecSpec, Failure, Progress, Stream
@@ -54,6 +55,8 @@ class ExecRequest:
     attempt: int
     spec: ExecSpec
     limits: EffectiveLimits
+    #: A workflow step's workspace (issue 16): the sandbox binds it writable at the same path.
+    workspace: str | None = None
 
 
 class ExecSink(Protocol):
@@ -99,6 +102,11 @@ class Executor(abc.ABC):
     def check_spec(self, spec: ExecSpec) -> str | None:
         """Why this executor would refuse ``spec`` (asked at submit), or ``None``."""
         return None
+
+    def workspace_root(self, default: Path) -> Path:
+        """Where workflow workspaces must live for this executor's runs to reach them (issue
+        16): ``default`` unless the executor needs a place its sandbox user can traverse."""
+        return default
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare (probe capabilities, clean up what a crashed predecessor left)."""

@@ -104,8 +104,10 @@ def build(
     seccomp_fd: int | None,
     extra_ro: tuple[str, ...] = (),
     status: tuple[str, int] | None = None,
+    extra_rw: tuple[str, ...] = (),
 ) -> BwrapSpawn:
-    """The bwrap invocation for one attempt; ``env`` is the run's whole environment. ``status``:
+    """The bwrap invocation for one attempt; ``env`` is the run's whole environment;
+    ``extra_rw``: directories bound writable at their own path (a workflow's workspace). ``status``:
     (the :data:`STATUS_INIT` interpreter, the descriptor it reports the wait status on); the
     caller owns and closes that descriptor."""
     fds: list[int] = [] if seccomp_fd is None else [seccomp_fd]
@@ -158,6 +160,8 @@ def build(
         opts += ["--ro-bind-data", str(group_fd), "/etc/group"]
         opts += ["--size", str(tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]  # noqa: S108
         opts += ["--bind", workdir, SANDBOX_HOME, "--chdir", SANDBOX_HOME]
+        for path in extra_rw:
+            opts += ["--bind", path, path]
         opts += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--clearenv"]
         for name, value in env.items():
             opts += ["--setenv", name, value]

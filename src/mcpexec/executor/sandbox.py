@@ -124,6 +124,17 @@ class SandboxExecutor(SubprocessExecutor):
     def mode(self) -> str:
         return "strict" if self.config.strict else "default"
 
+    def workspace_root(self, default: Path) -> Path:
+        """As root the sandbox's user cannot traverse ``$MCPEXEC_HOME``: workspaces live under
+        the (0711, root-owned) sandbox work directory, each given to that user at spawn."""
+        if not self.root:
+            return default
+        _prepare_root_work_dir(self.work_root)
+        path = self.work_root / "workflows"
+        path.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(path, 0o711)  # noqa: S103 - traverse only, no listing
+        return path
+
     def check_spec(self, spec: ExecSpec) -> str | None:
         problem = super().check_spec(spec)
         if problem is None and spec.network and self.config.strict:

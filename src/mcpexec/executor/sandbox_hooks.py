@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,22 @@ class SandboxRuntime:
             f"kill={'cgroup-v2' if p.cgroup_kill else 'environ-sweep'}",
         ]
         return " ".join(parts)
+
+
+def chown_workspace(path: str, uid: int, gid: int) -> None:
+    """Give a workflow's workspace to the sandbox's user, so that its steps can write it. Never
+    follows a link; a file with other hard links is left alone (it may be a link a step made to
+    a file outside the workspace)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for _root, dirs, files, dfd in os.fwalk(dir_fd=fd):
+            for name in (*dirs, *files):
+                info = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode) or info.st_nlink == 1:
+                    os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+        os.chown(fd, uid, gid)
+    finally:
+        os.close(fd)
 
 
 class SandboxHooks(AttemptHooks):
@@ -136,6 +153,8 @@ class SandboxHooks(AttemptHooks):
                 for name in (*dirs, *files):
                     os.chown(name, rt.uid, rt.gid, dir_fd=dfd, follow_symlinks=False)
             os.chown(workdir.fd, rt.uid, rt.gid)
+            if self.request.workspace:
+                chown_workspace(self.request.workspace, rt.uid, rt.gid)
         self.groups = rt.limit_groups.new(
             workdir.path.name,
             v2_leaf.path if v2_leaf is not None else None,
@@ -160,6 +179,7 @@ class SandboxHooks(AttemptHooks):
             seccomp_fd=seccomp.filter_fd(rt.config.strict) if seccomp_ok else None,
             extra_ro=rt.config.ro_binds,
             status=status,
+            extra_rw=(self.request.workspace,) if self.request.workspace else (),
         )
         nproc = None
         if not self.plan.pids and rt.root:

@@ -23,6 +23,7 @@ from mcpexec.mcp_server.resources import LegacySubscriptions, RunWatcher, regist
 from mcpexec.mcp_server.task_tools import register_task_tools
 from mcpexec.mcp_server.tasks_ext import TasksExtension, guard_listen
 from mcpexec.mcp_server.tools import register_tools
+from mcpexec.mcp_server.workflow_tools import register_workflow_tools
 from mcpexec.models import DEFAULT_TENANT
 
 INSTRUCTIONS = (
@@ -91,6 +92,7 @@ def build_mcp_server(
     server.legacy_subscriptions = LegacySubscriptions(deps, bus)
     register_tools(server, deps)
     register_task_tools(server, deps)  # define_task, schedules (issue 11)
+    register_workflow_tools(server, deps)  # workflows (issue 16)
     register_gateway_tools(server, deps)  # list_tools, call_tool: only with a gateway (issue 14)
     register_resources(server, deps)
     server.legacy_subscriptions.register(server)

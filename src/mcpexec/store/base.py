@@ -15,7 +15,7 @@ The one contract test suite (``tests/contract``) runs against every implementati
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -531,6 +531,80 @@ class Store(abc.ABC):
     async def schedule_fires(self, schedule_id: str, limit: int = 50) -> list[FireRecord]:
         """The schedule's recorded fires, the latest first."""
 
+    # == workflows (issue 16) ===================================================================
+    # A workflow definition is stored as opaque canonical JSON with its content hash (the
+    # domain parses it); a workflow run's ``state`` is opaque JSON the engine owns, written
+    # only by compare-and-set on ``revision`` so that two engines never both advance a run.
+    @abc.abstractmethod
+    async def define_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
+        """In one transaction: the latest version of ``(record.tenant, record.name)`` when its
+        ``content_hash`` equals ``record.content_hash`` (``False``, nothing written), else a
+        new immutable version ``latest + 1`` (``record.version`` is ignored) (``True``)."""
+
+    @abc.abstractmethod
+    async def get_workflow(
+        self, tenant: str, name: str, version: int | None
+    ) -> WorkflowRecord | None:
+        """One version (the latest when ``version`` is ``None``), or ``None``."""
+
+    @abc.abstractmethod
+    async def list_workflows(self, tenant: str | None) -> list[WorkflowRecord]:
+        """The latest version of every workflow (of ``tenant`` when given), by tenant, name."""
+
+    @abc.abstractmethod
+    async def workflow_versions(self, tenant: str, name: str) -> list[WorkflowRecord]:
+        """Every version of a workflow, oldest first ([] when unknown)."""
+
+    @abc.abstractmethod
+    async def create_workflow_run(
+        self, run: WorkflowRunRecord, events: list[WorkflowEvent]
+    ) -> WorkflowRunRecord:
+        """Store a new workflow run (``revision`` 1, ``seq`` assigned, strictly increasing)
+        and its first events, in one transaction; an existing id raises ``Conflict``."""
+
+    @abc.abstractmethod
+    async def get_workflow_run(
+        self, run_id: str, tenant: str | None = None
+    ) -> WorkflowRunRecord | None:
+        """The workflow run, or ``None`` if unknown (or not of ``tenant`` when given)."""
+
+    @abc.abstractmethod
+    async def list_workflow_runs(
+        self,
+        tenant: str | None,
+        *,
+        workflow: str | None = None,
+        statuses: Collection[str] = (),
+        limit: int = 100,
+    ) -> list[WorkflowRunRecord]:
+        """Workflow runs (of ``tenant``, of ``workflow``, with one of ``statuses``, each
+        when given), newest first (by ``seq``), at most ``limit``."""
+
+    @abc.abstractmethod
+    async def update_workflow_run(
+        self,
+        run_id: str,
+        expected_revision: int,
+        status: str,
+        state: dict[str, Any],
+        now: datetime,
+        events: list[WorkflowEvent],
+    ) -> WorkflowRunRecord | None:
+        """Compare-and-set in one transaction: only if the run's ``revision`` still equals
+        ``expected_revision``, replace ``status`` and ``state``, set ``updated_at`` to ``now``,
+        increment ``revision`` and append ``events``. ``None`` (nothing written) when the
+        revision moved on or the run is unknown."""
+
+    @abc.abstractmethod
+    async def add_workflow_events(self, events: list[WorkflowEvent]) -> None:
+        """Append events (alerts that change no state) in one transaction."""
+
+    @abc.abstractmethod
+    async def workflow_events(
+        self, run_id: str, after: int = 0, limit: int = 500
+    ) -> list[WorkflowEvent]:
+        """The run's events with ``seq > after``, oldest first, at most ``limit``."""
+
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
@@ -615,6 +689,49 @@ class FireRecord:
     run_id: str | None
     created_at: datetime
     message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord:
+    """One stored version of a workflow definition (``definition``: canonical JSON)."""
+
+    tenant: str
+    name: str
+    version: int
+    owner: str
+    content_hash: str
+    definition: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRunRecord:
+    """A durable workflow run: its status and the engine's ``state`` (JSON)."""
+
+    id: str
+    tenant: str
+    owner: str
+    workflow: str
+    version: int
+    params: dict[str, Any]
+    status: str
+    state: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    revision: int = 1
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEvent:
+    """One event of a workflow run (``seq``: set by the store, increasing per store)."""
+
+    run_id: str
+    at: datetime
+    kind: str
+    step: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
 
 
 #: Outcomes of fires that count as skipped in a schedule's status.

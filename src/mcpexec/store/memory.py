@@ -28,6 +28,7 @@ from mcpexec.models import (
     Stream,
 )
 from mcpexec.store._memory_tenancy import MemoryTenancy
+from mcpexec.store._memory_workflows import MemoryWorkflows
 from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, utc
 from mcpexec.store.base import (
     SKIPPED_OUTCOMES,
@@ -80,7 +81,7 @@ def _copy_json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value))
 
 
-class MemoryStore(MemoryTenancy, Store):
+class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
     def __init__(self) -> None:
         self._runs: dict[str, _Row] = {}
         self._by_key: dict[tuple[str, str], str] = {}

@@ -47,6 +47,7 @@ from mcpexec.store._sqlite_rows import (
 )
 from mcpexec.store._sqlite_tasks import run_args
 from mcpexec.store._sqlite_tenancy import SqliteTenancy, check_queue, pick_claims, record_submit
+from mcpexec.store._sqlite_workflows import SqliteWorkflows
 from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
@@ -73,7 +74,7 @@ def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) 
     return conn.execute(Q["holds"], args).fetchone() is not None
 
 
-class SqliteStore(SqliteTenancy, Store):
+class SqliteStore(SqliteTenancy, SqliteWorkflows, Store):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = Database(self.path)

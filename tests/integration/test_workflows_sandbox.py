@@ -1,0 +1,100 @@
+"""Workflow steps under the bwrap sandbox: the workspace is bound writable at its own path (and
+given to the sandbox's user), another workflow run's workspace stays invisible."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from mcpexec.app import App
+from mcpexec.bootstrap import build_app
+from mcpexec.executor.probe import probe
+from mcpexec.settings import Settings
+from servers import missing
+from workflow_helpers import ADMIN, FAKE_CLAUDE, agent_step, until
+
+pytestmark = pytest.mark.anyio
+
+SANDBOXED = json.dumps(
+    {
+        "name": "sandboxed",
+        "params": {"type": "object", "properties": {"peek": {"type": "string"}}},
+        "steps": {
+            "write": {
+                "shell": "mkdir -p instructions && echo 'You test.' > instructions/tester.md"
+                " && echo secret > secret.txt && id -u > uid.txt",
+            },
+            "tester": agent_step("tester", ["write"]),
+            "peek": {
+                "needs": ["tester"],
+                "shell": 'if [ -n "$MCPEXEC_PARAM_PEEK" ]; then cat "$MCPEXEC_PARAM_PEEK"; fi',
+            },
+        },
+    }
+)
+
+
+@pytest.fixture
+def agent_dir() -> Iterator[Path]:
+    """The fake agent where the sandbox can see it (the checkout may be out of its reach)."""
+    folder = Path(
+        tempfile.mkdtemp(prefix="mcpexec-fake-agent-", dir="/var/tmp")
+    )  # not /tmp: a tmpfs
+    try:
+        folder.chmod(0o755)
+        shutil.copy(FAKE_CLAUDE, folder / "claude")
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@asynccontextmanager
+async def sandboxed_app(tmp_path: Path, agent_dir: Path) -> AsyncIterator[App]:
+    found = probe("default")
+    if found.bwrap_error is not None:
+        missing("bwrap", found.bwrap_error)
+    settings = Settings(
+        home=tmp_path / "home",
+        sandbox="default",
+        sandbox_ro_binds=[str(agent_dir)],
+        poll_s=0.05,
+        heartbeat_s=0.2,
+        kill_grace_s=0.2,
+        shutdown_grace_s=0.5,
+    )
+    app = build_app(settings)
+    await app.open()
+    await app.start_background(workers=2, scheduler=True)
+    try:
+        yield app
+    finally:
+        await asyncio.wait_for(app.close(), 20)
+
+
+async def test_sandboxed_steps_write_their_workspace_and_nothing_else(
+    tmp_path: Path, agent_dir: Path
+) -> None:
+    async with sandboxed_app(tmp_path, agent_dir) as app:
+        await app.workflows.define(SANDBOXED.replace(FAKE_CLAUDE, str(agent_dir / "claude")), ADMIN)
+        first = await app.workflows.start("sandboxed", {}, ADMIN)
+        done = await until(app, first.id, "completed", timeout_s=60)
+        workspace = Path(done.state["workspace"])
+        assert (workspace / "secret.txt").read_text() == "secret\n"
+        if os.geteuid() == 0:  # the steps ran as the sandbox's user, not as root
+            assert (workspace / "uid.txt").read_text() == "65534\n"
+        assert done.state["steps"]["tester"]["checkpoint"]["status"] == "complete"
+        # the second run's step cannot see the first run's workspace
+        peek = {"peek": str(workspace / "secret.txt")}
+        second = await app.workflows.start("sandboxed", peek, ADMIN)
+        failed = await until(app, second.id, "failed", timeout_s=60)
+        assert failed.state["steps"]["peek"]["status"] == "failed"
+        attempts = await app.attempts(failed.state["steps"]["peek"]["run_id"], ADMIN)
+        assert "bwrap" in (attempts[-1].isolation or "")

@@ -1,0 +1,106 @@
+"""The workflow MCP tools through the SDK's in-memory client against a real App running the
+workflow engine (SQLite, real processes, the fake agent CLI)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from mcpexec.app import App
+from mcpexec.mcp_server.server import McpexecServer, build_mcp_server
+from workflow_helpers import PIPELINE, workflow_app
+
+from .test_mcp_task_tools import error_text, ok
+
+pytestmark = pytest.mark.anyio
+
+WORKFLOW_TOOLS = [
+    "start_workflow",
+    "get_workflow_status",
+    "list_workflows",
+    "approve_gate",
+    "rollback_workflow",
+    "cancel_workflow",
+]
+GATED = "name: gated\nsteps:\n  build: {shell: 'true'}\n  review: {needs: [build], gate: manual}\n"
+
+
+@pytest.fixture
+async def wf_app(tmp_path: Path) -> AsyncIterator[App]:
+    async with workflow_app(tmp_path) as app:
+        yield app
+
+
+@pytest.fixture
+async def wf_server(wf_app: App) -> AsyncIterator[McpexecServer]:
+    srv = build_mcp_server(wf_app, local=True, progress_interval_s=0.2)
+    yield srv
+    await srv.watcher.close()
+
+
+async def status_until(client: Client, run_id: str, status: str) -> dict[str, Any]:
+    import anyio
+
+    with anyio.fail_after(30):
+        while True:
+            found = ok(await client.call_tool("get_workflow_status", {"run_id": run_id}))
+            if found["status"] == status:
+                return found
+            await anyio.sleep(0.05)
+
+
+async def test_workflow_tools_are_typed_and_small(wf_server: McpexecServer) -> None:
+    async with Client(wf_server) as client:
+        listed = await client.list_tools()
+    tools = {t.name: t for t in listed.tools if t.name in WORKFLOW_TOOLS}
+    assert sorted(tools) == sorted(WORKFLOW_TOOLS)
+    size = sum(
+        len(json.dumps(t.model_dump(mode="json", exclude_none=True))) for t in tools.values()
+    )
+    assert size < 6000, size
+
+
+async def test_start_follow_and_finish_a_pipeline_over_mcp(
+    wf_app: App, wf_server: McpexecServer
+) -> None:
+    from workflow_helpers import ADMIN
+
+    await wf_app.workflows.define(PIPELINE, ADMIN)
+    async with Client(wf_server) as client:
+        listed = ok(await client.call_tool("list_workflows", {}))
+        assert [w["name"] for w in listed["workflows"]] == ["pipeline"]
+        started = ok(
+            await client.call_tool(
+                "start_workflow", {"workflow": "pipeline", "params": {"feature": "test-auth"}}
+            )
+        )
+        done = await status_until(client, started["id"], "completed")
+        assert done["steps"]["verifier"]["checkpoint"]["status"] == "complete"
+        bad = await client.call_tool(
+            "start_workflow", {"workflow": "pipeline", "params": {"feature": "'; rm -rf /; #"}}
+        )
+        assert "feature" in error_text(bad)
+        unknown = await client.call_tool("get_workflow_status", {"run_id": "0" * 32})
+        assert "no workflow run" in error_text(unknown)
+
+
+async def test_approve_and_cancel_over_mcp(wf_app: App, wf_server: McpexecServer) -> None:
+    from workflow_helpers import ADMIN
+
+    await wf_app.workflows.define(GATED, ADMIN)
+    async with Client(wf_server) as client:
+        first = ok(await client.call_tool("start_workflow", {"workflow": "gated"}))
+        await status_until(client, first["id"], "waiting")
+        ok(await client.call_tool("approve_gate", {"run_id": first["id"]}))
+        await status_until(client, first["id"], "completed")
+        second = ok(await client.call_tool("start_workflow", {"workflow": "gated"}))
+        await status_until(client, second["id"], "waiting")
+        cancelled = ok(await client.call_tool("cancel_workflow", {"run_id": second["id"]}))
+        assert cancelled["status"] == "cancelled"
+        again = await client.call_tool("approve_gate", {"run_id": second["id"]})
+        assert "cancelled" in error_text(again)
