@@ -3,7 +3,8 @@
 Each transaction body runs on the store's database thread (``BEGIN IMMEDIATE`` for writes),
 so the define's "latest version" read and the run update's revision check cannot interleave
 with another process's write. The statements live here, beside the code that runs them, so the
-whole workflow part of the store is one file.
+whole workflow part of the store is one file. The row decoders serve the PostgreSQL dialect too
+(``_pg_workflows``: the same columns).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from mcpexec.errors import Conflict
-from mcpexec.store._shared import from_us, to_us
+from mcpexec.store._shared import Row, from_us, to_us
 from mcpexec.store._sqlite_db import Database
 from mcpexec.store.base import WorkflowEvent, WorkflowRecord, WorkflowRunRecord
 
@@ -60,7 +61,7 @@ _EVENTS = (
 )
 
 
-def workflow_of(row: sqlite3.Row) -> WorkflowRecord:
+def workflow_of(row: Row) -> WorkflowRecord:
     return WorkflowRecord(
         tenant=row["tenant"],
         name=row["name"],
@@ -72,7 +73,7 @@ def workflow_of(row: sqlite3.Row) -> WorkflowRecord:
     )
 
 
-def workflow_run_of(row: sqlite3.Row) -> WorkflowRunRecord:
+def workflow_run_of(row: Row) -> WorkflowRunRecord:
     return WorkflowRunRecord(
         id=row["id"],
         tenant=row["tenant"],
@@ -89,7 +90,7 @@ def workflow_run_of(row: sqlite3.Row) -> WorkflowRunRecord:
     )
 
 
-def event_of(row: sqlite3.Row) -> WorkflowEvent:
+def event_of(row: Row) -> WorkflowEvent:
     return WorkflowEvent(
         run_id=row["run_id"],
         at=from_us(row["at"]),

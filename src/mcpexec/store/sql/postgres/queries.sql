@@ -484,3 +484,64 @@ WHERE schedule_id = %(schedule_id)s AND fire_key = %(fire_key)s;
 SELECT * FROM schedule_fires WHERE schedule_id = %(schedule_id)s
 ORDER BY fire_at DESC, created_at DESC
 LIMIT %(limit)s;
+
+-- Workflows (issue 16) ------------------------------------------------------------------------
+
+-- name: lock_workflow
+-- Two defines of one workflow name take turns (the "latest version" read and the insert).
+SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.workflow:' || %(tenant)s || '/' || %(name)s, 0));
+
+-- name: latest_workflow
+SELECT * FROM workflows WHERE tenant = %(tenant)s AND name = %(name)s ORDER BY version DESC LIMIT 1;
+
+-- name: workflow_version
+SELECT * FROM workflows WHERE tenant = %(tenant)s AND name = %(name)s AND version = %(version)s;
+
+-- name: insert_workflow
+INSERT INTO workflows (tenant, name, version, owner, content_hash, definition, created_at)
+VALUES (%(tenant)s, %(name)s, %(version)s, %(owner)s, %(content_hash)s, %(definition)s,
+        %(created_at)s)
+RETURNING *;
+
+-- name: list_workflows
+SELECT DISTINCT ON (tenant, name) * FROM workflows
+WHERE %(tenant)s::text IS NULL OR tenant = %(tenant)s
+ORDER BY tenant, name, version DESC;
+
+-- name: workflow_versions
+SELECT * FROM workflows WHERE tenant = %(tenant)s AND name = %(name)s ORDER BY version;
+
+-- name: insert_workflow_run
+INSERT INTO workflow_runs (id, tenant, owner, workflow, version, params, status, state, revision,
+                           created_at, updated_at)
+VALUES (%(id)s, %(tenant)s, %(owner)s, %(workflow)s, %(version)s, %(params)s, %(status)s,
+        %(state)s, 1, %(created_at)s, %(updated_at)s)
+RETURNING *;
+
+-- name: workflow_run
+SELECT * FROM workflow_runs WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s);
+
+-- name: list_workflow_runs
+SELECT * FROM workflow_runs
+WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+ORDER BY seq DESC
+LIMIT %(limit)s;
+
+-- name: update_workflow_run
+-- Compare-and-set on the revision: a concurrent engine step that read an older state changes
+-- nothing and gets no row back.
+UPDATE workflow_runs SET status = %(status)s, state = %(state)s, updated_at = %(now)s,
+                         revision = revision + 1
+WHERE id = %(id)s AND revision = %(expected)s
+RETURNING *;
+
+-- name: insert_workflow_event
+INSERT INTO workflow_events (run_id, at, kind, step, detail)
+VALUES (%(run_id)s, %(at)s, %(kind)s, %(step)s, %(detail)s);
+
+-- name: workflow_events
+SELECT * FROM workflow_events WHERE run_id = %(run_id)s AND seq > %(after)s
+ORDER BY seq
+LIMIT %(limit)s;
