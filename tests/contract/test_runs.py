@@ -10,6 +10,7 @@ import pytest
 from mcpexec.errors import Conflict
 from mcpexec.models import (
     ExecSpec,
+    FailureKind,
     InputFile,
     Limits,
     RetryPolicy,
@@ -205,6 +206,46 @@ async def test_stats_count_by_status_and_tenant(store: Store) -> None:
     }
     assert (await store.stats("t2")).by_status["pending"] == 1
     assert sum((await store.stats("t9")).by_status.values()) == 0
+
+
+async def test_stats_follow_every_transition_and_the_purge(store: Store) -> None:
+    """Stats are counters kept with each change (SQL dialects: triggers, migration 0009), so
+    every path that moves a run is checked against a recount of the runs themselves."""
+
+    async def recount(tenant: str | None) -> dict[str, int]:
+        counts = dict.fromkeys((s.value for s in RunStatus), 0)
+        for run in (await store.list_runs(RunFilter(tenant=tenant), 500, None)).runs:
+            counts[run.status.value] += 1
+        return counts
+
+    async def check() -> None:
+        for tenant in (None, "default", "t2"):
+            assert (await store.stats(tenant)).by_status == await recount(tenant), tenant
+
+    await enqueue(store, *(new_run(f"r{i}") for i in range(6)), new_run("x", tenant="t2"))
+    await check()
+    done, retried, lost, cancelled = [await claim_one(store, now=t(0)) for _ in range(4)]
+    await check()
+    await store.finish_attempt(done.run.id, done.attempt, "w1", OK, t(1), None)
+    await store.finish_attempt(retried.run.id, retried.attempt, "w1", failed(), t(1), t(2))
+    await store.request_cancel(cancelled.run.id, t(1))
+    await store.finish_attempt(
+        cancelled.run.id, cancelled.attempt, "w1", failed(FailureKind.CANCELLED), t(1), None
+    )
+    await store.request_cancel("r5", t(1))  # a pending run: cancelled at once
+    await check()
+    await store.expire_worker("w1", t(3))
+    for claim in await store.expired_leases(t(100)):  # the reaper's path: lost, then failed
+        await store.finish_attempt(
+            claim.run.id, claim.attempt, "w1", failed(FailureKind.WORKER_LOST), t(4),
+            None, lease_expired_before=t(100),
+        )  # fmt: skip
+    await check()
+    assert (await store.get_run(lost.run.id)).status == RunStatus.FAILED  # type: ignore[union-attr]
+    assert await store.purge_finished(t(1000))
+    await check()
+    assert sum((await store.stats()).by_status.values()) == len((await store.list_runs(
+        RunFilter(), 500, None)).runs)  # fmt: skip
 
 
 async def test_purge_finished_deletes_runs_with_attempts_logs_and_artifacts(store: Store) -> None:

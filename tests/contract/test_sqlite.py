@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,5 +248,34 @@ async def test_migration_5_counts_the_storage_a_version_2_database_already_holds
         assert await store.storage_used("t1") == 107
         assert await store.storage_used("t2") == 1
         assert await store.storage_used() == 108
+    finally:
+        await store.close()
+
+
+async def test_migration_9_counts_the_runs_a_version_8_database_already_holds(db: Path) -> None:
+    """The run counters start from the runs stored before them (then the triggers keep them)."""
+    conn = sqlite3.connect(db)
+    for migration in load_migrations("sqlite")[:8]:
+        conn.executescript(migration.sql)
+    conn.execute("PRAGMA user_version = 8")
+    for run_id, tenant, status in (("a", "t1", "completed"), ("b", "t1", "failed"),
+                                   ("c", "t2", "completed"), ("d", "t2", "pending")):  # fmt: skip
+        conn.execute(
+            "INSERT INTO runs (id, tenant, status, priority, spec, retry, created_at,"
+            " available_at, attempts) VALUES (?, ?, ?, 0, ?, '{}', 0, 0, 1)",
+            (run_id, tenant, status, json.dumps({"command": ["true"]})),
+        )
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        assert (await store.stats()).by_status == {
+            "pending": 1, "running": 0, "completed": 2, "failed": 1, "cancelled": 0,
+        }  # fmt: skip
+        assert (await store.stats("t1")).by_status["failed"] == 1
+        await store.request_cancel("d", datetime.now(UTC))
+        assert (await store.stats("t2")).by_status["cancelled"] == 1
+        assert (await store.stats("t2")).by_status["pending"] == 0
     finally:
         await store.close()
