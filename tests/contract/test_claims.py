@@ -344,3 +344,18 @@ async def test_cancel_while_waiting_for_a_retry(store: Store) -> None:
     assert run.next_attempt_at is None
     assert run.partial
     assert await store.claim("w1", 1, t(100), t(130)) == []
+
+
+async def test_a_failure_message_with_nul_does_not_break_the_finish(store: Store) -> None:
+    await store.enqueue(new_run("nul"))
+    claim = await claim_one(store)
+    done = await store.finish_attempt(
+        "nul", claim.attempt, "w1", failed(message="out: a\0b"), T0, retry_at=None
+    )
+    assert done is not None
+    assert done.status == "failed"
+    assert done.failure is not None
+    # SQLite and memory keep the NUL; PostgreSQL text cannot hold one and stores U+FFFD.
+    assert done.failure.message in ("out: a\0b", "out: a\ufffdb")
+    [attempt] = await store.attempts("nul")
+    assert attempt.failure == done.failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -282,3 +283,30 @@ async def test_purge_respects_limit_oldest_first(store: Store) -> None:
     # which runs go is defined (oldest finished first); the order of the returned ids is not
     assert set(await store.purge_finished(t(100), limit=2)) == {"r4", "r3"}
     assert set(await store.purge_finished(t(100), limit=10)) == {"r2", "r1", "r0"}
+
+
+async def test_nul_characters_in_labels_and_tool_arguments_are_stored_and_filtered(
+    store: Store,
+) -> None:
+    # JSON text escapes NUL as \u0000, which PostgreSQL's jsonb refuses: the filters must not
+    # parse the stored documents as jsonb.
+    spec = ExecSpec(tool=ToolCall(server="fs", name="echo", arguments={"text": "a\0b"}))
+    await enqueue(
+        store,
+        new_run("nul-tool", spec=spec, labels={"k": "x\0y"}),
+        new_run("plain", labels={"k": "v"}),
+    )
+
+    async def ids(**filters: Any) -> list[str]:
+        page = await store.list_runs(RunFilter(**filters), 100, None)
+        return [r.id for r in page.runs]
+
+    assert await ids() == ["plain", "nul-tool"]
+    assert await ids(tool="fs.echo") == ["nul-tool"]
+    assert await ids(labels={"k": "v"}) == ["plain"]
+    assert await ids(labels={"k": "x\0y"}) == ["nul-tool"]
+    run = await store.get_run("nul-tool")
+    assert run is not None
+    assert run.labels == {"k": "x\0y"}
+    assert run.spec.tool is not None
+    assert run.spec.tool.arguments == {"text": "a\0b"}

@@ -29,7 +29,9 @@ from typing import TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg.abc import Buffer
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mcpexec.errors import McpexecError, StoreError, StoreUnavailable
@@ -49,6 +51,25 @@ POOL_WAIT_S = 5.0  # a request waits this long for a connection, then 503
 RETRIES = POOL_MAX + 2  # every pooled connection may be dead after a server restart
 LISTEN_BACKOFF_S = (0.05, 2.0)
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.migrate', 0))"
+
+
+class _NulSafeText(StrDumperUnknown):
+    """PostgreSQL text cannot hold NUL (SQLite's can): free text that carries one (a failure
+    message quoting a process's output) is stored with U+FFFD in its place instead of failing
+    the write. Identifiers never contain NUL (the models refuse it at the edge)."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+class _NulSafeBinaryText(StrBinaryDumper):
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
+
+
+def _adapt(conn: Conn) -> None:
+    conn.adapters.register_dumper(str, _NulSafeText)
+    conn.adapters.register_dumper(str, _NulSafeBinaryText)
 
 
 def queries() -> dict[str, str]:
@@ -83,7 +104,7 @@ class Database:
 
     async def _connect(self) -> Conn:
         try:
-            return await psycopg.AsyncConnection.connect(
+            conn = await psycopg.AsyncConnection.connect(
                 self.url,
                 autocommit=True,
                 row_factory=dict_row,
@@ -96,6 +117,8 @@ class Database:
                 f"cannot connect to PostgreSQL at {describe(self.url)} (MCPEXEC_DATABASE_URL): "
                 f"{reason}"
             ) from exc
+        _adapt(conn)
+        return conn
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -107,6 +130,7 @@ class Database:
             await conn.close()
 
         async def configure(c: Conn) -> None:
+            _adapt(c)
             await c.execute("SET synchronous_commit = off")
 
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(

@@ -31,6 +31,9 @@ RETURNING *;
 SELECT pg_notify('mcpexec_work', %(origin)s);
 
 -- name: list_runs
+-- jsonb refuses the escape of NUL (backslash-u0000) that JSON text may hold (in tool arguments,
+-- label values): the documents are parsed with it replaced by the escape of U+FFFF, on both
+-- sides of the label comparison, so a NUL in a stored run never breaks a listing.
 SELECT * FROM runs
 WHERE seq < %(cursor)s
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
@@ -39,9 +42,12 @@ WHERE seq < %(cursor)s
   AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s)
   AND (%(task)s::text IS NULL OR task = %(task)s)
   AND (%(owner)s::text IS NULL OR owner = %(owner)s)
-  AND (%(tool)s::text IS NULL OR (spec::jsonb #>> '{tool,server}') || '.'
-                                 || (spec::jsonb #>> '{tool,name}') = %(tool)s)
-  AND (%(labels)s::jsonb = '{}'::jsonb OR labels::jsonb @> %(labels)s::jsonb)
+  AND (%(tool)s::text IS NULL
+       OR (replace(spec, '\u0000', '\uffff')::jsonb #>> '{tool,server}') || '.'
+          || (replace(spec, '\u0000', '\uffff')::jsonb #>> '{tool,name}') = %(tool)s)
+  AND (%(labels)s::text = '{}'
+       OR replace(labels, '\u0000', '\uffff')::jsonb
+          @> replace(%(labels)s::text, '\u0000', '\uffff')::jsonb)
 ORDER BY seq DESC
 LIMIT %(limit)s;
 
