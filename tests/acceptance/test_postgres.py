@@ -17,9 +17,12 @@ import psycopg
 import pytest
 
 from mcpexec.client import ApiError, Client
+from mcpexec.store._migrations import load_migrations
 from pg_server import admin_url, fresh_schema
 
 from .conftest import MCPEXEC, Server, free_port, make_server
+
+LATEST = load_migrations("postgres")[-1].number
 
 pytestmark = pytest.mark.slow
 RUNS = 200
@@ -46,7 +49,7 @@ def test_db_migrate_is_idempotent_and_refuses_a_newer_database(db_url: str, tmp_
     for _ in range(2):
         done = _mcpexec("db", "migrate", env=env)
         assert done.returncode == 0, done.stderr
-        assert "schema at version 7 (up to date)" in done.stdout
+        assert f"schema at version {LATEST} (up to date)" in done.stdout
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE schema_version SET version = 99")
     refused = _mcpexec("db", "migrate", env=env)
