@@ -24,6 +24,11 @@ from timing import timed
 
 MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
 GOAL_MS = 5.0
+_MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "bench_mcp", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
 
 
 def free_port() -> int:
@@ -71,6 +76,29 @@ async def measure(url: str, home: Path, n: int) -> None:
             "REST GET /api/v1/runs/{id}",
             await timed(lambda: rest.get(f"/api/v1/runs/{run_id}"), n, warmup=20),
             None,
+        )
+        # The same tools/call as a bare JSON-RPC POST (what the SDK client sends in the
+        # 2026-07-28 era, answered as application/json): the server's cost without the SDK
+        # client's (it validates every result against the output schema).
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "get_run", "arguments": {"run_id": run_id}, "_meta": _MODERN_META},
+        }
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": "get_run",
+        }
+        probe = await rest.post("/mcp", json=body, headers=headers)
+        if probe.status_code != 200 or "result" not in probe.json():
+            raise RuntimeError(f"bare tools/call failed: {probe.status_code} {probe.text}")
+        report(
+            "MCP HTTP 2026-07-28, bare",
+            await timed(lambda: rest.post("/mcp", json=body, headers=headers), n, warmup=20),
+            rest_p50,
         )
     args = {"run_id": run_id}
     for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):

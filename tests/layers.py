@@ -46,6 +46,8 @@ PURE = {
     "mcpexec.bearer",
     # Where the files under $MCPEXEC_HOME are, and how a private one is written (stdlib only).
     "mcpexec.paths",
+    # Log records as text or JSON lines with the run they concern (stdlib only; issue 17).
+    "mcpexec.logfmt",
     # Roles, the access matrix and the fair pick across tenants (issue 10).
     "mcpexec.tenancy",
     # Workflow definitions and a workflow run's state (issue 16).
@@ -54,6 +56,8 @@ PURE = {
 }
 DOMAIN = {
     "app",
+    # Prometheus counters of the process and the exposition (issue 17).
+    "metrics",
     "worker",
     "reaper",
     "retry",

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from mcpexec.errors import (
 )
 from mcpexec.events import EventHub
 from mcpexec.executor.base import Executor
+from mcpexec.metrics import Metrics, StoreGauges
 from mcpexec.models import (
     DEFAULT_RETRY,
     DEFAULT_TENANT,
@@ -114,6 +116,8 @@ class App:
         self.executor = executor
         self.blobs = blobs
         self.events = EventHub()
+        #: Prometheus counters of this process (issue 17, metrics.py).
+        self.metrics = Metrics()
         self.workers: list[Worker] = []
         self._background: list[asyncio.Task[None]] = []
         # Task definitions and schedules (issue 11): definitions.py, schedule_ops.py.
@@ -123,7 +127,7 @@ class App:
         # Tenants, tokens, quotas and the audit log (issue 10): tenant_ops.py.
         self.tenancy = TenantOps(self)
         # Tools of downstream MCP servers and fs (issue 14): tools_service.py.
-        self.tools = ToolsService(settings)
+        self.tools = ToolsService(settings, self.metrics)
         # Workflows: DAGs of steps with checkpoints, gates and rollback (issue 16).
         self.workflows = WorkflowOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,12 +194,16 @@ class App:
             options = WorkerOptions.from_settings(self.settings, workers)
             # Tool runs go to the gateway, the rest to the executor (issue 14).
             executor = ToolRunExecutor(self.executor, self.tools)
-            worker = Worker(self.store, executor, self.blobs, self.events, options)
+            worker = Worker(
+                self.store, executor, self.blobs, self.events, options, metrics=self.metrics
+            )
             self.workers.append(worker)
             self._background.append(asyncio.create_task(worker.run(), name="worker"))
         if reaper:
             reaping = ReaperOptions.from_settings(self.settings)
-            housekeeping = Reaper(self.store, self.blobs, self.events, reaping)
+            housekeeping = Reaper(
+                self.store, self.blobs, self.events, reaping, metrics=self.metrics
+            )
             self._background.append(asyncio.create_task(housekeeping.run_forever(), name="reaper"))
 
     async def close(self) -> None:
@@ -217,6 +225,34 @@ class App:
         """The principal of a bearer token; unknown, revoked and expired tokens are refused
         (compared through the hash: the token itself is never stored or logged)."""
         return await self.tenancy.authenticate(token)
+
+    async def authenticate_session(self, token_hash: str) -> Principal:
+        """The principal of a dashboard session: the token it was opened with, by its hash
+        (revoked or expired since: refused, as for a bearer token)."""
+        return await self.tenancy.authenticate_hash(token_hash)
+
+    def session_key(self) -> bytes:
+        """The key that signs dashboard sessions and CSRF tokens: ``$MCPEXEC_HOME/session-key``
+        (0600), made by the first process that needs it, shared by every process on the home
+        (a session opened on one ``serve`` is valid on the others)."""
+        path = self.settings.home / "session-key"
+        if not path.exists():
+            # written aside, then linked into place: another process sees no key or all of it
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            aside = path.with_name(f".session-key.{uuid.uuid4().hex}")
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass  # another process was first: its key is the one
+            finally:
+                aside.unlink()
+        key = _read_token_file(path)
+        if key is None or len(key) < 32:
+            raise InvalidRequest(f"{path} is empty or too short: remove it to make a new key")
+        return key.encode()
 
     async def create_token(
         self, name: str, role: str = "admin", tenant: str = DEFAULT_TENANT
@@ -274,6 +310,7 @@ class App:
         )
         run, created = await self.store.enqueue(self.stamp(new, principal))
         if created:
+            self.metrics.submitted(run)
             self.events.work_available()
         elif not run.same_request(new.spec, new.retry, new.priority, new.labels, new.run_at):
             raise IdempotencyConflict(key=new.idempotency_key, run_id=run.id)
@@ -380,7 +417,7 @@ class App:
     async def cancel(self, run_id: str, principal: Principal) -> Run:
         """Request cancellation (idempotent). A pending run is cancelled at once; a running one
         is killed by its worker (tree, grace, SIGKILL) and then reported ``cancelled``."""
-        await self.get(run_id, principal, Action.CANCEL)
+        before = await self.get(run_id, principal, Action.CANCEL)
         now = utcnow()
         run = await self.store.request_cancel(run_id, now, self._tenant_scope(principal))
         if run is None:
@@ -388,6 +425,8 @@ class App:
         await self.tenancy.audit(principal, "cancel", run.id, tenant=run.tenant, at=now)
         if run.status == "running":
             self.events.cancel_requested(run_id)
+        elif run.status == "cancelled" and before.status == "pending":  # it ends here
+            self.metrics.finished(run)
         self.events.run_changed(run_id)
         return run
 
@@ -479,6 +518,32 @@ class App:
     async def list_workers(self, principal: Principal) -> list[WorkerInfo]:
         self._require_admin(principal)
         return await self.store.list_workers()
+
+    async def metrics_exposition(self, principal: Principal | None) -> bytes:
+        """The Prometheus text of ``/metrics``: this process's counters and histograms, and
+        the store's gauges read now (global: the same from every process on the store).
+        Needs an admin (the values name every tenant); ``None`` when the setting
+        ``metrics_public`` opened the endpoint."""
+        if principal is not None:
+            self._require_admin(principal)
+        stats = await self.store.stats(None)
+        by_tenant = {}
+        for tenant in await self.store.list_tenants():
+            by_tenant[tenant.id] = await self.store.tenant_load(tenant.id)
+        workers = await self.store.list_workers()
+        now = utcnow()
+        alive_within = 2 * self.settings.lease_s
+        alive = [w for w in workers if (now - w.heartbeat_at).total_seconds() <= alive_within]
+        slots = self.worker_slots()
+        gauges = StoreGauges(
+            by_status=stats.by_status,
+            by_tenant=by_tenant,
+            workers=len(workers),
+            workers_alive=len(alive),
+            worker_slots=slots.total,
+            worker_busy=slots.busy,
+        )
+        return self.metrics.exposition(gauges)
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod

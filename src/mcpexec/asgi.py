@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from mcpexec.api import create_api
 from mcpexec.app import App
 from mcpexec.bootstrap import build_app
+from mcpexec.dashboard import dashboard_routes
 from mcpexec.mcp_server.http import create_mcp_http
 from mcpexec.settings import Settings
 
@@ -59,6 +60,8 @@ def create_server_app(
 
     api = create_api(app)
     api.router.lifespan_context = lifespan
+    # The dashboard (issue 17): an adapter over the same App, at /ui.
+    api.router.routes.extend(dashboard_routes(app))
     # Last, at "/": its route is /mcp (mounted at /mcp it would answer with 307 redirects).
     api.mount("/", mcp_asgi)
     return api

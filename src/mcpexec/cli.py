@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mcpexec import __version__
-from mcpexec.cli_common import PRIORITY
+from mcpexec.cli_common import PRIORITY, log_format_option, log_level_option
 from mcpexec.errors import McpexecError
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ def version() -> None:
 @click.option("--port", type=int, help="Port (default 8002).")
 @click.option("--workers", type=int, help="Worker slots in this process (default 4).")
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
-@click.option("--log-level", default="info", show_default=True)
+@log_level_option
+@log_format_option
 @click.option(
     "--spool",
     type=click.Path(file_okay=False, path_type=Path),
@@ -104,7 +105,8 @@ def serve(
     port: int | None,
     workers: int | None,
     home: Path | None,
-    log_level: str,
+    log_level: str | None,
+    log_format: str | None,
     spool: Path | None,
 ) -> None:
     """Run the server: REST API, MCP, workers and housekeeping in one process."""
@@ -112,20 +114,29 @@ def serve(
 
     with _startup_errors():
         run_server(
-            host=host, port=port, workers=workers, home=home, log_level=log_level, spool=spool
+            host=host,
+            port=port,
+            workers=workers,
+            home=home,
+            log_level=log_level,
+            log_format=log_format,
+            spool=spool,
         )
 
 
 @main.command()
 @click.option("--workers", type=int, help="Worker slots (default 4).")
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
-@click.option("--log-level", default="info", show_default=True)
-def worker(workers: int | None, home: Path | None, log_level: str) -> None:
+@log_level_option
+@log_format_option
+def worker(
+    workers: int | None, home: Path | None, log_level: str | None, log_format: str | None
+) -> None:
     """Run workers alone against the store in $MCPEXEC_HOME (no HTTP)."""
     from mcpexec.serving import run_worker
 
     with _startup_errors():
-        run_worker(workers=workers, home=home, log_level=log_level)
+        run_worker(workers=workers, home=home, log_level=log_level, log_format=log_format)
 
 
 @main.command()

@@ -14,6 +14,19 @@ import click
 if TYPE_CHECKING:
     from mcpexec.client import Client
 
+#: ``--log-level`` and ``--log-format`` of the engine commands (default: the settings
+#: ``log_level``/``log_format``, i.e. ``MCPEXEC_LOG_LEVEL`` …, else info and text).
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Log level (default: setting log_level, info).",
+)
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="text: human lines; json: one JSON object per line (default: setting log_format).",
+)
+
 
 def client_of(ctx: click.Context) -> Client:
     """The client for ``--url``/``--token`` of the main group (else the environment's)."""

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mcpexec.cli_common import client_of, emit_json, print_table
+from mcpexec.cli_common import (
+    client_of,
+    emit_json,
+    log_format_option,
+    log_level_option,
+    print_table,
+)
 
 if TYPE_CHECKING:  # imported where used: every CLI start registers these commands
     from mcpexec.client import Client
@@ -356,12 +362,13 @@ for _name, _doc in (
 
 @click.command("scheduler")
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
-@click.option("--log-level", default="info", show_default=True)
-def scheduler(home: Path | None, log_level: str) -> None:
+@log_level_option
+@log_format_option
+def scheduler(home: Path | None, log_level: str | None, log_format: str | None) -> None:
     """Run the schedule loop alone (serve runs one too; any number may share a store)."""
     from mcpexec.serving import run_scheduler
 
-    run_scheduler(home=home, log_level=log_level)
+    run_scheduler(home=home, log_level=log_level, log_format=log_format)
 
 
 def register(main: click.Group) -> None:

@@ -124,6 +124,7 @@ class TaskOps:
         )
         run, created = await self.app.store.enqueue(self.app.stamp(new, principal))
         if created:
+            self.app.metrics.submitted(run)
             self.app.events.work_available()
         return run, created
 

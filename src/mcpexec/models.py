@@ -189,9 +189,14 @@ class Progress(BaseModel):
     message: str | None = Field(default=None, max_length=1000)
 
 
-def _json_integer(value: object) -> object:
+def json_integer(value: object) -> object:
     """JSON's integers: 5 and 5.0 (one number in JSON), never ``true`` or ``"5"``, which
-    pydantic's lax mode would take as 1 and 5 although the document calls them invalid."""
+    pydantic's lax mode would take as 1 and 5 although the document calls them invalid.
+
+    A before-validator of the model (``field_validator(..., mode="before")``) rather than part of
+    the field's type: on ``int | None`` an ``Annotated`` validator makes pydantic write the bounds
+    into the document as ``ge``/``le`` instead of ``minimum``/``maximum``. Floats and booleans of
+    a request are ``StrictFloat`` and ``StrictBool`` (strict float takes JSON's 5 as 5.0)."""
     if isinstance(value, bool | str):
         raise PydanticCustomError("int_type", "Input should be an integer (a JSON number)")
     if isinstance(value, float) and value.is_integer():
@@ -199,9 +204,10 @@ def _json_integer(value: object) -> object:
     return value
 
 
-#: An integer field of a request. Floats and booleans of a request are ``StrictFloat`` and
-#: ``StrictBool`` for the same reason (strict float takes JSON's 5 as 5.0).
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+#: An integer of a request as a type, for fields that are not ``int | None`` with bounds (there
+#: the bounds must come first, ``Annotated[int, Field(ge=1), BeforeValidator(json_integer)]``,
+#: or the document gets ge/le: ``test_bounds_reach_the_document_as_json_schema``).
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
 
 
 class Limits(BaseModel):
@@ -209,29 +215,29 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpu_s: JsonInt | None = Field(
-        default=None, ge=1, le=86_400, description="CPU seconds (RLIMIT_CPU)"
-    )
-    memory_mb: JsonInt | None = Field(
+    cpu_s: int | None = Field(default=None, ge=1, le=86_400, description="CPU seconds (RLIMIT_CPU)")
+    memory_mb: int | None = Field(
         default=None,
         ge=16,
         le=1_048_576,
         description="memory, MiB: the cgroup memory limit under the sandbox (workdir files count), "
         "else an address-space cap (RLIMIT_AS)",
     )
-    pids: JsonInt | None = Field(
+    pids: int | None = Field(
         default=None, ge=8, le=1_000_000, description="processes and threads (cgroup pids.max)"
     )
-    disk_mb: JsonInt | None = Field(
+    disk_mb: int | None = Field(
         default=None, ge=1, le=1_048_576, description="total workdir size, MiB (sandbox)"
     )
-    file_size_mb: JsonInt | None = Field(
+    file_size_mb: int | None = Field(
         default=None, ge=1, le=1_048_576, description="largest file a task may write, MiB"
     )
-    open_files: JsonInt | None = Field(default=None, ge=16, le=65_536, description="RLIMIT_NOFILE")
-    max_output_bytes: JsonInt | None = Field(
+    open_files: int | None = Field(default=None, ge=16, le=65_536, description="RLIMIT_NOFILE")
+    max_output_bytes: int | None = Field(
         default=None, ge=1024, le=1 << 34, description="per stream; beyond it the tail is kept"
     )
+
+    _integers = field_validator("*", mode="before")(json_integer)
 
 
 class Backoff(StrEnum):
@@ -252,7 +258,8 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_attempts: JsonInt = Field(default=3, ge=1, le=100)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    _integers = field_validator("max_attempts", mode="before")(json_integer)
     backoff: Backoff = Backoff.EXPONENTIAL
     delay_s: StrictFloat = Field(default=1.0, ge=0.0, le=86_400.0)
     max_delay_s: StrictFloat = Field(default=300.0, ge=0.0, le=86_400.0)

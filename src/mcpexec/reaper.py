@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mcpexec.events import EventHub
+from mcpexec.metrics import Metrics
 from mcpexec.models import Failure, FailureKind, utcnow
 from mcpexec.retry import next_attempt_at
 from mcpexec.settings import Settings
@@ -56,8 +57,15 @@ class ReaperOptions:
 
 class Reaper:
     def __init__(
-        self, store: Store, blobs: BlobStore, events: EventHub, options: ReaperOptions
+        self,
+        store: Store,
+        blobs: BlobStore,
+        events: EventHub,
+        options: ReaperOptions,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.blobs = blobs
         self.events = events
@@ -116,6 +124,7 @@ class Reaper:
             )
             if updated is not None:
                 reaped += 1
+                self.metrics.attempt_finished(updated, outcome.failure)
                 self.events.run_changed(run.id)
                 if retry_at is not None:
                     self.events.work_available()

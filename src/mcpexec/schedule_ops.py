@@ -247,6 +247,8 @@ class ScheduleOps:
         runs = await self.app.store.record_fires(batch)
         if not runs:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}", schedule_id=schedule_id)
+        self.app.metrics.fired(current.tenant, 1, 0)
+        self.app.metrics.submitted(runs[0])
         self.app.events.work_available()
         return runs[0]
 

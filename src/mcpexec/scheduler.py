@@ -119,6 +119,9 @@ class Scheduler:
             return 0  # another process handled this step
         if cancel:
             await self.cancel_previous_if_asked(schedule)
+        self.app.metrics.fired(schedule.tenant, len(runs), due.missed)
+        for run in runs:
+            self.app.metrics.submitted(run)
         if runs:
             self.app.events.work_available()
         if due.missed:
@@ -139,6 +142,8 @@ class Scheduler:
         run = await self.app.store.start_buffered(schedule.id, key, new)
         if run is None:
             return 0
+        self.app.metrics.fired(schedule.tenant, 1, 0)
+        self.app.metrics.submitted(run)
         self.app.events.work_available()
         return 1
 

@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -53,7 +54,7 @@ from pydantic import (
 )
 
 from mcpexec.cron import cron_fields, cron_instants
-from mcpexec.models import IsoDateTime, JsonInt
+from mcpexec.models import IsoDateTime, json_integer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_INTERVAL_S = 366 * 86_400
@@ -84,7 +85,8 @@ CatchupWindowS = Annotated[
 #: ``every``: a spelled interval or a number of seconds.
 Interval = (
     Annotated[str, Field(max_length=64, pattern=INTERVAL_PATTERN)]
-    | Annotated[JsonInt, Field(ge=1, le=MAX_INTERVAL_S)]
+    # The bounds before the validator: after it, pydantic writes them as ge/le (json_integer).
+    | Annotated[int, Field(ge=1, le=MAX_INTERVAL_S), BeforeValidator(json_integer)]
 )
 
 

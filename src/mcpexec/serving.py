@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from mcpexec.api.slow_clients import timed_protocol
+from mcpexec.app import App
 from mcpexec.asgi import DrainingServer, create_server_app
 from mcpexec.bootstrap import build_app
+from mcpexec.logfmt import configure as configure_logging
 from mcpexec.paths import write_private
 from mcpexec.settings import Settings, load_settings
 
@@ -54,11 +59,8 @@ class _Server(DrainingServer):
             self.settings.url_path.unlink(missing_ok=True)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def run_server(
@@ -67,17 +69,23 @@ def run_server(
     port: int | None = None,
     workers: int | None = None,
     home: Path | None = None,
-    log_level: str = "info",
+    log_level: str | None = None,
     spool: Path | None = None,
+    log_format: str | None = None,
 ) -> None:
-    settings = load_settings(host=host, port=port, workers=workers, home=home)
-    _configure_logging(log_level)
+    settings = load_settings(
+        host=host, port=port, workers=workers, home=home, log_level=log_level,
+        log_format=log_format,
+    )  # fmt: skip
+    _configure_logging(settings)
     api = create_server_app(settings, spool=spool)
     config = uvicorn.Config(
         api,
         host=settings.host,
         port=settings.port,
-        log_level=log_level,
+        log_level=settings.log_level,
+        # JSON: uvicorn's own records go through our handler too (one format per process).
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         # Long-lived SSE followers must not hold up a shutdown; runs get their own grace.
         timeout_graceful_shutdown=3,
@@ -103,10 +111,14 @@ def run_server(
 
 
 def run_worker(
-    *, workers: int | None = None, home: Path | None = None, log_level: str = "info"
+    *,
+    workers: int | None = None,
+    home: Path | None = None,
+    log_level: str | None = None,
+    log_format: str | None = None,
 ) -> None:
-    settings = load_settings(workers=workers, home=home)
-    _configure_logging(log_level)
+    settings = load_settings(workers=workers, home=home, log_level=log_level, log_format=log_format)
+    _configure_logging(settings)
     asyncio.run(_worker_main(settings.workers, settings))
 
 
@@ -119,15 +131,38 @@ async def _worker_main(slots: int, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger(__name__).info("worker running with %d slot(s)", max(slots, 1))
-    await stop.wait()
+    with _metrics_endpoint(app, settings):
+        await stop.wait()
     await app.close()
 
 
-def run_scheduler(*, home: Path | None = None, log_level: str = "info") -> None:
+@contextlib.contextmanager
+def _metrics_endpoint(app: App, settings: Settings) -> Iterator[None]:
+    """With ``metrics_port``: this process's counters over plain HTTP (a thread of
+    prometheus-client's own server) while the block runs. ``serve`` has ``/metrics`` instead."""
+    if settings.metrics_port is None:
+        yield
+        return
+    server, thread = start_http_server(
+        settings.metrics_port, addr=settings.host, registry=app.metrics.registry
+    )
+    host, port = server.server_address[:2]
+    log.info("metrics of this process on http://%s:%s/", host, port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def run_scheduler(
+    *, home: Path | None = None, log_level: str | None = None, log_format: str | None = None
+) -> None:
     """``mcpexec scheduler``: the schedule loop alone (no HTTP, no workers) on the store in
     ``$MCPEXEC_HOME``; safe next to any number of serve processes (each fire is keyed)."""
-    settings = load_settings(home=home)
-    _configure_logging(log_level)
+    settings = load_settings(home=home, log_level=log_level, log_format=log_format)
+    _configure_logging(settings)
     asyncio.run(_scheduler_main(settings))
 
 
@@ -140,5 +175,6 @@ async def _scheduler_main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger(__name__).info("scheduler running on %s", settings.store_url)
-    await stop.wait()
+    with _metrics_endpoint(app, settings):
+        await stop.wait()
     await app.close()

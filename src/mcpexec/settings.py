@@ -65,6 +65,26 @@ class Settings(BaseSettings):
         repr=False,
     )
 
+    #: Observability (issue 17, docs/observability.md).
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text (human lines) or json (one object per line)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="log level of serve, worker and scheduler"
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics without a token (e.g. on a private scrape network)",
+    )
+    #: ``mcpexec worker`` and ``mcpexec scheduler`` serve no HTTP; with a port they expose
+    #: their own counters (no token: bind it to loopback or a private network, see ``host``).
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="worker/scheduler: serve this process's counters at http://HOST:PORT/",
+    )
+
     workers: int = Field(default=4, ge=0, le=256, description="worker slots in this process")
     lease_s: float = Field(default=30.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
@@ -237,6 +257,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

@@ -128,11 +128,16 @@ class TenantOps:
 
     # -- authentication ---------------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Principal:
-        from mcpexec.app import Principal
-
         if not token:
             raise Unauthorized()
-        record = await self.app.store.token_by_hash(hash_token(token))
+        return await self.authenticate_hash(hash_token(token))
+
+    async def authenticate_hash(self, token_hash: str) -> Principal:
+        """The principal of the token with this hash (a dashboard session keeps the hash,
+        never the token); the same checks as ``authenticate``."""
+        from mcpexec.app import Principal
+
+        record = await self.app.store.token_by_hash(token_hash)
         now = utcnow()
         if record is None or record.revoked:
             raise Unauthorized("the bearer token is unknown or revoked")

@@ -46,6 +46,7 @@ from mcpexec.gateway.errors import (
     ToolTimeout,
     UnknownTool,
 )
+from mcpexec.metrics import Metrics
 from mcpexec.models import Failure, FailureKind, Progress, Stream, ToolCall
 from mcpexec.settings import Settings
 from mcpexec.tenancy import Action, Decision, decide
@@ -96,8 +97,9 @@ class CallOutcome:
 class ToolsService:
     """``app.tools``: discovery, calls, server health and reloads."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._gateway: Gateway | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
@@ -247,12 +249,23 @@ class ToolsService:
         except ToolFailed as failed:
             elapsed = (time.perf_counter() - started) * 1000
             qualified = f"{failed.result.server}.{failed.result.tool}"
-            return CallOutcome(qualified, "error", elapsed, result=failed.result)
+            outcome = CallOutcome(qualified, "error", elapsed, result=failed.result)
         except FsError as refused:
             elapsed = (time.perf_counter() - started) * 1000
-            return CallOutcome(_fs_name(name), "error", elapsed, error=refused)
-        elapsed = (time.perf_counter() - started) * 1000
-        return CallOutcome(f"{result.server}.{result.tool}", "success", elapsed, result=result)
+            outcome = CallOutcome(_fs_name(name), "error", elapsed, error=refused)
+        except McpexecError as exc:  # timeout, server_lost, …: counted, then raised
+            # an unknown name is not a label value (anyone may make up names)
+            where = "unknown.unknown" if exc.code == "unknown_tool" else name
+            if server and exc.code != "unknown_tool":
+                where = f"{server}.{name}"
+            self.metrics.tool_call(where, exc.code, time.perf_counter() - started)
+            raise
+        else:
+            elapsed = (time.perf_counter() - started) * 1000
+            qualified = f"{result.server}.{result.tool}"
+            outcome = CallOutcome(qualified, "success", elapsed, result=result)
+        self.metrics.tool_call(outcome.tool, outcome.status, elapsed / 1000)
+        return outcome
 
     def check_tool_run(self, call: ToolCall) -> None:
         """At submit, what can be known now: a server that is not configured (``unknown_tool``),
@@ -273,7 +286,21 @@ class ToolsService:
         tool = gateway.catalog().resolve(call.name, call.server)
         validate_arguments(tool, dict(call.arguments))
 
-    async def run_tool(  # noqa: PLR0911 - one return per outcome of an attempt
+    async def run_tool(
+        self, request: ExecRequest, sink: ExecSink, cancel: asyncio.Event
+    ) -> ExecResult:
+        """One attempt of a ``tool`` run, counted in ``mcpexec_tool_calls_total``."""
+        started = time.monotonic()
+        result = await self._run_tool(request, sink, cancel)
+        call = request.spec.tool
+        assert call is not None
+        status = "success" if result.succeeded else "error"
+        if result.failure is not None and result.failure.kind is not FailureKind.TOOL_ERROR:
+            status = result.failure.kind.value
+        self.metrics.tool_call(call.qualified, status, time.monotonic() - started)
+        return result
+
+    async def _run_tool(  # noqa: PLR0911 - one return per outcome of an attempt
         self, request: ExecRequest, sink: ExecSink, cancel: asyncio.Event
     ) -> ExecResult:
         """One attempt of a ``tool`` run (see :class:`ToolRunExecutor`); never raises for

@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 from mcpexec.errors import StoreError
 from mcpexec.events import EventHub
 from mcpexec.executor.base import EffectiveLimits, ExecRequest, ExecResult, Executor
+from mcpexec.logfmt import bind_run
+from mcpexec.metrics import Metrics
 from mcpexec.models import Artifact, ExecSpec, Failure, FailureKind, Progress, Stream, utcnow
 from mcpexec.params import param_inputs
 from mcpexec.retry import next_attempt_at
@@ -221,12 +223,15 @@ class Worker:
         events: EventHub,
         options: WorkerOptions,
         worker_id: str | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.blobs = blobs
         self.events = events
         self.options = options
+        self.metrics = metrics or Metrics()
         self.concurrency = options.concurrency
         self.id = worker_id or new_worker_id()
         self._held: dict[str, _Held] = {}
@@ -336,6 +341,7 @@ class Worker:
         return min(poll, max((due - utcnow()).total_seconds(), 0.0))
 
     def _start(self, claim: Claim) -> None:
+        self.metrics.started(claim.run, claim.attempt, utcnow())
         self._held[claim.run.id] = _Held(claim.attempt)
         task = asyncio.create_task(self._execute(claim), name=f"run-{claim.run.id}")
         self._tasks.add(task)
@@ -355,6 +361,9 @@ class Worker:
     # -- executing ----------------------------------------------------------------------------
     async def _execute(self, claim: Claim) -> None:
         run = claim.run
+        # every record of this attempt's task (ours, the executor's) names the run
+        bind_run(run_id=run.id, tenant=run.tenant, attempt=claim.attempt, worker_id=self.id)
+        log.debug("attempt started")
         held = self._held[run.id]
         stop = asyncio.Event()
         stop_watch = asyncio.create_task(self._relay(stop, held.cancel))
@@ -476,7 +485,10 @@ class Worker:
             log.warning(
                 "run %s attempt %d: fenced out, result dropped", claim.run.id, claim.attempt
             )
-        elif retry_at is not None:
+            return
+        self.metrics.attempt_finished(updated, outcome.failure)
+        log.debug("attempt finished: run %s", updated.status.value)
+        if retry_at is not None:
             self.events.work_available()
 
     # -- heartbeat ----------------------------------------------------------------------------

@@ -139,6 +139,18 @@ async def test_submit_run_takes_a_tool(gateway_serve: Server) -> None:
         assert "server" in bad.content[0].text  # type: ignore[union-attr]
 
 
+async def test_execute_takes_a_tool_and_waits_for_its_result(gateway_serve: Server) -> None:
+    async with connect(gateway_serve) as client:
+        tool = {"name": "everything.get-sum", "arguments": {"a": 40, "b": 2}}
+        run = data(await client.call_tool("execute", {"tool": tool, "wait_s": 30}))
+        assert run["status"] == "completed", run
+        assert "42" in run["result"]["content"][0]["text"]
+        assert data(await client.call_tool("get_run", {"run_id": run["run_id"]}))["kind"] == "tool"
+        bad = await client.call_tool("execute", {"tool": {"name": "no-server"}})
+        assert bad.is_error
+        assert "server" in bad.content[0].text  # type: ignore[union-attr]
+
+
 async def test_no_gateway_tools_without_a_gateway(tmp_path: Any) -> None:
     srv = make_server(tmp_path, workers=0)
     srv.start()

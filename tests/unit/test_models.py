@@ -188,3 +188,24 @@ def test_schedule_policies_take_json_types_only(spec: dict[str, object]) -> None
         ScheduleSpec.model_validate(spec)
     with pytest.raises(ValidationError):
         ScheduleChanges.model_validate(spec)
+
+
+def test_bounds_reach_the_document_as_json_schema() -> None:
+    """A validator in an ``int | None`` field's type makes pydantic write ``ge``/``le``, which
+    JSON Schema does not know: the fuzzer then sends 0 for a ``>= 1`` field as valid data."""
+    from mcpexec.api.routes.gateway import ToolCallBody
+    from mcpexec.api.routes.tenancy import TenantCreate, TokenCreate
+    from mcpexec.schedule_ops import ScheduleChanges
+    from mcpexec.schedules import ScheduleSpec
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {k for v in node.values() for k in keys(v)}
+        if isinstance(node, list):
+            return {k for v in node for k in keys(v)}
+        return set()
+
+    models = (RunRequest, TenantCreate, TokenCreate, ScheduleSpec, ScheduleChanges, ToolCallBody)
+    found = set().union(*(keys(m.model_json_schema()) for m in models))
+    assert "minimum" in found
+    assert not found & {"ge", "le", "gt", "lt"}

@@ -43,7 +43,6 @@ _REASONS = {
 
 #: Answers that are not JSON (FastAPI documents every 200 as application/json).
 _MEDIA = {
-    ("/metrics", "get"): {"text/plain": {"schema": {"type": "string"}}},
     ("/api/v1/runs/{run_id}/logs", "get"): {
         "application/json": {"schema": {"type": "object"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},

@@ -92,7 +92,7 @@ def run_spec(settings: Settings) -> dict[str, Schema]:
         "secrets": {
             "type": "array",
             "items": STR,
-            "description": "names from resource mcpexec://secrets, set as env variables",
+            "description": "names from mcpexec://secrets, set as env variables",
         },
         "labels": STR_MAP,
         "limits": {
@@ -107,18 +107,19 @@ def run_spec(settings: Settings) -> dict[str, Schema]:
         },
         "idempotency_key": {
             "type": "string",
-            "description": "a repeated call with the same key returns the same run",
+            "description": "a repeat with this key returns the first run",
         },
         "task": {"type": "string", "description": "task NAME[@VERSION]"},
         "params": {"type": "object"},
+        # A tool of a downstream server as a run (issue 14); a call without a run is call_tool.
+        "tool": {"type": "object", "description": "{name: server.tool, arguments}"},
     }
 
 
 #: "Exactly one of command, shell, script, tool" is said in words, not as a top-level ``oneOf``:
 #: the Anthropic and OpenAI tool APIs refuse ``oneOf``/``anyOf``/``allOf`` at the top of an
 #: input schema, so a client forwarding it to a model would fail on every call.
-ONE_KIND = "Give exactly one of command, shell, script or task."
-SUBMIT_ONE_KIND = "Give exactly one of command, shell, script, tool or task."
+ONE_KIND = "Exactly one of command, shell, script, tool or task."
 
 MAX_BYTES = "max_bytes"
 
@@ -228,12 +229,10 @@ def tool_schemas(settings: Settings) -> dict[str, tuple[Schema, Schema]]:
     submit_in = _obj(
         {
             **bare(spec),
-            # A durable tool run (issue 14); a synchronous call is call_tool.
-            "tool": {"type": "object", "description": "{name: server.tool, arguments}"},
             "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0},
             "run_at": {"type": "string", "format": "date-time", "description": "start no sooner"},
         },
-        description=SUBMIT_ONE_KIND,
+        description=ONE_KIND,
     )
     run = run_info()
     return {

@@ -74,19 +74,29 @@ async def _serve(settings: Settings, workers: int, tenant: str) -> None:
     from mcpexec.bootstrap import build_app
     from mcpexec.mcp_server.server import build_mcp_server
 
-    if workers > 0:
-        url = await anyio.to_thread.run_sync(served_url, settings.home)
-        if url is not None:
-            log.info("mcpexec mcp: runs go to the serve at %s (no workers here)", url)
-            workers = 0
     app = build_app(settings, pidfd_watcher=True)
     await app.open()
     server = build_mcp_server(app, local=True, tenant=tenant)
+
+    async def start_workers() -> None:
+        # Beside the protocol, not before it: the client waits for ``initialize`` (issue 8: at
+        # most 1 s), and the executor's start (the sandbox probe, the spawn helper) and the
+        # look for a ``serve`` take a fifth of that. A run submitted meanwhile waits queued.
+        slots = workers
+        if slots > 0:
+            url = await anyio.to_thread.run_sync(served_url, settings.home)
+            if url is not None:
+                log.info("mcpexec mcp: runs go to the serve at %s (no workers here)", url)
+                slots = 0
+        # Shielded: a session that ends while the executor starts must not leave it half
+        # started (app.close stops only what start_background finished).
+        with anyio.CancelScope(shield=True):
+            await app.start_background(workers=slots, reaper=slots > 0)
+        log.info("mcpexec mcp on stdio: %d worker slot(s), home=%s", slots, settings.home)
+
     # Held until the drain ends: a signal during the drain is absorbed, not fatal.
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         try:
-            await app.start_background(workers=workers, reaper=workers > 0)
-            log.info("mcpexec mcp on stdio: %d worker slot(s), home=%s", workers, settings.home)
             async with anyio.create_task_group() as tg:
 
                 async def stop_on_signal() -> None:
@@ -95,6 +105,7 @@ async def _serve(settings: Settings, workers: int, tenant: str) -> None:
                         return
 
                 tg.start_soon(stop_on_signal)
+                tg.start_soon(start_workers)
                 await server.run_stdio_async()  # returns when the client closes stdin
                 tg.cancel_scope.cancel()
         finally:

@@ -78,9 +78,9 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         title="Execute",
         annotations=sch.hints(read_only=False),
         description=(
-            "Run a command, shell line or script in a sandbox; returns status, exit code, output "
-            f"tails, result. Waits up to wait_s (default {EXECUTE_WAIT_S:g}), then "
-            f"returns the run still running: continue with get_run. {_NOT_AN_ERROR}"
+            "Run a command, shell line, script (sandboxed) or downstream tool; returns status, "
+            f"exit code, output tails, result. Waits up to wait_s (default {EXECUTE_WAIT_S:g}), "
+            f"then returns the run as it is: continue with get_run. {_NOT_AN_ERROR}"
         ),
     )
     async def execute(
@@ -88,6 +88,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         command: Command = None,
         shell: Shell = None,
         script: Script | None = None,
+        tool: ToolCall | None = None,
         env: Env = None,
         inputs: Inputs = None,
         timeout_s: float | None = None,
@@ -105,6 +106,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
         spec.update(network=network, secrets=secrets, retry=retry, task=task, params=params)
+        spec.update(tool=tool)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
         with tool_errors():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcpexec import __version__
-from mcpexec.api.deps import AppDep, PrincipalDep
+from mcpexec.api.deps import AppDep, PrincipalDep, get_principal
 from mcpexec.models import RunStatus
 
 router = APIRouter()
@@ -28,21 +28,12 @@ async def health(app: AppDep) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", tags=["admin"], summary="Prometheus metrics")
-async def metrics(app: AppDep, principal: PrincipalDep) -> Response:
-    stats = await app.stats(principal)
-    workers = await app.list_workers(principal) if principal.is_admin else []
-    registry = CollectorRegistry()
-    runs = Gauge("mcpexec_runs", "Runs in the store by status", ["status"], registry=registry)
-    for status in RunStatus:
-        runs.labels(status.value).set(stats.by_status.get(status.value, 0))
-    Gauge("mcpexec_workers", "Registered workers", registry=registry).set(len(workers))
-    in_process = app.worker_slots()
-    slots = Gauge("mcpexec_worker_slots", "Worker slots in this process", registry=registry)
-    slots.set(in_process.total)
-    busy = Gauge("mcpexec_worker_busy", "Busy worker slots in this process", registry=registry)
-    busy.set(in_process.busy)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, app: AppDep) -> Response:
+    """Prometheus metrics (docs/observability.md): an admin token, unless ``metrics_public``."""
+    principal = None if app.settings.metrics_public else await get_principal(request)
+    body = await app.metrics_exposition(principal)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/v1/stats", tags=["admin"], summary="Run counts by status")

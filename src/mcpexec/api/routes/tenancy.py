@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.app import TokenRecord
-from mcpexec.models import JsonInt
+from mcpexec.models import json_integer
 from mcpexec.tenancy import TENANT_ID
 from mcpexec.tenant_ops import Quota
 
@@ -28,10 +28,12 @@ class ResourceLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    memory_mb: JsonInt | None = Field(default=None, ge=16, le=1_048_576, description="MiB")
-    cpu_s: JsonInt | None = Field(default=None, ge=1, le=86_400, description="CPU seconds")
-    pids: JsonInt | None = Field(default=None, ge=8, le=1_000_000, description="processes")
-    disk_mb: JsonInt | None = Field(default=None, ge=1, le=1_048_576, description="workdir, MiB")
+    memory_mb: int | None = Field(default=None, ge=16, le=1_048_576, description="MiB")
+    cpu_s: int | None = Field(default=None, ge=1, le=86_400, description="CPU seconds")
+    pids: int | None = Field(default=None, ge=8, le=1_000_000, description="processes")
+    disk_mb: int | None = Field(default=None, ge=1, le=1_048_576, description="workdir, MiB")
+
+    _integers = field_validator("*", mode="before")(json_integer)
 
     def given(self) -> dict[str, int]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -40,9 +42,9 @@ class ResourceLimits(BaseModel):
 class TenantQuotas(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent: JsonInt | None = Field(default=None, ge=1, le=1_000_000)
-    max_queued: JsonInt | None = Field(default=None, ge=1, le=100_000_000)
-    max_runtime_s: JsonInt | None = Field(
+    max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_queued: int | None = Field(default=None, ge=1, le=100_000_000)
+    max_runtime_s: int | None = Field(
         default=None,
         ge=1,
         le=7 * 86_400,
@@ -54,6 +56,10 @@ class TenantQuotas(BaseModel):
     default_limits: ResourceLimits = Field(
         default_factory=ResourceLimits,
         description="a run's limit not given: this, else the maximum",
+    )
+
+    _integers = field_validator("max_concurrent", "max_queued", "max_runtime_s", mode="before")(
+        json_integer
     )
 
 
@@ -72,7 +78,9 @@ class TokenCreate(BaseModel):
     role: Literal["admin", "operator", "submitter", "viewer"] = "submitter"
     tenant: str | None = Field(default=None, description="default: the caller's tenant")
     kind: Literal["user", "service"] = "service"
-    expires_in_s: JsonInt | None = Field(default=None, ge=1, le=MAX_EXPIRY_S)
+    expires_in_s: int | None = Field(default=None, ge=1, le=MAX_EXPIRY_S)
+
+    _integers = field_validator("expires_in_s", mode="before")(json_integer)
 
 
 def token_view(token: TokenRecord) -> dict[str, Any]:

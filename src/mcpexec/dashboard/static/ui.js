@@ -1,0 +1,70 @@
+// mcpexec dashboard: live updates (no framework, no inline script: the CSP forbids it).
+"use strict";
+
+const POLL_MS = 1000;
+
+function followRows(body) {
+  const url = body.dataset.live;
+  const tick = async () => {
+    try {
+      const answer = await fetch(url, {
+        credentials: "same-origin",
+        headers: { "X-Mcpexec-Fragment": "1" },
+      });
+      if (answer.ok) body.innerHTML = await answer.text(); // server-rendered, escaped
+    } catch (_) {
+      // offline for a moment: try again next tick
+    }
+    setTimeout(tick, 2 * POLL_MS);
+  };
+  setTimeout(tick, 2 * POLL_MS);
+}
+
+function followLog(pre) {
+  const follow = document.getElementById("follow");
+  const status = document.getElementById("run-status");
+  const offsets = { stdout: pre.dataset.stdout || "0", stderr: pre.dataset.stderr || "0" };
+  const wasTerminal = pre.dataset.terminal === "true";
+  const tick = async () => {
+    let terminal = wasTerminal;
+    try {
+      const query = new URLSearchParams(offsets).toString();
+      const answer = await fetch(`${pre.dataset.log}?${query}`, {
+        credentials: "same-origin",
+        headers: { "X-Mcpexec-Fragment": "1" },
+      });
+      if (answer.ok) {
+        const body = await answer.json();
+        for (const chunk of body.chunks) {
+          const span = document.createElement("span");
+          span.className = chunk.stream;
+          span.textContent = chunk.text; // text, never markup
+          pre.appendChild(span);
+        }
+        offsets.stdout = String(body.offsets.stdout);
+        offsets.stderr = String(body.offsets.stderr);
+        if (status && status.textContent !== body.status) {
+          status.textContent = body.status;
+          status.className = `badge ${body.status}`;
+        }
+        if (follow && follow.checked && body.chunks.length) pre.scrollTop = pre.scrollHeight;
+        terminal = body.terminal && body.chunks.length === 0;
+        if (terminal && !wasTerminal) {
+          window.location.reload(); // show the result, attempts and artifacts
+          return;
+        }
+      }
+    } catch (_) {
+      // try again next tick
+    }
+    if (!terminal) setTimeout(tick, POLL_MS);
+  };
+  if (!wasTerminal) setTimeout(tick, POLL_MS);
+  if (follow && follow.checked) pre.scrollTop = pre.scrollHeight;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-live]").forEach(followRows);
+  const pre = document.querySelector("pre[data-log]");
+  if (pre) followLog(pre);
+});
