@@ -16,6 +16,15 @@ from mcpexec.store.base import WorkflowRunRecord
 ADMIN = Principal("tok-admin", "admin", "admin", "default")
 FAKE_CLAUDE = str(Path(__file__).resolve().parent / "fake_agent" / "claude")
 
+#: Seed 004's malicious feature names: each must be refused with nothing executed.
+MALICIOUS = [
+    "'; rm -rf /; #",
+    "../../../etc/passwd",
+    "\x00\x01\x02",
+    "A" * 1000,
+    "feature-${EVIL_VAR}",
+    "<script>alert('xss')</script>",
+]
 PHASES = ("orchestrator", "tester", "implementer", "verifier")
 CHECKPOINT_SCHEMA = {"type": "object", "required": ["status"]}
 INIT = (

@@ -45,5 +45,6 @@ class WorkflowsApi:
         return cast(list[Json], found["events"])
 
     def act(self, run_id: str, action: str, step: str | None = None) -> Json:
-        body = {} if step is None else {"step": step}
-        return self._json("POST", f"/api/v1/workflow-runs/{run_id}/{action}", json=body)
+        if step is None:
+            return self._json("POST", f"/api/v1/workflow-runs/{run_id}/{action}")
+        return self._json("POST", f"/api/v1/workflow-runs/{run_id}/{action}", json={"step": step})

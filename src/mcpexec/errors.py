@@ -206,6 +206,12 @@ class WorkflowRunNotFound(NotFound):
     code = "workflow_run_not_found"
 
 
+class StepNotFound(NotFound):
+    """The workflow has no step of this name."""
+
+    code = "step_not_found"
+
+
 class WorkflowStateConflict(Conflict):
     """The workflow run (or its step) is not in a state that allows this action."""
 

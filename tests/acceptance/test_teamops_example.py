@@ -15,7 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp import types as mt
 
-from workflow_helpers import FAKE_CLAUDE
+from workflow_helpers import FAKE_CLAUDE, MALICIOUS
 
 from .conftest import Server, make_server
 
@@ -96,14 +96,7 @@ async def test_init_then_orchestrate_two_features_through_all_phases(srv: Server
 
 @pytest.mark.parametrize(
     "feature",
-    [
-        "'; rm -rf /; #",
-        "../../../etc/passwd",
-        "\x00\x01\x02",
-        "A" * 1000,
-        "feature-${EVIL_VAR}",
-        "<script>alert('xss')</script>",
-    ],
+    MALICIOUS,
 )
 async def test_malicious_feature_names_are_refused_and_nothing_runs(
     srv: Server, feature: str

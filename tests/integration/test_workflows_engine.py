@@ -10,7 +10,7 @@ import pytest
 
 from mcpexec.errors import CheckpointInvalid, InvalidRequest, WorkflowStateConflict
 from mcpexec.models import RunFilter, Stream
-from workflow_helpers import ADMIN, PIPELINE, pipeline, step_status, until, workflow_app
+from workflow_helpers import ADMIN, MALICIOUS, PIPELINE, pipeline, step_status, until, workflow_app
 
 
 def agent_calls(workspace: Path) -> list[dict[str, Any]]:
@@ -172,14 +172,7 @@ async def test_an_agent_that_lingers_after_its_checkpoint_is_moved_on_and_stoppe
 
 @pytest.mark.parametrize(
     "feature",
-    [
-        "'; rm -rf /; #",
-        "../../../etc/passwd",
-        "\x00\x01\x02",
-        "A" * 1000,
-        "feature-${EVIL_VAR}",
-        "<script>alert('xss')</script>",
-    ],
+    MALICIOUS,
 )
 async def test_malicious_feature_names_are_refused_and_nothing_runs(
     tmp_path: Path, feature: str

@@ -531,7 +531,7 @@ class Store(abc.ABC):
     async def schedule_fires(self, schedule_id: str, limit: int = 50) -> list[FireRecord]:
         """The schedule's recorded fires, the latest first."""
 
-    # == workflows (issue 16) ===================================================================
+    # workflows (issue 16) =======================================================================
     # A workflow definition is stored as opaque canonical JSON with its content hash (the
     # domain parses it); a workflow run's ``state`` is opaque JSON the engine owns, written
     # only by compare-and-set on ``revision`` so that two engines never both advance a run.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mcpexec.errors import (
     CheckpointInvalid,
     InvalidRequest,
+    StepNotFound,
     WorkflowNotFound,
     WorkflowRunNotFound,
     WorkflowStateConflict,
@@ -212,8 +213,8 @@ class WorkflowOps:
                 change = Pending(rec)
                 if step is not None and step not in change.state.steps:
                     known = ", ".join(change.state.steps)
-                    raise InvalidRequest(
-                        f"step {step!r}: not a step of this workflow ({known})", field="step"
+                    raise StepNotFound(
+                        f"step {step!r}: not a step of this workflow ({known})", step=step
                     )
                 await handler(change, definition, step)
                 change.changed = True
@@ -265,9 +266,9 @@ class WorkflowOps:
         if step is None:
             waiting = [n for n, s in change.state.steps.items() if s.status is StepStatus.WAITING]
             if len(waiting) != 1:
-                raise InvalidRequest(
+                raise WorkflowStateConflict(
                     f"name the gate to approve (waiting: {', '.join(waiting) or 'none'})",
-                    field="step",
+                    waiting=waiting,
                 )
             step = waiting[0]
         st = change.state.steps[step]

@@ -144,19 +144,38 @@ async def cancel(run_id: RunId, app: AppDep, principal: PrincipalDep) -> dict[st
     return run_view(await app.workflows.act(run_id, "cancel", principal))
 
 
+class StepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step: str = Field(pattern=STEP_PATTERN, max_length=64)
+
+
+#: The actions on one step (its name is required) and those on the whole run (no body).
+STEP_ACTIONS = {Action.SKIP, Action.RETRY, Action.ROLLBACK, Action.MARK_DONE}
+RUN_ACTIONS = {Action.PAUSE, Action.RESUME, Action.CANCEL}
+
+
 def _action_route(action: Action) -> None:
     """``POST /api/v1/workflow-runs/{run_id}/<action>`` (one route each: a path the document
-    names exactly, so another method or suffix is a 405/404, not a 422)."""
+    names exactly, so another method or suffix is a 405/404, not a 422). A step action takes
+    ``{"step": NAME}``; ``approve`` may name its gate; the run actions take no body."""
 
-    async def act(
-        run_id: RunId,
-        app: AppDep,
-        principal: PrincipalDep,
-        body: ActionRequest | None = None,
+    async def run_action(run_id: RunId, app: AppDep, principal: PrincipalDep) -> dict[str, Any]:
+        return run_view(await app.workflows.act(run_id, action.value, principal))
+
+    async def step_action(
+        run_id: RunId, body: StepRequest, app: AppDep, principal: PrincipalDep
+    ) -> dict[str, Any]:
+        return run_view(await app.workflows.act(run_id, action.value, principal, body.step))
+
+    async def approve(
+        run_id: RunId, app: AppDep, principal: PrincipalDep, body: ActionRequest | None = None
     ) -> dict[str, Any]:
         step = body.step if body is not None else None
         return run_view(await app.workflows.act(run_id, action.value, principal, step))
 
+    act: Any = (
+        run_action if action in RUN_ACTIONS else step_action if action in STEP_ACTIONS else approve
+    )
     act.__name__ = f"workflow_{action.value.replace('-', '_')}"
     router.post(
         f"/api/v1/workflow-runs/{{run_id}}/{action.value}",
