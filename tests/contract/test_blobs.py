@@ -15,7 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from mcpexec.app import App, Principal
+from mcpexec.executor.fake import FakeExecutor
+from mcpexec.models import RunRequest, RunStatus
+from mcpexec.reaper import Reaper, ReaperOptions
+from mcpexec.settings import Settings
+from mcpexec.store import _pg_blobs
 from mcpexec.store.blobs import CHUNK, BlobStore, FileBlobStore
+from mcpexec.store.postgres import PostgresStore
 from mcpexec.store.url import open_store
 from pg_server import fresh_schema
 
@@ -29,7 +36,6 @@ async def blobs(
     if request.param == "directory":
         yield FileBlobStore(tmp_path / "artifacts")
         return
-    from mcpexec.store.postgres import PostgresStore
 
     with fresh_schema() as url:
         store = open_store(url)
@@ -131,8 +137,6 @@ async def test_delete_run_removes_its_blobs_only(blobs: BlobStore) -> None:
 
 
 async def test_postgres_deletes_in_batches_and_leaves_no_rows(tmp_path: Path) -> None:
-    from mcpexec.store import _pg_blobs
-    from mcpexec.store.postgres import PostgresStore
 
     with fresh_schema() as url:
         store = open_store(url)
@@ -150,3 +154,27 @@ async def test_postgres_deletes_in_batches_and_leaves_no_rows(tmp_path: Path) ->
                 assert await cur.fetchone() == (0,)
         finally:
             await store.close()
+
+
+async def test_retention_purge_deletes_a_runs_chunks_on_postgres(tmp_path: Path) -> None:
+
+    admin = Principal("t0", "test", "admin", "default")
+    with fresh_schema() as url:
+        settings = Settings(home=tmp_path, retention_days=1e-9, database_url=url)
+        store = open_store(url)
+        assert isinstance(store, PostgresStore)
+        blobs = store.blob_store()
+        app = App(settings, store, FakeExecutor(), blobs)
+        await app.open()
+        await app.start_background(workers=1, reaper=False)
+        try:
+            run, _ = await app.submit(RunRequest.model_validate({"command": ["echo"]}), admin)
+            assert (await app.wait(run.id, admin, 5)).status == RunStatus.COMPLETED
+            await blobs.put(run.id, "a", io.BytesIO(os.urandom(CHUNK + 1)), 2 * CHUNK)
+            await blobs.put("other-run", "a", io.BytesIO(b"keep"), 10)
+            options = ReaperOptions.from_settings(settings)
+            assert await Reaper(store, blobs, app.events, options).purge() == 1
+            assert not await blobs.exists(run.id, "a")
+            assert await blobs.exists("other-run", "a")
+        finally:
+            await app.close()
