@@ -6,6 +6,7 @@ throwaway database (``tests/pg_server.py``: skipped without a server, failed und
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -113,6 +114,15 @@ async def test_overwrite_replaces_every_chunk(blobs: BlobStore) -> None:
     await blobs.put("r1", "a", io.BytesIO(b"x" * (2 * CHUNK)), 4 * CHUNK)
     await blobs.put("r1", "a", io.BytesIO(b"short"), 4 * CHUNK)
     assert b"".join(await read_all(blobs, "r1", "a")) == b"short"
+
+
+async def test_two_writers_of_one_blob_never_mix(blobs: BlobStore) -> None:
+    first, second = b"1" * (3 * CHUNK), b"2" * (2 * CHUNK + 5)
+    await asyncio.gather(
+        blobs.put("r1", "a", io.BytesIO(first), 4 * CHUNK),
+        blobs.put("r1", "a", io.BytesIO(second), 4 * CHUNK),
+    )
+    assert b"".join(await read_all(blobs, "r1", "a")) in (first, second)
 
 
 async def test_missing(blobs: BlobStore) -> None:

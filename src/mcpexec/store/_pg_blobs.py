@@ -21,8 +21,12 @@ from mcpexec.store.blobs import CHUNK, BlobStore
 
 _DELETE_BATCH = 64  # chunks (64 MiB at most) per delete transaction
 
+# Two writers of one artifact (a lost worker still writing, its retry) take turns: the second
+# replaces every chunk of the first instead of mixing with them.
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.blob:' || %s || '/' || %s, 0))"
 _REPLACE = "DELETE FROM artifact_chunks WHERE run_id = %s AND name = %s"
-_INSERT = "INSERT INTO artifact_chunks (run_id, name, seq, data) VALUES (%s, %s, %s, %s)"
+# %b: the chunk travels in binary (text format would escape every byte).
+_INSERT = "INSERT INTO artifact_chunks (run_id, name, seq, data) VALUES (%s, %s, %s, %b)"
 _EXISTS = "SELECT 1 FROM artifact_chunks WHERE run_id = %s AND name = %s AND seq = 0"
 _CHUNK_AT = (
     "SELECT substring(data FROM %s FOR %s) AS data FROM artifact_chunks "
@@ -46,6 +50,7 @@ class PostgresBlobStore(BlobStore):
         async def tx(conn: Conn) -> tuple[int, str]:
             # A retried transaction (deadlock) starts over from the same place in the file.
             await anyio.to_thread.run_sync(file.seek, start)
+            await conn.execute(_LOCK, [run_id, name])
             await conn.execute(_REPLACE, [run_id, name])
             digest, size, seq = hashlib.sha256(), 0, 0
             while True:
@@ -77,7 +82,7 @@ class PostgresBlobStore(BlobStore):
 
             async def tx(conn: Conn, seq: int = seq, skip: int = skip, want: int = want) -> bytes:
                 args = [skip + 1, want, run_id, name, seq]
-                row = await (await conn.execute(_CHUNK_AT, args)).fetchone()
+                row = await (await conn.execute(_CHUNK_AT, args, binary=True)).fetchone()
                 return b"" if row is None else bytes(row["data"])
 
             chunk = await self._db.run(tx)
