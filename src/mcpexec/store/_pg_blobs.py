@@ -2,7 +2,8 @@
 
 Every API node on the database reads what a worker on any machine wrote (no shared directory).
 A write replaces the artifact's chunks in ONE transaction, reading the file a chunk at a time,
-so a reader sees the old bytes or the new, never half. A read fetches one chunk per statement
+so a reader sees the old bytes or the new, never half; two writers of one artifact take turns
+on a transaction-scoped advisory lock. A read fetches one chunk per statement
 (memory stays at one chunk whatever the artifact's size). ``delete_run`` removes a run's chunks
 ``_DELETE_BATCH`` rows per transaction: short transactions, no long lock, and autovacuum keeps
 up with a purge of many gigabytes.
