@@ -500,14 +500,14 @@ class App:
         await self.get(run_id, principal)
         return await self.store.list_artifacts(run_id)
 
-    async def artifact_path(
-        self, run_id: str, name: str, principal: Principal
-    ) -> tuple[Artifact, Path]:
+    async def artifact_bytes(
+        self, run_id: str, name: str, principal: Principal, limit: int | None = None
+    ) -> tuple[Artifact, AsyncIterator[bytes]]:
+        """The artifact's record and its bytes (at most ``limit``), streamed from the blob
+        store in chunks (from this machine's directory or the PostgreSQL database)."""
         for artifact in await self.artifacts(run_id, principal):
-            if artifact.name == name:
-                path = await self.blobs.path(run_id, name)
-                if path is not None:
-                    return artifact, path
+            if artifact.name == name and await self.blobs.exists(run_id, name):
+                return artifact, self.blobs.read(run_id, name, limit=limit)
         raise ArtifactNotFound(f"run {run_id} has no artifact {name!r}", run_id=run_id, name=name)
 
     # -- admin --------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ which needs the others' machinery (ASGI, uvicorn, the MCP SDK).
 from __future__ import annotations
 
 from mcpexec.app import App
+from mcpexec.errors import ConfigError
 from mcpexec.executor.sandbox import build_executor
 from mcpexec.settings import Settings
-from mcpexec.store.blobs import FileBlobStore
+from mcpexec.store.base import Store
+from mcpexec.store.blobs import BlobStore, FileBlobStore
 from mcpexec.store.url import open_store
 
 
@@ -23,4 +25,22 @@ def build_app(settings: Settings, *, pidfd_watcher: bool = False) -> App:
     # pidfd_watcher: only for processes that run one event loop for life (serve, worker, mcp);
     # see mcpexec.executor.subprocess.use_pidfd_child_watcher.
     executor = build_executor(settings, pidfd_watcher=pidfd_watcher)
-    return App(settings, store, executor, FileBlobStore(settings.artifacts_dir))
+    return App(settings, store, executor, build_blobs(settings, store))
+
+
+def build_blobs(settings: Settings, store: Store) -> BlobStore:
+    """Where artifact bytes go (the setting ``blob_store``): in the PostgreSQL database the
+    store is on (``postgres``; ``auto`` picks it for a PostgreSQL store) or files under
+    ``home/artifacts`` (``directory``)."""
+    from mcpexec.store.postgres import PostgresStore
+
+    choice = settings.blob_store
+    if choice == "directory" or (choice == "auto" and not isinstance(store, PostgresStore)):
+        return FileBlobStore(settings.artifacts_dir)
+    if not isinstance(store, PostgresStore):
+        raise ConfigError(
+            "blob_store (MCPEXEC_BLOB_STORE) is postgres but database_url is not a PostgreSQL "
+            "URL: set MCPEXEC_DATABASE_URL=postgresql://USER@HOST/DBNAME or "
+            "MCPEXEC_BLOB_STORE=directory"
+        )
+    return store.blob_store()

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         "postgresql://USER@HOST/DBNAME (many machines share it) or memory://",
         repr=False,
     )
+    blob_store: Literal["auto", "directory", "postgres"] = Field(
+        default="auto",
+        description="where artifact bytes go: postgres (in the PostgreSQL database, readable "
+        "from every machine on it), directory (files under home/artifacts; several machines "
+        "need it on a shared file system) or auto (postgres with a PostgreSQL database_url, "
+        "else directory)",
+    )
 
     #: Observability (issue 17, docs/observability.md).
     log_format: Literal["text", "json"] = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from mcpexec.models import Artifact, Attempt, Run
 
@@ -50,3 +51,15 @@ def artifact_view(artifact: Artifact, base_url: str = "") -> dict[str, Any]:
     data = artifact.model_dump(mode="json")
     data["url"] = f"{base_url}/api/v1/runs/{artifact.run_id}/artifacts/{artifact.name}"
     return data
+
+
+def download_headers(artifact: Artifact, disposition: str = "attachment") -> dict[str, str]:
+    """The headers of an artifact's download (what Starlette's ``FileResponse`` would send for
+    a file named like the artifact's last path component)."""
+    filename = artifact.name.rsplit("/", 1)[-1]
+    quoted = quote(filename)
+    if quoted != filename:
+        value = f"{disposition}; filename*=utf-8''{quoted}"
+    else:
+        value = f'{disposition}; filename="{filename}"'
+    return {"Content-Disposition": value, "Content-Length": str(artifact.size)}

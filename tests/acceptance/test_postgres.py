@@ -4,6 +4,7 @@ outage (new connections refused, every mcpexec connection terminated) under load
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -71,12 +72,17 @@ def test_db_migrate_is_idempotent_and_refuses_a_newer_database(db_url: str, tmp_
 class Worker:
     """A ``mcpexec worker`` process on the shared database."""
 
-    def __init__(self, server: Server, slots: int) -> None:
-        self.log_path = server.home / f"worker-{time.monotonic_ns()}.log"
+    def __init__(self, server: Server, slots: int, home: Path | None = None) -> None:
+        """On ``server``'s home, or on ``home`` (another machine: nothing shared but the DB)."""
+        env = server.env()
+        if home is not None:
+            home.mkdir(exist_ok=True)
+            env = {**env, "HOME": str(home), "MCPEXEC_HOME": str(home)}
+        self.log_path = (home or server.home) / f"worker-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [MCPEXEC, "worker", "--workers", str(slots)],
-                env=server.env(),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -90,12 +96,11 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture
-def cluster(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Worker]]:
+def _start_cluster(db_url: str, tmp_path: Path, worker_home: Path | None) -> tuple[Server, Worker]:
     server = make_server(tmp_path, workers=0, MCPEXEC_DATABASE_URL=db_url, MCPEXEC_SANDBOX="none")
     server.args = ["--no-workers"]
     server.start()
-    worker = Worker(server, slots=4)
+    worker = Worker(server, slots=4, home=worker_home)
     try:
         with server.client() as client:
             deadline = time.monotonic() + 60
@@ -103,6 +108,28 @@ def cluster(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Worker]]:
                 assert worker.proc.poll() is None, worker.log()
                 assert time.monotonic() < deadline, worker.log()
                 time.sleep(0.05)  # another process's start-up: nothing to await but its row
+    except BaseException:
+        worker.stop()
+        server.stop()
+        raise
+    return server, worker
+
+
+@pytest.fixture
+def cluster(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Worker]]:
+    server, worker = _start_cluster(db_url, tmp_path, None)
+    try:
+        yield server, worker
+    finally:
+        worker.stop()
+        server.stop()
+
+
+@pytest.fixture
+def two_machines(db_url: str, tmp_path: Path) -> Iterator[tuple[Server, Worker]]:
+    """The API and the worker on different homes (as on two machines): only the DB is shared."""
+    server, worker = _start_cluster(db_url, tmp_path, tmp_path / "worker-home")
+    try:
         yield server, worker
     finally:
         worker.stop()
@@ -140,6 +167,40 @@ def test_an_api_without_workers_and_a_worker_process_run_200_runs(
         assert all(r["attempts"] == 1 for r in done.values())
         pids = {w["pid"] for w in client.workers()}
     assert pids == {worker.proc.pid}
+
+
+def test_an_artifact_written_on_a_worker_machine_downloads_from_the_api(
+    two_machines: tuple[Server, Worker], tmp_path: Path
+) -> None:
+    """Artifact bytes live in PostgreSQL (blob_store auto): the API serves what a worker with
+    another MCPEXEC_HOME stored, with no directory shared between them."""
+    server, worker = two_machines
+    shell = (
+        'head -c 2621447 /dev/urandom > "$MCPEXEC_OUTPUT_DIR/big.bin"; '
+        'mkdir "$MCPEXEC_OUTPUT_DIR/sub"; printf hello > "$MCPEXEC_OUTPUT_DIR/sub/a.txt"'
+    )
+    with server.client() as client:
+        run_id = client.submit({"shell": shell})["id"]
+        run = client.wait(run_id, timeout_s=60)
+        assert run["status"] == "completed", worker.log()
+        listed = {a["name"]: a for a in client.artifacts(run_id)}
+        assert set(listed) == {"big.bin", "sub/a.txt"}
+        assert listed["big.bin"]["size"] == 2621447
+        for name, artifact in listed.items():
+            out = tmp_path / name.replace("/", "_")
+            with out.open("wb") as f:
+                assert client.download(run_id, name, f) == artifact["size"]
+            data = out.read_bytes()
+            assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
+        assert (tmp_path / "sub_a.txt").read_bytes() == b"hello"
+        headers = httpx.get(
+            f"{server.url}/api/v1/runs/{run_id}/artifacts/sub/a.txt",
+            headers={"Authorization": f"Bearer {server.token}"},
+        ).headers
+        assert headers["content-length"] == "5"
+        assert headers["content-disposition"] == 'attachment; filename="a.txt"'
+    for home in (server.home, tmp_path / "worker-home"):  # the bytes are in no directory
+        assert not any(p.is_file() for p in (home / "artifacts").rglob("*")), home
 
 
 def _set_connections(db_url: str, allowed: bool) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import mimetypes
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -276,8 +275,8 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
     ) -> Annotated[types.CallToolResult, ArtifactRead]:
         principal = deps.principal()
         with tool_errors():
-            artifact, path = await app.artifact_path(run_id, name, principal)
-        data = await anyio.to_thread.run_sync(_read_head, path, max_bytes)
+            artifact, chunks = await app.artifact_bytes(run_id, name, principal, max_bytes)
+            data = b"".join([chunk async for chunk in chunks])
         truncated = artifact.size > len(data)
         text = _as_text(data, truncated)
         mime = mimetypes.guess_type(name)[0] or ("text/plain" if text is not None else None)
@@ -318,11 +317,6 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
             return SubmitResult(run_id=run.id, status=run.status.value, created=True)
 
     sch.publish(server, sch.tool_schemas(app.settings))
-
-
-def _read_head(path: Path, limit: int) -> bytes:
-    with path.open("rb") as f:
-        return f.read(limit)
 
 
 def _as_text(data: bytes, truncated: bool) -> str | None:

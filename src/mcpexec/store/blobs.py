@@ -1,7 +1,10 @@
-"""Artifact bytes, behind a small interface a shared object store can implement later.
+"""Artifact bytes, behind a small interface: written from a file, read as a stream of chunks.
 
 ``FileBlobStore`` keeps each artifact as a file under ``$MCPEXEC_HOME/artifacts/<run id>/``,
-written to a temporary name and renamed, so a reader never sees half a file.
+written to a temporary name and renamed, so a reader never sees half a file; machines share it
+only through a shared directory. ``PostgresBlobStore`` (``mcpexec.store._pg_blobs``) keeps the
+bytes in the PostgreSQL database, readable from every machine on it. Neither ever holds a whole
+artifact in memory: writes and reads go ``CHUNK`` bytes at a time.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
 import anyio.to_thread
 
-_CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024
 _NAME_MAX = 255  # bytes in one file name (ext4, tmpfs, xfs, btrfs)
 
 
@@ -27,8 +31,15 @@ class BlobStore(abc.ABC):
         """Copy at most ``max_bytes`` from ``file``; returns (size, sha256 hex)."""
 
     @abc.abstractmethod
-    async def path(self, run_id: str, name: str) -> Path | None:
-        """A local path to read the blob from, or ``None`` if absent."""
+    async def exists(self, run_id: str, name: str) -> bool:
+        """Whether the blob is there (a zero-byte blob is)."""
+
+    @abc.abstractmethod
+    def read(
+        self, run_id: str, name: str, offset: int = 0, limit: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset``, at most ``limit`` of them, in chunks of at most
+        ``CHUNK`` bytes; nothing when the blob is absent or ``offset`` is past its end."""
 
     @abc.abstractmethod
     async def delete_run(self, run_id: str) -> None:
@@ -60,7 +71,7 @@ class FileBlobStore(BlobStore):
         try:
             with os.fdopen(fd, "wb") as out:
                 while size < max_bytes:
-                    chunk = file.read(min(_CHUNK, max_bytes - size))
+                    chunk = file.read(min(CHUNK, max_bytes - size))
                     if not chunk:
                         break
                     out.write(chunk)
@@ -72,9 +83,27 @@ class FileBlobStore(BlobStore):
             raise
         return size, digest.hexdigest()
 
-    async def path(self, run_id: str, name: str) -> Path | None:
-        file = self._file(run_id, name)
-        return file if file.is_file() else None
+    async def exists(self, run_id: str, name: str) -> bool:
+        return self._file(run_id, name).is_file()
+
+    async def read(
+        self, run_id: str, name: str, offset: int = 0, limit: int | None = None
+    ) -> AsyncIterator[bytes]:
+        try:
+            handle = await anyio.to_thread.run_sync(open, self._file(run_id, name), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return
+        with handle:
+            await anyio.to_thread.run_sync(handle.seek, offset)
+            left = limit
+            while left is None or left > 0:
+                want = CHUNK if left is None else min(CHUNK, left)
+                chunk = await anyio.to_thread.run_sync(handle.read, want)
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
 
     async def delete_run(self, run_id: str) -> None:
         folder = self.root / quote(run_id, safe="")

@@ -35,6 +35,7 @@ import psycopg.errors
 
 from mcpexec.errors import Conflict
 from mcpexec.models import Artifact, Attempt, Page, Progress, Run, RunFilter, RunStatus, Stream
+from mcpexec.store._pg_blobs import PostgresBlobStore
 from mcpexec.store._pg_db import Conn, Database, queries
 from mcpexec.store._pg_tenancy import PostgresTenancy, check_queue, fetch_all, fetch_one
 from mcpexec.store._pg_workflows import PostgresWorkflows
@@ -75,6 +76,11 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, Store):
         self.url = url
         self._db = Database(url)
         self._q = Q
+
+    def blob_store(self) -> PostgresBlobStore:
+        """Artifact bytes in this store's database, on its connection pool (usable once the
+        store is open)."""
+        return PostgresBlobStore(self._db)
 
     async def open(self) -> None:
         await self._db.open()

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
 from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.api.errors import SafeJSONResponse
 from mcpexec.errors import InvalidRequest
 from mcpexec.models import LogChunk, RunFilter, RunRequest, RunStatus, Stream, Timestamp
-from mcpexec.views import artifact_view, attempt_view, run_view
+from mcpexec.views import artifact_view, attempt_view, download_headers, run_view
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -190,11 +190,12 @@ async def artifacts(
 
 
 @router.get("/{run_id}/artifacts/{name:path}", summary="Download one artifact")
-async def artifact(run_id: str, name: str, app: AppDep, principal: PrincipalDep) -> FileResponse:
-    record, path = await app.artifact_path(run_id, name, principal)
-    return FileResponse(
-        path,
+async def artifact(
+    run_id: str, name: str, app: AppDep, principal: PrincipalDep
+) -> StreamingResponse:
+    record, chunks = await app.artifact_bytes(run_id, name, principal)
+    return StreamingResponse(
+        chunks,
         media_type="application/octet-stream",
-        filename=record.name.rsplit("/", 1)[-1],
-        headers={"X-Sha256": record.sha256},
+        headers={**download_headers(record), "X-Sha256": record.sha256},
     )

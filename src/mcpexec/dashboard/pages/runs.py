@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from mcpexec.dashboard.page import Get, Nav, Post, View
 from mcpexec.errors import InvalidRequest
 from mcpexec.models import RunFilter, RunStatus, Stream
 from mcpexec.tenancy import Action
+from mcpexec.views import download_headers
 
 NAV = Nav("Runs", "/runs", 20)
 PAGE_SIZE = 50
@@ -152,12 +153,9 @@ def _decode(data: bytes, *, final: bool) -> tuple[str, int]:
 async def artifact(view: View) -> Response:
     """An artifact's bytes, always as a download (never rendered on the dashboard's origin)."""
     run_id, name = view.param("run_id"), view.param("name")
-    found, path = await view.app.artifact_path(run_id, name, view.principal)
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=found.name.rsplit("/", 1)[-1],
-        content_disposition_type="attachment",
+    found, chunks = await view.app.artifact_bytes(run_id, name, view.principal)
+    return StreamingResponse(
+        chunks, media_type="application/octet-stream", headers=download_headers(found)
     )
 
 

@@ -1,0 +1,4 @@
+-- Nothing to do on SQLite: postgres 0010 adds artifact_chunks, the table PostgresBlobStore keeps
+-- artifact bytes in. A SQLite store lives on one machine, so its artifacts stay files in the
+-- directory under MCPEXEC_HOME (FileBlobStore); the number exists so that both dialects keep
+-- the same migration numbers.
