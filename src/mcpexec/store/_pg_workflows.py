@@ -8,7 +8,6 @@ run's state is replaced by compare-and-set, so two engines cannot both advance i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
@@ -18,24 +17,22 @@ import psycopg.errors
 from mcpexec.errors import Conflict
 from mcpexec.store._pg_db import Conn, Database
 from mcpexec.store._pg_tenancy import fetch_all, fetch_one
-from mcpexec.store._shared import to_us
-from mcpexec.store._sqlite_workflows import event_of, workflow_of, workflow_run_of
+from mcpexec.store._sqlite_workflows import (
+    define_args,
+    event_of,
+    event_rows,
+    run_args,
+    update_args,
+    workflow_of,
+    workflow_run_of,
+)
 from mcpexec.store.base import WorkflowEvent, WorkflowRecord, WorkflowRunRecord
 
 
 async def _add_events(conn: Conn, query: str, events: list[WorkflowEvent]) -> None:
     if not events:
         return
-    rows = [
-        {
-            "run_id": e.run_id,
-            "at": to_us(e.at),
-            "kind": e.kind,
-            "step": e.step,
-            "detail": json.dumps(e.detail),
-        }
-        for e in events
-    ]
+    rows = event_rows(events)
     async with conn.cursor() as cur:
         await cur.executemany(query, rows)
 
@@ -48,14 +45,7 @@ class PostgresWorkflows:
 
     async def define_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
         q = self._q
-        args: dict[str, Any] = {
-            "tenant": record.tenant,
-            "name": record.name,
-            "owner": record.owner,
-            "content_hash": record.content_hash,
-            "definition": json.dumps(record.definition, sort_keys=True),
-            "created_at": to_us(record.created_at),
-        }
+        args = define_args(record)
 
         async def tx(conn: Conn) -> tuple[WorkflowRecord, bool]:
             await conn.execute(q["lock_workflow"], args)
@@ -101,18 +91,7 @@ class PostgresWorkflows:
         self, run: WorkflowRunRecord, events: list[WorkflowEvent]
     ) -> WorkflowRunRecord:
         q = self._q
-        args = {
-            "id": run.id,
-            "tenant": run.tenant,
-            "owner": run.owner,
-            "workflow": run.workflow,
-            "version": run.version,
-            "params": json.dumps(run.params),
-            "status": run.status,
-            "state": json.dumps(run.state),
-            "created_at": to_us(run.created_at),
-            "updated_at": to_us(run.updated_at),
-        }
+        args = run_args(run)
 
         async def tx(conn: Conn) -> WorkflowRunRecord:
             try:
@@ -165,13 +144,7 @@ class PostgresWorkflows:
         events: list[WorkflowEvent],
     ) -> WorkflowRunRecord | None:
         q = self._q
-        args = {
-            "id": run_id,
-            "expected": expected_revision,
-            "status": status,
-            "state": json.dumps(state),
-            "now": to_us(now),
-        }
+        args = update_args(run_id, expected_revision, status, state, now)
 
         async def tx(conn: Conn) -> WorkflowRunRecord | None:
             row = await fetch_one(conn, q["update_workflow_run"], args)

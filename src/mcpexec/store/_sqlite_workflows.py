@@ -101,20 +101,63 @@ def event_of(row: Row) -> WorkflowEvent:
     )
 
 
+def define_args(record: WorkflowRecord) -> dict[str, Any]:
+    """The parameters of a define, for both dialects (the version is added once known)."""
+    return {
+        "tenant": record.tenant,
+        "name": record.name,
+        "owner": record.owner,
+        "content_hash": record.content_hash,
+        "definition": json.dumps(record.definition, sort_keys=True),
+        "created_at": to_us(record.created_at),
+    }
+
+
+def run_args(run: WorkflowRunRecord) -> dict[str, Any]:
+    """The parameters of a new workflow run, for both dialects."""
+    return {
+        "id": run.id,
+        "tenant": run.tenant,
+        "owner": run.owner,
+        "workflow": run.workflow,
+        "version": run.version,
+        "params": json.dumps(run.params),
+        "status": run.status,
+        "state": json.dumps(run.state),
+        "created_at": to_us(run.created_at),
+        "updated_at": to_us(run.updated_at),
+    }
+
+
+def update_args(
+    run_id: str, expected_revision: int, status: str, state: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The parameters of a compare-and-set update, for both dialects."""
+    return {
+        "id": run_id,
+        "expected": expected_revision,
+        "status": status,
+        "state": json.dumps(state),
+        "now": to_us(now),
+    }
+
+
+def event_rows(events: list[WorkflowEvent]) -> list[dict[str, Any]]:
+    """The rows of ``events``, for both dialects."""
+    return [
+        {
+            "run_id": e.run_id,
+            "at": to_us(e.at),
+            "kind": e.kind,
+            "step": e.step,
+            "detail": json.dumps(e.detail),
+        }
+        for e in events
+    ]
+
+
 def _add_events(conn: sqlite3.Connection, events: list[WorkflowEvent]) -> None:
-    conn.executemany(
-        _INSERT_EVENT,
-        [
-            {
-                "run_id": e.run_id,
-                "at": to_us(e.at),
-                "kind": e.kind,
-                "step": e.step,
-                "detail": json.dumps(e.detail),
-            }
-            for e in events
-        ],
-    )
+    conn.executemany(_INSERT_EVENT, event_rows(events))
 
 
 class SqliteWorkflows:
@@ -123,14 +166,7 @@ class SqliteWorkflows:
     _db: Database
 
     async def define_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
-        args: dict[str, Any] = {
-            "tenant": record.tenant,
-            "name": record.name,
-            "owner": record.owner,
-            "content_hash": record.content_hash,
-            "definition": json.dumps(record.definition, sort_keys=True),
-            "created_at": to_us(record.created_at),
-        }
+        args = define_args(record)
 
         def tx(conn: sqlite3.Connection) -> tuple[WorkflowRecord, bool]:
             latest = conn.execute(_LATEST, args).fetchone()
@@ -169,18 +205,7 @@ class SqliteWorkflows:
     async def create_workflow_run(
         self, run: WorkflowRunRecord, events: list[WorkflowEvent]
     ) -> WorkflowRunRecord:
-        args = {
-            "id": run.id,
-            "tenant": run.tenant,
-            "owner": run.owner,
-            "workflow": run.workflow,
-            "version": run.version,
-            "params": json.dumps(run.params),
-            "status": run.status,
-            "state": json.dumps(run.state),
-            "created_at": to_us(run.created_at),
-            "updated_at": to_us(run.updated_at),
-        }
+        args = run_args(run)
 
         def tx(conn: sqlite3.Connection) -> WorkflowRunRecord:
             try:
@@ -230,13 +255,7 @@ class SqliteWorkflows:
         now: datetime,
         events: list[WorkflowEvent],
     ) -> WorkflowRunRecord | None:
-        args = {
-            "id": run_id,
-            "expected": expected_revision,
-            "status": status,
-            "state": json.dumps(state),
-            "now": to_us(now),
-        }
+        args = update_args(run_id, expected_revision, status, state, now)
 
         def tx(conn: sqlite3.Connection) -> WorkflowRunRecord | None:
             row = conn.execute(_UPDATE_RUN, args).fetchone()
