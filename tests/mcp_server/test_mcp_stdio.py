@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -122,6 +123,23 @@ async def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
         assert result["stdout"] == "noise\n"
         tools = await client.list_tools()
     assert len(tools.tools) >= 9
+
+
+def test_the_start_loads_only_what_answering_needs(tmp_path: Path) -> None:
+    """Before ``initialize`` is answered (issue 8: at most 1 s) the process imports neither rich
+    (the SDK's own logging set-up, 0.1 s) nor psycopg (0.2 s, for a store on SQLite)."""
+    code = (
+        "import sys\n"
+        "from mcpexec.bootstrap import build_app\n"
+        "from mcpexec.mcp_server.server import build_mcp_server\n"
+        "from mcpexec.settings import Settings\n"
+        f"build_mcp_server(build_app(Settings(home={str(tmp_path)!r})), local=True)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'psycopg'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float) -> None:

@@ -7,8 +7,11 @@ mounts at ``/mcp``, where every request needs a bearer token the App knows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import mcp.server.mcpserver.server as sdk_server
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
@@ -78,16 +81,17 @@ def build_mcp_server(
             ),
         }
     tasks = TasksExtension(deps)
-    server = McpexecServer(
-        "mcpexec",
-        title="mcpexec",
-        instructions=INSTRUCTIONS,
-        version=__version__,
-        extensions=[tasks],
-        subscriptions=bus,
-        log_level="WARNING",
-        **auth,
-    )
+    with _sdk_logging_left_alone():
+        server = McpexecServer(
+            "mcpexec",
+            title="mcpexec",
+            instructions=INSTRUCTIONS,
+            version=__version__,
+            extensions=[tasks],
+            subscriptions=bus,
+            log_level="WARNING",
+            **auth,
+        )
     server.watcher = watcher
     server.legacy_subscriptions = LegacySubscriptions(deps, bus)
     register_tools(server, deps)
@@ -100,6 +104,21 @@ def build_mcp_server(
     guard_listen(server)
     _no_prompts(server)
     return server
+
+
+@contextmanager
+def _sdk_logging_left_alone() -> Iterator[None]:
+    """Build the server without the SDK's ``configure_logging``: ``MCPServer()`` (mcp 2.3) calls
+    it to put a rich handler on the root logger, and importing rich is 0.1 s of every ``mcpexec
+    mcp`` start, before ``initialize`` can be answered (issue 8: at most 1 s). Every entry point
+    configures logging itself (stderr) first, which made the SDK's call a no-op anyway."""
+    name = "configure_logging"  # a module attribute, not exported: no public switch in mcp 2.3
+    configure = getattr(sdk_server, name)
+    setattr(sdk_server, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        setattr(sdk_server, name, configure)
 
 
 def _no_prompts(server: MCPServer[Any]) -> None:
