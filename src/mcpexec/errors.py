@@ -56,6 +56,13 @@ class ArtifactNotFound(NotFound):
     code = "artifact_not_found"
 
 
+class RangeNotSatisfiable(McpexecError):
+    """The requested byte range is outside the artifact."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
+
+
 class Conflict(McpexecError):
     """The object is not in a state that allows this."""
 

@@ -7,6 +7,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from mcpexec.errors import RangeNotSatisfiable
 from mcpexec.models import Artifact, Attempt, Run
 
 #: A lone surrogate (U+D800..U+DFFF): it cannot be encoded as UTF-8.
@@ -63,3 +64,25 @@ def download_headers(artifact: Artifact, disposition: str = "attachment") -> dic
     else:
         value = f'{disposition}; filename="{filename}"'
     return {"Content-Disposition": value, "Content-Length": str(artifact.size)}
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range (first, last; inclusive) a ``Range`` header asks of ``size`` bytes,
+    or ``None`` for the whole (no header, another unit, several ranges or a malformed one:
+    RFC 9110 lets a server ignore those). ``RangeNotSatisfiable`` past the end."""
+    match = _RANGE.fullmatch((header or "").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if last and first and int(last) < int(first):
+        return None
+    if start >= size or end < start:
+        raise RangeNotSatisfiable(f"bytes {header} of {size}", size=size)
+    return start, end

@@ -150,6 +150,34 @@ def test_artifacts_collected_and_symlinks_refused(server: Server, client: Client
     assert response.content == b"report\n"
 
 
+def test_artifact_downloads_answer_one_byte_range(server: Server, client: Client) -> None:
+    """A resumed or partial download (``Range``) gets 206 with that slice; past the end 416."""
+    shell = 'printf 0123456789 > "$MCPEXEC_OUTPUT_DIR/digits.txt"'
+    done = client.wait(client.submit({"shell": shell})["id"], timeout_s=30)
+    url = f"{server.url}/api/v1/runs/{done['id']}/artifacts/digits.txt"
+    auth = {"Authorization": f"Bearer {server.token}"}
+    whole = httpx.get(url, headers=auth)
+    assert (whole.status_code, whole.content) == (200, b"0123456789")
+    assert whole.headers["accept-ranges"] == "bytes"
+    for asked, status, body, content_range in (
+        ("bytes=2-4", 206, b"234", "bytes 2-4/10"),
+        ("bytes=7-", 206, b"789", "bytes 7-9/10"),
+        ("bytes=-2", 206, b"89", "bytes 8-9/10"),
+        ("bytes=5-99", 206, b"56789", "bytes 5-9/10"),
+    ):
+        part = httpx.get(url, headers={**auth, "Range": asked})
+        assert (part.status_code, part.content) == (status, body), asked
+        assert part.headers["content-range"] == content_range
+        assert part.headers["content-length"] == str(len(body))
+    for ignored in ("bytes=0-1,4-5", "items=0-1", "bytes=5-2", "bytes=x"):
+        full = httpx.get(url, headers={**auth, "Range": ignored})
+        assert (full.status_code, full.content) == (200, b"0123456789"), ignored
+    beyond = httpx.get(url, headers={**auth, "Range": "bytes=10-"})
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == "bytes */10"
+    assert beyond.json()["error"]["code"] == "range_not_satisfiable"
+
+
 def test_failed_run_with_artifacts_is_partial(client: Client) -> None:
     shell = 'echo half > "$MCPEXEC_OUTPUT_DIR/half.txt"; exit 1'
     done = client.wait(client.submit({"shell": shell})["id"], timeout_s=30)

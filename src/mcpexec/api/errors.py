@@ -67,6 +67,8 @@ def install_error_handlers(api: FastAPI) -> None:
         details = dict(exc.details)
         if isinstance(details.get("retry_after_s"), int):  # 429 quota_exceeded
             headers = {"Retry-After": str(details["retry_after_s"])}
+        if exc.http_status == 416 and isinstance(details.get("size"), int):
+            headers = {"Content-Range": f"bytes */{details['size']}"}  # RFC 9110 15.5.17
         if exc.http_status == 422 and "errors" not in details:
             # The same shape as a validation error's, so clients read one place.
             field = str(details.get("field", "body"))

@@ -33,6 +33,7 @@ _REASONS = {
     409: "Conflict (e.g. idempotency_conflict: the key was used with another body)",
     413: "Request body too large",
     415: "Request body is not JSON",
+    416: "The Range header asks for bytes past the end (range_not_satisfiable)",
     422: "Invalid request; details.errors names each field",
     429: "Too many requests",
     502: "The MCP server failed the call: server_lost, or it refused the request (tool_error)",
@@ -84,7 +85,12 @@ def _statuses(path: str, method: str) -> list[int]:
         codes.append(404)
     if path in _TOOL_CALLS:  # the call itself: no such tool, the server died or timed out
         codes += [404, 502, 504]
+    if path == _ARTIFACT:  # a Range header past the end
+        codes.append(416)
     return sorted(set(codes))
+
+
+_ARTIFACT = "/api/v1/runs/{run_id}/artifacts/{name}"
 
 
 _TOOL_LISTS = ("/api/v1/tools", "/tools")

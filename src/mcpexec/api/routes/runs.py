@@ -14,7 +14,7 @@ from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.api.errors import SafeJSONResponse
 from mcpexec.errors import InvalidRequest
 from mcpexec.models import LogChunk, RunFilter, RunRequest, RunStatus, Stream, Timestamp
-from mcpexec.views import artifact_view, attempt_view, download_headers, run_view
+from mcpexec.views import artifact_view, attempt_view, byte_range, download_headers, run_view
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -191,11 +191,26 @@ async def artifacts(
 
 @router.get("/{run_id}/artifacts/{name:path}", summary="Download one artifact")
 async def artifact(
-    run_id: str, name: str, app: AppDep, principal: PrincipalDep
+    run_id: str,
+    name: str,
+    app: AppDep,
+    principal: PrincipalDep,
+    range_: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
 ) -> StreamingResponse:
-    record, chunks = await app.artifact_bytes(run_id, name, principal)
+    # One byte range (a resumed or partial download) is answered 206; several, or a malformed
+    # one, get the whole artifact (RFC 9110 allows ignoring them); past the end is 416.
+    record = await app.artifact_record(run_id, name, principal)
+    wanted = byte_range(range_, record.size)
+    headers = {**download_headers(record), "X-Sha256": record.sha256, "Accept-Ranges": "bytes"}
+    if wanted is None:
+        _, chunks = await app.artifact_bytes(run_id, name, principal)
+        return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+    start, end = wanted
+    _, chunks = await app.artifact_bytes(
+        run_id, name, principal, offset=start, limit=end - start + 1
+    )
+    headers["Content-Length"] = str(end - start + 1)
+    headers["Content-Range"] = f"bytes {start}-{end}/{record.size}"
     return StreamingResponse(
-        chunks,
-        media_type="application/octet-stream",
-        headers={**download_headers(record), "X-Sha256": record.sha256},
+        chunks, status_code=206, media_type="application/octet-stream", headers=headers
     )
