@@ -510,14 +510,9 @@ class App:
     ) -> tuple[Artifact, AsyncIterator[bytes]]:
         """The artifact's record and its bytes (at most ``limit`` from ``offset``), streamed from
         the blob store in chunks (from this machine's directory or the PostgreSQL database)."""
-        artifact = await self.artifact_record(run_id, name, principal)
-        return artifact, self.blobs.read(run_id, name, offset=offset, limit=limit)
-
-    async def artifact_record(self, run_id: str, name: str, principal: Principal) -> Artifact:
-        """The record of an artifact whose bytes are stored (``ArtifactNotFound`` otherwise)."""
         for artifact in await self.artifacts(run_id, principal):
             if artifact.name == name and await self.blobs.exists(run_id, name):
-                return artifact
+                return artifact, self.blobs.read(run_id, name, offset=offset, limit=limit)
         raise ArtifactNotFound(f"run {run_id} has no artifact {name!r}", run_id=run_id, name=name)
 
     # -- admin --------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pydantic
@@ -47,18 +45,3 @@ def test_postgres_without_a_postgresql_database_is_a_config_error(tmp_path: Path
 def test_an_unknown_value_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(pydantic.ValidationError, match="blob_store"):
         Settings(home=tmp_path, blob_store="s3")  # type: ignore[arg-type]
-
-
-def test_an_app_on_sqlite_does_not_load_psycopg(tmp_path: Path) -> None:
-    """psycopg costs 0.2 s of every start (``mcpexec mcp``'s ``initialize`` waits for it)."""
-    code = (
-        "import sys\n"
-        "from mcpexec.bootstrap import build_app\n"
-        "from mcpexec.settings import Settings\n"
-        f"build_app(Settings(home={str(tmp_path)!r}))\n"
-        "print(sorted(m for m in sys.modules if m.startswith('psycopg')))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "[]", done.stdout

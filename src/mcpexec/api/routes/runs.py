@@ -199,11 +199,11 @@ async def artifact(
 ) -> StreamingResponse:
     # One byte range (a resumed or partial download) is answered 206; several, or a malformed
     # one, get the whole artifact (RFC 9110 allows ignoring them); past the end is 416.
-    record = await app.artifact_record(run_id, name, principal)
+    # The whole artifact's stream starts only when iterated: a range asks once more, by offset.
+    record, chunks = await app.artifact_bytes(run_id, name, principal)
     wanted = byte_range(range_, record.size)
     headers = {**download_headers(record), "X-Sha256": record.sha256, "Accept-Ranges": "bytes"}
     if wanted is None:
-        _, chunks = await app.artifact_bytes(run_id, name, principal)
         return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
     start, end = wanted
     _, chunks = await app.artifact_bytes(
