@@ -213,8 +213,10 @@ class WorkflowRunNotFound(NotFound):
     code = "workflow_run_not_found"
 
 
-class StepNotFound(NotFound):
-    """The workflow has no step of this name."""
+class StepNotFound(Conflict):
+    """The workflow run has no step of this name. 409, not 404: the run exists and the caller
+    may see it (its steps are in its status), a 404 would say the run is gone; and not 422: the
+    name is a valid step name, which steps a run has is the state of its pinned definition."""
 
     code = "step_not_found"
 

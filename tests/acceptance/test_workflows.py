@@ -83,6 +83,12 @@ def test_cli_session_rest_errors_and_access(tmp_path: Path) -> None:
             runs = h.get("/api/v1/workflow-runs").json()["workflow_runs"]
             assert [r["id"] for r in runs] == [run_id]  # nothing else was started
 
+            # an unknown step of a run that exists: 409 naming it (a 404 would say the run is gone)
+            unknown = h.post(f"/api/v1/workflow-runs/{run_id}/skip", json={"step": "nosuch"})
+            assert unknown.status_code == 409
+            assert unknown.json()["error"]["code"] == "step_not_found"
+            assert "'nosuch'" in unknown.json()["error"]["message"]
+
             cycle = (
                 "name: bad\nsteps:\n  a: {needs: [b], shell: 'true'}\n"
                 "  b: {needs: [a], shell: 'true'}\n"
