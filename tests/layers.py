@@ -3,7 +3,8 @@
 Every module of the package belongs to one layer; an import is allowed only along the arrows:
 
     pure      models, errors (and the package root),  → pure
-              tasks, task_files, params, schedules, cron
+              tasks, task_files, params, schedules, cron,
+              aio
     config    settings                                → pure
     views     views (how runs look on the wire)       → pure
     plug-in   store/*, executor/*, gateway/*          → pure, config, its own package only
@@ -53,6 +54,8 @@ PURE = {
     # Workflow definitions and a workflow run's state (issue 16).
     "mcpexec.workflows.spec",
     "mcpexec.workflows.state",
+    # Bounded waits that keep a cancellation (stdlib asyncio only).
+    "mcpexec.aio",
 }
 DOMAIN = {
     "app",

@@ -8,9 +8,10 @@ poll interval. In one process they make submit→start and finish→answer immed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable
+
+from mcpexec.aio import wait_done, wait_event
 
 
 class EventHub:
@@ -26,8 +27,7 @@ class EventHub:
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when work was announced since the last call, or after ``timeout``."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._work.wait(), timeout)
+        await wait_event(self._work, timeout)
         self._work.clear()
 
     # -- runs ---------------------------------------------------------------------------------
@@ -53,10 +53,7 @@ class EventHub:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._run_waiters[run_id].add(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await wait_done(waiter, timeout)
         finally:
             waiters = self._run_waiters.get(run_id)
             if waiters is not None:

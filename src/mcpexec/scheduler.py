@@ -22,13 +22,12 @@ the nominal fire time plus the schedule's deterministic jitter.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from mcpexec.aio import wait_event
 from mcpexec.errors import McpexecError, TaskNotFound
 from mcpexec.models import utcnow
 from mcpexec.schedules import (
@@ -210,6 +209,5 @@ class Scheduler:
 
     async def _wait_for_change(self, timeout: float) -> None:
         changed = self.app.schedules.changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout)
+        await wait_event(changed, timeout)
         changed.clear()

@@ -17,9 +17,9 @@ Three promises:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
+from mcpexec.aio import wait_event
 from mcpexec.executor.base import ExecSink
 from mcpexec.executor.redact import Redactor
 from mcpexec.models import Stream
@@ -142,8 +142,7 @@ class OutputPump:
             await self._any.wait()
             if not self._closed:
                 # Give a chatty run a moment to fill the batch, unless it already did.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._flush_interval)
+                await wait_event(self._full, self._flush_interval)
             self._any.clear()
             self._full.clear()
             await self._flush()

@@ -142,7 +142,8 @@ class Spawner:
         self._answers[0] = ready
         loop.add_reader(ours.fileno(), self._readable)
         try:
-            await asyncio.wait_for(ready, START_TIMEOUT_S)
+            async with asyncio.timeout(START_TIMEOUT_S):  # not wait_for: see mcpexec.aio
+                await ready
         except (TimeoutError, ConnectionError) as exc:
             log.warning("spawn helper did not start (%s): using the exec wrapper", exc or "timeout")
             await self.close()

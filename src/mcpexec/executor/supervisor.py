@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+from mcpexec.aio import wait_done, wait_event
 from mcpexec.executor.base import ExecResult, ExecSink
 from mcpexec.executor.cgroup import CgroupJoin
 from mcpexec.executor.command import Command, CommandError, command_for
@@ -378,8 +379,7 @@ class AttemptSupervisor:
     async def _wait_gone(self, proto: _Protocol, deadline: float) -> None:
         """Until the main process has exited and the tree is empty, or ``deadline``."""
         assert self.tree is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proto.exited), deadline - time.monotonic())
+        await wait_done(proto.exited, deadline - time.monotonic())
         await self.tree.wait_empty(max(0.0, deadline - time.monotonic()))
 
     async def _drain(self, proto: _Protocol) -> None:
@@ -409,8 +409,7 @@ class ProgressForwarder:
 
     async def _follow(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), PROGRESS_INTERVAL_S)
+            await wait_event(self._stop, PROGRESS_INTERVAL_S)
             if self._stop.is_set():
                 return
             latest = self._tail.poll()

@@ -12,7 +12,6 @@ App methods, never the store or executor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from asyncio import FIRST_COMPLETED
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import watchfiles
 
+from mcpexec.aio import wait_event
 from mcpexec.app import App, Principal
 from mcpexec.errors import IdempotencyConflict, InvalidRequest, McpexecError
 from mcpexec.models import Run, RunRequest, Stream
@@ -153,8 +153,7 @@ class Spool:
                 if drain and self._drained():
                     break
                 timeout = BUSY_RECHECK_S if self._busy_seen else next_rescan - loop.time()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(timeout, 0.0))
+                await wait_event(self._wake, timeout)
                 self._wake.clear()
                 if loop.time() >= next_rescan:
                     # The safety net: a missed inotify event, or a claim whose owner died.

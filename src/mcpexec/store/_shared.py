@@ -7,11 +7,11 @@ and the in-process wake-up of stores that cannot notify across processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from mcpexec.aio import wait_event
 from mcpexec.models import Failure, FailureKind, RunStatus
 from mcpexec.store.base import AttemptOutcome
 
@@ -87,9 +87,6 @@ class WorkSignal:
         self._event.set()
 
     async def wait(self, timeout: float) -> bool:
-        woken = False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), max(timeout, 0.0))
-            woken = True
+        woken = await wait_event(self._event, timeout)
         self._event.clear()
         return woken

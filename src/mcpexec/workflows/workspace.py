@@ -44,7 +44,8 @@ async def git(cwd: str, *args: str) -> str:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_S)
+        async with asyncio.timeout(GIT_TIMEOUT_S):  # not wait_for: see mcpexec.aio
+            out, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()
