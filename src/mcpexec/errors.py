@@ -213,6 +213,12 @@ class WorkflowRunNotFound(NotFound):
     code = "workflow_run_not_found"
 
 
+class WorkflowToolNotFound(NotFound):
+    """No workflow of the caller's tenant exposes an MCP tool of this name (``mcp_tool``)."""
+
+    code = "workflow_tool_not_found"
+
+
 class StepNotFound(Conflict):
     """The workflow run has no step of this name. 409, not 404: the run exists and the caller
     may see it (its steps are in its status), a 404 would say the run is gone; and not 422: the

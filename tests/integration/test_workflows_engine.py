@@ -10,6 +10,7 @@ import pytest
 
 from mcpexec.errors import CheckpointInvalid, InvalidRequest, WorkflowStateConflict
 from mcpexec.models import RunFilter, Stream
+from mcpexec.workflows import engine as engine_module
 from workflow_helpers import ADMIN, MALICIOUS, PIPELINE, pipeline, step_status, until, workflow_app
 
 
@@ -168,6 +169,26 @@ async def test_an_agent_that_lingers_after_its_checkpoint_is_moved_on_and_stoppe
         assert lingering.status == "cancelled"
         kinds = events_of(await app.workflows.events(rec.id, ADMIN))
         assert "step_stopped" in kinds
+
+
+async def test_a_checkpoint_written_wakes_the_engine_without_a_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the engine's own ticks an hour apart, only the checkpoint watch (inotify) can see
+    # the lingering agent's checkpoint: it prints nothing, so no run change wakes the engine.
+    monkeypatch.setattr(engine_module, "WATCHED_S", 3600.0)
+    monkeypatch.setattr(engine_module, "CHECK_S", 3600.0)
+    async with workflow_app(tmp_path) as app:
+        await app.workflows.define(pipeline(modes={"orchestrator": "linger"}), ADMIN)
+        rec = await app.workflows.start("pipeline", {"feature": "watched"}, ADMIN)
+
+        def detected(r: Any) -> bool:
+            return r.state["steps"]["orchestrator"].get("detected_at") is not None
+
+        seen = await until(app, rec.id, detected, timeout_s=30)
+        assert step_status(seen, "orchestrator") == "running"  # lingering: stopped after 2 s
+        kinds = events_of(await app.workflows.events(rec.id, ADMIN))
+        assert "checkpoint_detected" in kinds
 
 
 @pytest.mark.parametrize(

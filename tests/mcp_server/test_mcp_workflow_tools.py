@@ -104,3 +104,78 @@ async def test_approve_and_cancel_over_mcp(wf_app: App, wf_server: McpexecServer
         assert cancelled["status"] == "cancelled"
         again = await client.call_tool("approve_gate", {"run_id": second["id"]})
         assert "cancelled" in error_text(again)
+
+
+EXPOSED = """
+name: feature
+description: A feature's pipeline
+mcp_tool: run_feature
+params:
+  type: object
+  properties: {feature: {type: string, pattern: "^[a-z0-9-]{3,20}$"}}
+  required: [feature]
+steps:
+  init:
+    shell: 'echo "init $MCPEXEC_PARAM_FEATURE"'
+    mcp_tool: init_feature
+    description: Lay out a feature's files.
+  review: {needs: [init], gate: manual}
+"""
+
+
+async def test_a_step_exposed_as_a_named_tool_starts_the_run_and_answers_when_done(
+    wf_app: App, wf_server: McpexecServer
+) -> None:
+    from workflow_helpers import ADMIN
+
+    await wf_app.workflows.define(EXPOSED, ADMIN)
+    async with Client(wf_server) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        tool = listed["init_feature"]
+        assert tool.description is not None
+        assert "Lay out a feature's files." in tool.description
+        assert tool.input_schema["required"] == ["feature"]
+        assert tool.input_schema["properties"]["feature"]["pattern"] == "^[a-z0-9-]{3,20}$"
+        assert "wait_s" in tool.input_schema["properties"]
+        assert "run_feature" in listed
+
+        done = ok(await client.call_tool("init_feature", {"feature": "test-auth"}))
+        assert done["steps"]["init"]["status"] == "completed"
+        run = await wf_app.get(done["steps"]["init"]["run_id"], ADMIN)
+        assert run.labels["workflow_run"] == done["id"]
+
+        # the workflow's own tool answers when the run waits at its gate
+        waiting = ok(await client.call_tool("run_feature", {"feature": "other-one"}))
+        assert waiting["status"] == "waiting"
+        assert waiting["steps"]["review"]["status"] == "waiting"
+
+        bad = await client.call_tool("init_feature", {"feature": "'; rm -rf /; #"})
+        assert "feature" in error_text(bad)
+        runs = await wf_app.workflows.list_runs(ADMIN)
+        assert len(runs) == 2  # the refused call started nothing
+
+
+async def test_tool_names_are_unique_in_a_tenant_and_never_shadow_built_in_tools(
+    wf_app: App, wf_server: McpexecServer
+) -> None:
+    from mcpexec.errors import InvalidRequest
+    from workflow_helpers import ADMIN
+
+    await wf_app.workflows.define(EXPOSED, ADMIN)
+    clash = EXPOSED.replace("name: feature", "name: another")
+    with pytest.raises(InvalidRequest, match="already exposed by workflow 'feature'"):
+        await wf_app.workflows.define(clash, ADMIN)
+    twice = EXPOSED.replace("mcp_tool: init_feature", "mcp_tool: run_feature")
+    with pytest.raises(InvalidRequest, match="already exposed by the workflow"):
+        await wf_app.workflows.define(twice, ADMIN)
+    from mcpexec.app import Principal
+
+    other = Principal("tok-other", "other", "operator", "other")
+    assert await wf_app.workflows.exposed_tools(other) == []  # another tenant's are not theirs
+    shadow = "name: shadow\nmcp_tool: execute\nsteps:\n  a: {shell: 'true'}\n"
+    await wf_app.workflows.define(shadow, ADMIN)
+    async with Client(wf_server) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        assert names.count("execute") == 1  # the built-in one
+        unknown = await client.call_tool("no_such_tool", {})
+        assert unknown.is_error

@@ -15,6 +15,8 @@ import mcp.server.mcpserver.server as sdk_server
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool as MCPTool
 
 from mcpexec import __version__
 from mcpexec.app import App
@@ -26,7 +28,7 @@ from mcpexec.mcp_server.resources import LegacySubscriptions, RunWatcher, regist
 from mcpexec.mcp_server.task_tools import register_task_tools
 from mcpexec.mcp_server.tasks_ext import TasksExtension, guard_listen
 from mcpexec.mcp_server.tools import register_tools
-from mcpexec.mcp_server.workflow_tools import register_workflow_tools
+from mcpexec.mcp_server.workflow_tools import ExposedWorkflowTools, register_workflow_tools
 from mcpexec.models import DEFAULT_TENANT
 
 INSTRUCTIONS = (
@@ -43,6 +45,23 @@ class McpexecServer(MCPServer[Any]):
 
     watcher: RunWatcher
     legacy_subscriptions: LegacySubscriptions
+    exposed: ExposedWorkflowTools | None = None
+
+    def has_builtin_tool(self, name: str) -> bool:
+        return self._tool_manager.get_tool(name) is not None
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        if self.exposed is not None:
+            tools.extend(await self.exposed.list())
+        return tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Any = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self.exposed is not None and not self.has_builtin_tool(name):
+            return await self.exposed.call(name, arguments)
+        return await super().call_tool(name, arguments, context)
 
 
 def build_mcp_server(
@@ -97,6 +116,7 @@ def build_mcp_server(
     register_tools(server, deps)
     register_task_tools(server, deps)  # define_task, schedules (issue 11)
     register_workflow_tools(server, deps)  # workflows (issue 16)
+    server.exposed = ExposedWorkflowTools(deps, server.has_builtin_tool)  # mcp_tool: (issue 16)
     register_gateway_tools(server, deps)  # list_tools, call_tool: only with a gateway (issue 14)
     register_resources(server, deps)
     server.legacy_subscriptions.register(server)

@@ -1,16 +1,23 @@
 """MCP tools of workflows (issue 16): ``start_workflow``, ``get_workflow_status``,
-``list_workflows``, ``approve_gate``, ``rollback_workflow``, ``cancel_workflow``. They call the
-App only and share the REST views."""
+``list_workflows``, ``approve_gate``, ``rollback_workflow``, ``cancel_workflow``, and the tools
+workflows and their steps expose by name (``mcp_tool:``). They call the App only and share the
+REST views."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
+from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcpexec.mcp_server import schemas as sch
 from mcpexec.mcp_server.common import Deps, tool_errors
+from mcpexec.workflows.exposed import DEFAULT_WAIT_S, MAX_WAIT_S
 from mcpexec.workflows.ops import run_view, workflow_view
 
 RunId = Annotated[str, Field(description="workflow run id (from start_workflow)")]
@@ -148,3 +155,66 @@ def register_workflow_tools(server: MCPServer[Any], deps: Deps) -> None:
         return await act(run_id, "cancel")
 
     sch.publish(server, _schemas())
+
+
+class ExposedWorkflowTools:
+    """The tools workflows expose (``mcp_tool:``), listed and called beside the built-in ones.
+    They are per tenant and change when a workflow is defined, so they are not registered in
+    the SDK's tool manager: ``McpexecServer`` asks this for them on every ``tools/list`` and
+    for a name it does not know on ``tools/call``. A name that a built-in tool has is not
+    listed (the built-in one answers)."""
+
+    def __init__(self, deps: Deps, builtin: Callable[[str], bool]) -> None:
+        self.deps = deps
+        self._builtin = builtin
+
+    async def list(self) -> list[MCPTool]:
+        with tool_errors():
+            found = await self.deps.app.workflows.exposed_tools(self.deps.principal())
+        return [
+            MCPTool(
+                name=t.name,
+                title=t.name.replace("_", " "),
+                description=t.description,
+                input_schema=_tool_input(t.params),
+                output_schema=_RUN,
+                annotations=sch.hints(read_only=False, destructive=False),
+            )
+            for t in found
+            if not self._builtin(t.name)
+        ]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
+        params = dict(arguments)
+        wait_s = params.pop(WAIT_S, DEFAULT_WAIT_S) if WAIT_S in params else DEFAULT_WAIT_S
+        if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or wait_s < 0:
+            raise ToolError(f"{WAIT_S}: a number of seconds, 0 to {MAX_WAIT_S:g}")
+        with tool_errors():
+            rec = await self.deps.app.workflows.call_tool(
+                name, params, self.deps.principal(), float(wait_s)
+            )
+        view = run_view(rec)
+        return CallToolResult(
+            content=[TextContent(type="text", text=json.dumps(view, default=str))],
+            structured_content=view,
+        )
+
+
+#: The one argument of an exposed tool that is not a workflow parameter.
+WAIT_S = "wait_s"
+
+
+def _tool_input(params: sch.Schema) -> sch.Schema:
+    """The workflow's parameter schema, plus ``wait_s`` (unless a parameter has that name)."""
+    schema: sch.Schema = {"type": "object", **params}
+    properties = dict(schema.get("properties", {}))
+    if WAIT_S not in properties:
+        properties[WAIT_S] = {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_WAIT_S,
+            "default": DEFAULT_WAIT_S,
+            "description": "seconds to wait for the step to be done",
+        }
+    schema["properties"] = properties
+    return schema

@@ -11,22 +11,27 @@ processes on one store) never both move one run; a step's run is submitted under
 idempotency key (run, step, try), so a lost race submits nothing twice. Nothing is kept only in
 memory: after a crash the next tick continues from the stored state.
 
-While steps run, the loop looks every ``CHECK_S`` (a ``stat`` of each checkpoint and a read of
-each step's run); idle, every ``IDLE_S``, or at once when woken (a start or a manual action).
+It ticks at once when woken: a checkpoint file of a running step written (inotify,
+``watch.CheckpointWatcher``), a step's run changed in this process, a start or a manual action.
+Otherwise, while steps run, every ``WATCHED_S`` (``CHECK_S`` where inotify is not available: a
+``stat`` of each checkpoint and a read of each step's run), for runs that finish in another
+process, lingering agents and checkpoint timeouts; idle, every ``IDLE_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcpexec.aio import wait_done, wait_event
 from mcpexec.errors import McpexecError, WorkflowStateConflict
 from mcpexec.models import DEFAULT_RETRY, ExecSpec, RetryPolicy, Run, RunStatus, Stream, utcnow
 from mcpexec.params import param_inputs
@@ -44,12 +49,15 @@ from mcpexec.workflows.state import (
     WorkflowState,
     WorkflowStatus,
 )
+from mcpexec.workflows.watch import CheckpointWatcher
 
 if TYPE_CHECKING:
     from mcpexec.app import App, Principal
 
 log = logging.getLogger(__name__)
 
+#: While steps run: the tick's interval where the checkpoint watch works, and where it does not.
+WATCHED_S = 0.5
 CHECK_S = 0.05
 #: How long a run that wrote its valid checkpoint may go on before it is stopped.
 LINGER_S = 2.0
@@ -93,6 +101,10 @@ class WorkflowEngine:
         self._defs: dict[tuple[str, str, int], WorkflowDefinition] = {}
         #: The runs of running steps (seen by the last tick): their changes wake the loop.
         self._watched: set[str] = set()
+        #: Their checkpoint files: written, they wake the loop.
+        self._checkpoints = CheckpointWatcher(self.wake)
+        #: Callers waiting for a workflow run's next saved change (``wait_saved``).
+        self._saved: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         #: Test and benchmark hook: called after each tick.
         self.on_tick: Callable[[], Awaitable[None]] | None = None
 
@@ -106,17 +118,22 @@ class WorkflowEngine:
     async def run_forever(self) -> None:
         # A step's run that changes in this process (it finished) wakes the loop at once.
         self.app.events.add_change_listener(self._run_changed)
-        while True:
-            busy = False
-            try:
-                busy = await self.tick()
-            except Exception:
-                log.exception("workflow engine tick failed")
-            if self.on_tick is not None:
-                await self.on_tick()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), CHECK_S if busy else IDLE_S)
-            self._wake.clear()
+        try:
+            while True:
+                busy = False
+                try:
+                    busy = await self.tick()
+                except Exception:
+                    log.exception("workflow engine tick failed")
+                if self.on_tick is not None:
+                    await self.on_tick()
+                interval = IDLE_S
+                if busy:
+                    interval = WATCHED_S if self._checkpoints.working else CHECK_S
+                await wait_event(self._wake, interval)
+                self._wake.clear()
+        finally:
+            await self._checkpoints.close()
 
     async def definition(self, rec: WorkflowRunRecord) -> WorkflowDefinition:
         key = (rec.tenant, rec.workflow, rec.version)
@@ -133,16 +150,18 @@ class WorkflowEngine:
         active = await self.app.store.list_workflow_runs(None, statuses=ACTIVE, limit=10_000)
         busy = False
         watched: set[str] = set()
+        files: set[Path] = set()
         for rec in sorted(active, key=lambda r: r.seq):
             async with self.lock:
                 fresh = await self.app.store.get_workflow_run(rec.id)
                 if fresh is None or fresh.status not in ACTIVE:
                     continue
                 try:
-                    busy |= await self.advance(fresh, watched)
+                    busy |= await self.advance(fresh, watched, files)
                 except Exception:
                     log.exception("workflow run %s: advance failed", rec.id)
         self._watched = watched
+        self._checkpoints.watch(files)
         return busy
 
     async def save(self, change: Pending) -> WorkflowRunRecord | None:
@@ -162,7 +181,24 @@ class WorkflowEngine:
             log.info("workflow run %s moved on meanwhile; next tick", change.rec.id)
         else:
             self.emit(saved, change.events)
+            for waiter in self._saved.pop(saved.id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
         return saved
+
+    async def wait_saved(self, run_id: str, timeout: float) -> None:
+        """Return at the next change of ``run_id`` this process saves, or after ``timeout`` (a
+        change saved by another process is seen by the caller's next read)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._saved[run_id].add(waiter)
+        try:
+            await wait_done(waiter, timeout)
+        finally:
+            waiting = self._saved.get(run_id)
+            if waiting is not None:
+                waiting.discard(waiter)
+                if not waiting:
+                    del self._saved[run_id]
 
     def emit(self, rec: WorkflowRunRecord, events: list[WorkflowEvent]) -> None:
         """Telemetry: the events as JSON lines (``workflow_events_file``), once stored."""
@@ -197,7 +233,14 @@ class WorkflowEngine:
             log.warning("workflow events file %s: %s", target, exc)
 
     # -- one step of the state machine ---------------------------------------------------------
-    async def advance(self, rec: WorkflowRunRecord, watched: set[str] | None = None) -> bool:
+    async def advance(
+        self,
+        rec: WorkflowRunRecord,
+        watched: set[str] | None = None,
+        files: set[Path] | None = None,
+    ) -> bool:
+        """Move ``rec`` on once; ``True`` while it has a running step. The running steps' runs
+        are added to ``watched`` and their checkpoint files to ``files``."""
         definition = await self.definition(rec)
         change = Pending(rec)
         if change.status is WorkflowStatus.QUEUED:
@@ -215,6 +258,12 @@ class WorkflowEngine:
         running = [s for s in change.state.steps.values() if s.status is StepStatus.RUNNING]
         if watched is not None:
             watched.update(s.run_id for s in running if s.run_id)
+        if files is not None and change.state.workspace:
+            root = Path(change.state.workspace)
+            for name, st in change.state.steps.items():
+                checkpoint = definition.steps[name].checkpoint
+                if st.status is StepStatus.RUNNING and checkpoint is not None:
+                    files.add(root / checkpoint.file)
         return bool(running)
 
     async def _may_start(self, rec: WorkflowRunRecord, definition: WorkflowDefinition) -> bool:

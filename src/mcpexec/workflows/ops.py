@@ -26,6 +26,7 @@ from mcpexec.params import validate_params
 from mcpexec.store.base import WorkflowEvent, WorkflowRecord, WorkflowRunRecord
 from mcpexec.tasks import TASK_NAME
 from mcpexec.tenancy import Action
+from mcpexec.workflows import exposed
 from mcpexec.workflows import workspace as ws
 from mcpexec.workflows.engine import Pending, WorkflowEngine
 from mcpexec.workflows.spec import (
@@ -66,6 +67,7 @@ class WorkflowOps:
         same (``False``), else a new version (``True``)."""
         self.app._require_submit(principal)
         definition = parse_workflow(text, source=source)
+        await exposed.check_unique(self, definition.name, definition, principal)
         for name, step in definition.steps.items():
             if step.kind in ("command", "shell", "script", "tool"):
                 problem = self.app.executor.check_spec(step.exec_spec())
@@ -104,6 +106,21 @@ class WorkflowOps:
         if not found:
             raise WorkflowNotFound(f"no workflow {name!r}", workflow=name)
         return found
+
+    # -- as MCP tools (``mcp_tool``) -------------------------------------------------------------
+    async def exposed_tools(self, principal: Principal) -> list[exposed.ExposedTool]:
+        """The MCP tools the caller's tenant's workflows and steps expose."""
+        return await exposed.exposed_tools(self, principal)
+
+    async def call_tool(
+        self,
+        name: str,
+        params: dict[str, Any],
+        principal: Principal,
+        wait_s: float = exposed.DEFAULT_WAIT_S,
+    ) -> WorkflowRunRecord:
+        """Start the run behind tool ``name``; answer when its step (or it) is done or waits."""
+        return await exposed.call_exposed(self, name, params, principal, wait_s)
 
     # -- workflow runs ------------------------------------------------------------------------
     async def start(

@@ -76,6 +76,8 @@ CHECKPOINT_MAX_BYTES = 1024 * 1024
 REL_PATH_PATTERN = r"^(?!/)(?!.*//)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/-]{1,255}$"
 _REL_PATH = re.compile(REL_PATH_PATTERN.removeprefix("^").removesuffix("$"))
 STEP_NAME_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+#: An MCP tool name a workflow or step exposes (``mcp_tool``): what models read in tools/list.
+TOOL_NAME_PATTERN = "^[a-z][a-z0-9_]{0,63}$"
 
 
 def _relative(value: str, what: str) -> str:
@@ -206,7 +208,7 @@ class StepSpec(RunStep):
     network: bool = False
     checkpoint: CheckpointSpec | None = None
     rollback: GitRollback | RunStep | None = None
-    mcp_tool: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    mcp_tool: str | None = Field(default=None, pattern=TOOL_NAME_PATTERN)
     description: str = Field(default="", max_length=4096)
 
     @property
@@ -246,6 +248,9 @@ class WorkflowDefinition(_Strict):
         | None
     ) = None
     on_failure: Literal["fail", "rollback"] = "fail"
+    #: Exposed as an MCP tool of this name: it starts a run and answers when the run ends or
+    #: waits (a gate, a pause). A step's ``mcp_tool`` answers when that step is done.
+    mcp_tool: str | None = Field(default=None, pattern=TOOL_NAME_PATTERN)
     steps: dict[str, StepSpec] = Field(
         min_length=1,
         max_length=MAX_STEPS,
@@ -276,6 +281,15 @@ class WorkflowDefinition(_Strict):
                     "'_' or '-'"
                 )
         return steps
+
+    def exposed_tools(self) -> list[tuple[str, str | None]]:
+        """The MCP tools this workflow exposes: ``(tool name, step)``, ``None`` for the whole
+        workflow's."""
+        found: list[tuple[str, str | None]] = []
+        if self.mcp_tool is not None:
+            found.append((self.mcp_tool, None))
+        found.extend((s.mcp_tool, n) for n, s in self.steps.items() if s.mcp_tool is not None)
+        return found
 
     def order(self) -> list[str]:
         """The steps in a topological order (ties by definition order)."""
@@ -328,6 +342,18 @@ def dag_problem(definition: WorkflowDefinition) -> tuple[tuple[str, ...], str] |
     return None
 
 
+def tool_problem(definition: WorkflowDefinition) -> tuple[tuple[str, ...], str] | None:
+    """An MCP tool name given twice in one definition: ``(field location, message)``."""
+    seen: dict[str, str | None] = {}
+    for tool, step in definition.exposed_tools():
+        if tool in seen:
+            first = "the workflow" if seen[tool] is None else f"step {seen[tool]!r}"
+            loc = ("mcp_tool",) if step is None else ("steps", step, "mcp_tool")
+            return loc, f"MCP tool {tool!r} is already exposed by {first}"
+        seen[tool] = step
+    return None
+
+
 def parse_workflow(
     text: str, *, fmt: Format | None = None, source: str = "definition"
 ) -> WorkflowDefinition:
@@ -344,7 +370,7 @@ def parse_workflow(
         definition = WorkflowDefinition.model_validate(data)
     except ValidationError as exc:
         raise _field_error(exc, text, source) from None
-    problem = dag_problem(definition)
+    problem = dag_problem(definition) or tool_problem(definition)
     if problem is not None:
         loc, message = problem
         line = _line(text, loc)
