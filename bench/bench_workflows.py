@@ -5,6 +5,9 @@ processes, ``sandbox=none`` so only the engine is measured, 4 worker slots):
   run is enqueued (its ``created_at``) and started (its ``started_at``), p50/p99 over N workflow
   runs; baseline in the same run: a plain run's submit → ``started_at`` (the worker's pickup);
 - ``get_workflow_status`` over MCP (the SDK's in-memory client), p50/p95; baseline ``get_run``;
+- detection: a checkpoint written while its step's run goes on (an agent that lingers) → the
+  engine's ``checkpoint_detected``, with the inotify watch; baseline in the same run: the same
+  with the watch off (the engine's 50 ms polling);
 - a workflow of 4 trivial steps (``true``) end to end, median; baseline: 4 runs of ``true``
   submitted and awaited one after the other.
 
@@ -51,6 +54,19 @@ HANDOFF = json.dumps(
         },
     }
 )
+LINGER = json.dumps(
+    {
+        "name": "linger",
+        "steps": {
+            "a": {
+                # writes its checkpoint, then goes on (an agent that lingers): only the
+                # checkpoint itself can tell the engine
+                "command": [sys.executable, "-c", WRITE + "; time.sleep(30)"],
+                "checkpoint": {"file": "checkpoints/a.json", "schema": {"required": ["at"]}},
+            },
+        },
+    }
+)
 FOUR = json.dumps(
     {
         "name": "four",
@@ -91,6 +107,33 @@ async def handoff(app: App, n: int) -> tuple[list[float], list[float]]:
         enqueued.append((run_b.created_at.timestamp() - written) * 1000)
         started.append((run_b.started_at.timestamp() - written) * 1000)
     return enqueued, started
+
+
+async def detection(app: App, n: int, watch: bool) -> tuple[list[float], float]:
+    """Checkpoint written while its run goes on → the engine's ``checkpoint_detected``; with
+    the inotify watch, or (``watch=False``) by the engine's polling every ``CHECK_S``. Also the
+    engine's ticks per second meanwhile (each reads every active workflow run)."""
+    engine = app.workflows.engine
+    engine.checkpoints.working = watch
+    ticks = 0
+
+    async def count() -> None:
+        nonlocal ticks
+        ticks += 1
+
+    engine.on_tick = count
+    began = time.monotonic()
+    samples = []
+    for _ in range(n):
+        rec = await finished(app, (await app.workflows.start("linger", {}, ADMIN)).id)
+        assert rec.status == "completed", rec.state
+        written = rec.state["steps"]["a"]["checkpoint"]["at"]
+        events = await app.workflows.events(rec.id, ADMIN)
+        assert not [e for e in events if e.kind == "checkpoint_invalid"], events  # half-written
+        seen = next(e for e in events if e.kind == "checkpoint_detected")
+        samples.append((seen.at.timestamp() - written) * 1000)
+    engine.on_tick = None
+    return samples, ticks / (time.monotonic() - began)
 
 
 async def pickup(app: App, n: int) -> list[float]:
@@ -164,6 +207,15 @@ async def main() -> None:
             print(line("baseline: plain run submit -> started", base))
             print(line("checkpoint written -> next step enqueued", enq))
             print(line("checkpoint written -> next step started", started, base))
+            await app.workflows.define(LINGER, ADMIN)
+            polled, polled_ticks = await detection(app, max(5, opts.n // 3), watch=False)
+            watched, watched_ticks = await detection(app, max(5, opts.n // 3), watch=True)
+            print(line("baseline: checkpoint -> detected, polling", polled))
+            print(line("checkpoint -> detected, inotify (run going on)", watched, polled))
+            print(
+                f"engine ticks/s meanwhile: polling {polled_ticks:.1f}, inotify "
+                f"{watched_ticks:.1f} (x{watched_ticks / polled_ticks:.2f})"
+            )
             wf, plain = await end_to_end(app, max(5, opts.n // 3))
             print(line("baseline: 4 runs of true, one after another", plain))
             print(line("workflow of 4 trivial steps, end to end", wf, plain))

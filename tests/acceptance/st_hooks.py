@@ -5,7 +5,8 @@ cannot spell a rule: secret names must be configured on the server (an unknown o
 422); a definition's name must be its path's; a schedule's parameters are checked against its
 task's schema and a changed ``end_at`` against the schedule's ``start_at``; a cron expression's
 fields, a zone's IANA name, an interval's range and a parameter schema's validity are grammar no
-pattern holds; a workflow's steps are exactly one kind each and its ``needs`` a DAG (in
+pattern holds; a workflow's steps are exactly one kind each and its ``needs`` a DAG, and its
+``mcp_tool`` names are left out (whether one is free depends on earlier definitions; in
 positive cases only). A long-poll ``wait`` on a run that will never finish would hold a request
 for up to 300 s.
 """
@@ -76,7 +77,20 @@ def _workflow_step(step: dict[str, Any], earlier: dict[str, Any]) -> dict[str, A
     return step
 
 
+def _without_tools(body: dict[str, Any]) -> dict[str, Any]:
+    """No ``mcp_tool`` names: which are free depends on the workflows defined before."""
+    body = {k: v for k, v in body.items() if k != "mcp_tool"}
+    steps = body.get("steps")
+    if isinstance(steps, dict):
+        body["steps"] = {
+            n: {k: v for k, v in s.items() if k != "mcp_tool"} if isinstance(s, dict) else s
+            for n, s in steps.items()
+        }
+    return body
+
+
 def _workflow_body(body: dict[str, Any]) -> dict[str, Any]:
+    body = _without_tools(body)
     try:
         parse_workflow(json.dumps(body), fmt="json")
     except (InvalidRequest, TypeError, ValueError):

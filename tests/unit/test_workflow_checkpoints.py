@@ -32,6 +32,10 @@ def test_valid_missing_and_made_private(ws: Path) -> None:
     found = read_checkpoint(str(ws), SPEC)
     assert (found.status, found.content) == ("valid", {"status": "complete"})
     assert target.stat().st_mode & 0o777 == 0o600
+    # read again, it is left alone: a chmod would be an inotify event the engine wakes on
+    changed = target.stat().st_ctime_ns
+    assert read_checkpoint(str(ws), SPEC).status == "valid"
+    assert target.stat().st_ctime_ns == changed
 
 
 @pytest.mark.parametrize(

@@ -85,8 +85,9 @@ def read_checkpoint(workspace: str, spec: CheckpointSpec) -> CheckpointRead:
                 stamp=stamp,
             )
         data = handle.read(spec.max_bytes + 1)
-        with contextlib.suppress(OSError):
-            os.fchmod(handle.fileno(), 0o600)
+        if stat.S_IMODE(info.st_mode) != 0o600:  # only once: a chmod is an inotify event, and
+            with contextlib.suppress(OSError):  # the engine watching it would tick again
+                os.fchmod(handle.fileno(), 0o600)
     return _validate(spec, data, stamp)
 
 

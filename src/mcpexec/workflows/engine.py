@@ -102,7 +102,7 @@ class WorkflowEngine:
         #: The runs of running steps (seen by the last tick): their changes wake the loop.
         self._watched: set[str] = set()
         #: Their checkpoint files: written, they wake the loop.
-        self._checkpoints = CheckpointWatcher(self.wake)
+        self.checkpoints = CheckpointWatcher(self.wake)
         #: Callers waiting for a workflow run's next saved change (``wait_saved``).
         self._saved: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         #: Test and benchmark hook: called after each tick.
@@ -129,11 +129,11 @@ class WorkflowEngine:
                     await self.on_tick()
                 interval = IDLE_S
                 if busy:
-                    interval = WATCHED_S if self._checkpoints.working else CHECK_S
+                    interval = WATCHED_S if self.checkpoints.working else CHECK_S
                 await wait_event(self._wake, interval)
                 self._wake.clear()
         finally:
-            await self._checkpoints.close()
+            await self.checkpoints.close()
 
     async def definition(self, rec: WorkflowRunRecord) -> WorkflowDefinition:
         key = (rec.tenant, rec.workflow, rec.version)
@@ -161,7 +161,7 @@ class WorkflowEngine:
                 except Exception:
                     log.exception("workflow run %s: advance failed", rec.id)
         self._watched = watched
-        self._checkpoints.watch(files)
+        self.checkpoints.watch(files)
         return busy
 
     async def save(self, change: Pending) -> WorkflowRunRecord | None:
