@@ -295,7 +295,6 @@ class App:
             raise InvalidRequest(problem)
         if request.tool is not None:  # unknown_tool / invalid_arguments now, where known
             self.tools.check_tool_run(request.tool)
-        await self._check_storage(principal.tenant)
         new = NewRun(
             id=uuid.uuid4().hex,
             tenant=principal.tenant,
@@ -308,12 +307,23 @@ class App:
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
         )
+        run, created = await self.enqueue(new, principal)
+        if not created and not run.same_request(
+            new.spec, new.retry, new.priority, new.labels, new.run_at
+        ):
+            raise IdempotencyConflict(key=new.idempotency_key, run_id=run.id)
+        return run, created
+
+    async def enqueue(self, new: NewRun, principal: Principal) -> tuple[Run, bool]:
+        """The one way a new run gets in, for every submitter (a request, a task's run, a
+        workflow's step): the storage budget, the owner and queue limits (``stamp``), the
+        durable enqueue, the metric and the workers' wake-up. ``(run, created)`` as
+        ``submit``; the caller has validated ``new`` and put it under the tenant's limits."""
+        await self._check_storage(new.tenant)
         run, created = await self.store.enqueue(self.stamp(new, principal))
         if created:
             self.metrics.submitted(run)
             self.events.work_available()
-        elif not run.same_request(new.spec, new.retry, new.priority, new.labels, new.run_at):
-            raise IdempotencyConflict(key=new.idempotency_key, run_id=run.id)
         return run, created
 
     async def _check_storage(self, tenant: str) -> None:

@@ -122,11 +122,7 @@ class TaskOps:
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
         )
-        run, created = await self.app.store.enqueue(self.app.stamp(new, principal))
-        if created:
-            self.app.metrics.submitted(run)
-            self.app.events.work_available()
-        return run, created
+        return await self.app.enqueue(new, principal)
 
     async def new_run(
         self,

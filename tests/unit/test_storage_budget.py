@@ -81,3 +81,34 @@ async def test_no_budget_by_default(tmp_path: Path) -> None:
             assert (await app.wait(run.id, ALICE, BOUND_S)).status == RunStatus.COMPLETED
     finally:
         await asyncio.wait_for(app.close(), BOUND_S)
+
+
+async def test_runs_of_tasks_and_workflow_steps_count_against_the_budget_too(
+    tmp_path: Path,
+) -> None:
+    # Every submitter goes through App.enqueue: a task's run and a workflow's step are refused
+    # (the step fails, naming the budget) like a plain run.
+    from mcpexec.task_files import parse_task
+    from mcpexec.workflows.state import StepStatus
+
+    app = await _app(tmp_path, tenant_max_storage_mb=KIB_IN_MB)
+    try:
+        run, _ = await app.submit(loud(), ALICE)
+        assert (await app.wait(run.id, ALICE, BOUND_S)).status == RunStatus.COMPLETED
+        await app.tasks.define(parse_task("shell: echo hi", name="hi", fmt="yaml"), ALICE)
+        with pytest.raises(StorageQuotaExceeded):
+            await app.submit(RunRequest.model_validate({"task": "hi"}), ALICE)
+
+        await app.workflows.define("name: wf\nsteps:\n  a: {shell: 'true'}\n", ALICE)
+        rec = await app.workflows.start("wf", {}, ALICE)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BOUND_S
+        while rec.status in ("queued", "running"):
+            assert loop.time() < deadline, rec.state
+            await app.workflows.engine.advance(rec)
+            rec = await app.workflows.get_run(rec.id, ALICE)
+        step = rec.state["steps"]["a"]
+        assert step["status"] == StepStatus.FAILED
+        assert "storage budget" in step["error"]
+    finally:
+        await asyncio.wait_for(app.close(), BOUND_S)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcpexec.aio import wait_done, wait_event
-from mcpexec.errors import McpexecError, WorkflowStateConflict
+from mcpexec.errors import McpexecError, QuotaExceeded, WorkflowStateConflict
 from mcpexec.models import DEFAULT_RETRY, ExecSpec, RetryPolicy, Run, RunStatus, Stream, utcnow
 from mcpexec.params import param_inputs
 from mcpexec.store.base import NewRun, WorkflowEvent, WorkflowRunRecord
@@ -459,6 +459,8 @@ class WorkflowEngine:
                 return
             try:
                 await self.start_step(change, definition, name, step, st)
+            except QuotaExceeded as exc:  # the tenant's queue is full: the next tick tries again
+                log.info("workflow run %s: step %s waits: %s", change.rec.id, name, exc.message)
             except McpexecError as exc:
                 self._fail_step(change, name, st, f"could not start: {exc.message}")
 
@@ -551,8 +553,7 @@ class WorkflowEngine:
         )
 
     async def _enqueue(self, state: WorkflowState, new: NewRun) -> Run:
-        run, _ = await self.app.store.enqueue(self.app.stamp(new, self.principal(state)))
-        self.app.events.work_available()
+        run, _ = await self.app.enqueue(new, self.principal(state))
         return run
 
     def _agent_spec(
