@@ -4,7 +4,7 @@ Every module of the package belongs to one layer; an import is allowed only alon
 
     pure      models, errors (and the package root),  → pure
               tasks, task_files, params, schedules, cron,
-              aio
+              aio, config_file
     config    settings                                → pure
     views     views (how runs look on the wire)       → pure
     plug-in   store/*, executor/*, gateway/*          → pure, config, its own package only
@@ -56,6 +56,8 @@ PURE = {
     "mcpexec.workflows.state",
     # Bounded waits that keep a cancellation (stdlib asyncio only).
     "mcpexec.aio",
+    # The config file's formats and ${ENV} references (the settings layer uses it).
+    "mcpexec.config_file",
 }
 DOMAIN = {
     "app",

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
-from mcpexec import paths
-from mcpexec.errors import McpexecError, ServerUnavailable
+from mcpexec import config_file, paths
+from mcpexec.errors import ConfigError, McpexecError, ServerUnavailable
 from mcpexec.http_call import HttpConnection, Response, TransportFailure
 
 Json = dict[str, Any]
@@ -287,17 +287,13 @@ def _read(path: Path) -> str | None:
 def _config_keys() -> dict[str, str]:
     """``url``, ``token`` and ``home`` from the config file, if it has them (strings only; the
     server validates the rest of the file when it starts)."""
+    path = paths.config_file()
     try:
-        text = paths.config_file().read_text()
-    except OSError:
+        data = config_file.parse(path, path.read_text())
+        found = {k: v for k in ("url", "token", "home") if isinstance(v := data.get(k), str)}
+        return {k: config_file.substitute(v, path, k) for k, v in found.items()}
+    except (OSError, ConfigError):
         return {}
-    import tomllib
-
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return {}
-    return {k: v for k in ("url", "token", "home") if isinstance(v := data.get(k), str)}
 
 
 def _api_error(response: Response) -> ApiError:

@@ -18,8 +18,17 @@ def home() -> Path:
 
 
 def config_file() -> Path:
+    """``MCPEXEC_CONFIG``, else ``config.toml`` in the home, else its ``config.yaml`` (or
+    ``.yml``) when only that exists."""
     explicit = os.environ.get("MCPEXEC_CONFIG")
-    return Path(explicit) if explicit else home() / "config.toml"
+    if explicit:
+        return Path(explicit)
+    toml = home() / "config.toml"
+    if not toml.exists():
+        for name in ("config.yaml", "config.yml"):
+            if (home() / name).exists():
+                return home() / name
+    return toml
 
 
 def write_private(path: Path, text: str) -> None:

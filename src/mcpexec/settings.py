@@ -1,8 +1,9 @@
 """Configuration, read once at the edge and passed inward as an explicit object.
 
 Precedence: command-line flags (passed as keyword arguments), then ``MCPEXEC_*`` environment
-variables, then the TOML file named by ``MCPEXEC_CONFIG`` (default ``$MCPEXEC_HOME/config.toml``
-when it exists), then the defaults below.
+variables, then the config file named by ``MCPEXEC_CONFIG`` (default ``$MCPEXEC_HOME/config.toml``,
+or ``config.yaml`` when only that exists; TOML or YAML, ``${ENV}`` references, unknown keys
+refused: ``config_file.py``), then the defaults below.
 """
 
 from __future__ import annotations
@@ -15,18 +16,34 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from mcpexec import config_file as config_file_
 from mcpexec.errors import ConfigError
 from mcpexec.paths import config_file, default_home
 
 MIB = 1024 * 1024
 
 __all__ = ["ConfigError", "Settings", "default_home", "load_settings"]
+
+
+def _known_keys(settings_cls: type[BaseSettings]) -> set[str]:
+    """Every key a config file may give: the settings' names and their other names."""
+    known: set[str] = {"task_path"}  # run_path's deprecated name (``_task_path`` below)
+    for name, field in settings_cls.model_fields.items():
+        known.add(name)
+        if field.alias:
+            known.add(field.alias)
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            known.add(alias)
+        elif isinstance(alias, AliasChoices):
+            known.update(c for c in alias.choices if isinstance(c, str))
+    return known
 
 
 def _config_file() -> Path:
@@ -283,7 +300,8 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _config_file()
         if path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            data = config_file_.load(path, _known_keys(settings_cls))
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=data))
         return tuple(sources)
 
     @property
@@ -327,16 +345,11 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings from flags (``overrides``; ``None`` values are ignored), env and config file.
 
     Raises ``ConfigError`` with one line naming the file, the key and the fix."""
-    import tomllib
-
     from pydantic import ValidationError
 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
-    except tomllib.TOMLDecodeError as exc:
-        path = config_file()
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix its syntax") from None
     except ValidationError as exc:
         raise ConfigError(_explain(exc, given)) from None
 

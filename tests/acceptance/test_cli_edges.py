@@ -152,3 +152,9 @@ def test_port_in_use_is_not_ready(tmp_path: Path) -> None:
     assert "mcpexec ready" not in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "url").exists()
+
+
+def test_a_config_file_with_an_unknown_key_stops_serve_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("wrokers: 2\n")
+    line = _one_line(_serve(tmp_path))
+    assert "config.yaml: unknown key 'wrokers'; did you mean 'workers'?" in line
