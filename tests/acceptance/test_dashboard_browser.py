@@ -199,17 +199,23 @@ def test_every_page_renders_at_phone_and_desktop_width(
     schedule = {"task": "shot", "cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "paused": True}
     made = httpx.post(f"{ui.server.url}/api/v1/schedules", json=schedule, headers=bearer)
     assert made.status_code == 201, made.text
+    flow = "name: shots\nsteps:\n  build: {shell: 'true'}\n  review: {needs: [build], gate: manual}"
+    yaml_body = {**bearer, "Content-Type": "application/yaml"}
+    assert httpx.post(f"{ui.server.url}/api/v1/workflows", content=flow, headers=yaml_body)
+    started = httpx.post(
+        f"{ui.server.url}/api/v1/workflow-runs", json={"workflow": "shots"}, headers=bearer
+    )
+    workflow_run = started.json()["id"]
     before = len(ui.console)
     page = ui.page(ui.server.token, width=width, height=800)
     pages = ["/ui/login", "/ui/", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/workers",
              "/ui/tasks", "/ui/tasks/shot", "/ui/schedules", "/ui/servers",
-             "/ui/servers/tools"]  # fmt: skip
+             "/ui/servers/tools", "/ui/workflows", f"/ui/workflows/{workflow_run}"]  # fmt: skip
     for path in pages:
         page.goto(f"{ui.server.url}{path}")
         assert page.locator("h1").count() == 1
-        name = re.sub(r"[^a-z]+", "-", path.removeprefix("/ui").replace(run["id"], "run")).strip(
-            "-"
-        )
+        shown = path.removeprefix("/ui").replace(run["id"], "run").replace(workflow_run, "run")
+        name = re.sub(r"[^a-z]+", "-", shown).strip("-")
         page.screenshot(path=str(SHOTS / f"{name or 'overview'}-{width}.png"), full_page=True)
         # nothing wider than the screen (a table scrolls inside its own box)
         overflow = page.evaluate("document.documentElement.scrollWidth")

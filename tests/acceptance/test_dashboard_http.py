@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -219,3 +221,68 @@ def test_a_task_page_shows_its_versions_yaml_and_last_change(
     assert re.search(r'<span class="add">\+shell: echo two</span>', page.text)
     assert 'href="/ui/runs?task=greet"' in page.text
     assert ui.get("/ui/tasks/nothing").status_code == 404
+
+
+GATED_WORKFLOW = (
+    "name: gated\nsteps:\n  build: {shell: 'echo built'}\n"
+    "  review: {needs: [build], gate: manual}\n"
+)
+
+
+def _workflow_run(http: httpx.Client, run_id: str, status: str) -> dict[str, Any]:
+    """The workflow run once it has ``status`` (bounded: 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found: dict[str, Any] = http.get(f"/api/v1/workflow-runs/{run_id}").json()
+        if found["status"] == status:
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+
+
+def test_a_workflow_run_page_shows_its_steps_and_approves_its_gate(
+    server: Server, ui: httpx.Client, client: Client
+) -> None:
+    bearer = {"Authorization": f"Bearer {server.token}"}
+    with httpx.Client(base_url=server.url, headers=bearer, timeout=30) as http:
+        yaml_body = {"Content-Type": "application/yaml"}
+        made = http.post("/api/v1/workflows", content=GATED_WORKFLOW, headers=yaml_body)
+        assert made.status_code == 201, made.text
+        run_id = http.post("/api/v1/workflow-runs", json={"workflow": "gated"}).json()["id"]
+        waiting = _workflow_run(http, run_id, "waiting")
+        listed = ui.get("/ui/workflows").text
+        assert f'href="/ui/workflows/{run_id}"' in listed
+        assert "1 of 2" in listed  # steps done
+        page = ui.get(f"/ui/workflows/{run_id}")
+        assert page.status_code == 200
+        build_run = waiting["steps"]["build"]["run_id"]
+        assert f'href="/ui/runs/{build_run}"' in page.text
+        assert 'id="approve-review"' in page.text
+        assert 'id="approve-build"' not in page.text  # only a gate is approved
+        assert "gate_waiting" in page.text  # the events
+
+        viewer = client.create_token("wf-viewer", role="viewer")["token"]
+        with login(server, viewer) as as_viewer:
+            seen = as_viewer.get(f"/ui/workflows/{run_id}")
+            assert seen.status_code == 200
+            assert 'id="approve-review"' not in seen.text  # no buttons for a viewer
+            refused = as_viewer.post(
+                f"/ui/workflows/{run_id}/approve",
+                data={"csrf": csrf_of(seen.text), "step": "review"},
+            )
+            assert refused.status_code == 403  # and the App refuses it anyway
+        forged = ui.post(f"/ui/workflows/{run_id}/approve", data={"csrf": "x", "step": "review"})
+        assert forged.status_code == 403
+        assert _workflow_run(http, run_id, "waiting")["steps"]["review"]["status"] == "waiting"
+
+        approved = ui.post(
+            f"/ui/workflows/{run_id}/approve", data={"csrf": csrf_of(page.text), "step": "review"}
+        )
+        assert approved.status_code == 303
+        assert approved.headers["location"] == f"/ui/workflows/{run_id}"
+        _workflow_run(http, run_id, "completed")
+        unknown = ui.post(
+            f"/ui/workflows/{run_id}/skip", data={"csrf": csrf_of(page.text), "step": "nosuch"}
+        )
+        assert unknown.status_code == 409  # step_not_found, shown as a page
+        assert ui.get(f"/ui/workflows/{'0' * 32}").status_code == 404
