@@ -36,3 +36,32 @@ async def wait_done(future: asyncio.Future[Any], timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+class Waiters:
+    """Callers waiting for the next change of a key (a run's id): ``wait`` returns at the next
+    ``notify`` of its key, or after its timeout."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    def waiting(self) -> list[str]:
+        return list(self._waiting)
+
+    def notify(self, key: str) -> None:
+        for waiter in self._waiting.pop(key, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, key: str, timeout: float) -> bool:
+        """``True`` when ``key`` was notified, ``False`` on timeout."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, set()).add(waiter)
+        try:
+            return await wait_done(waiter, timeout)
+        finally:
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.discard(waiter)
+                if not waiting:
+                    del self._waiting[key]

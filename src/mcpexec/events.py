@@ -8,16 +8,15 @@ poll interval. In one process they make submit→start and finish→answer immed
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable
 
-from mcpexec.aio import wait_done, wait_event
+from mcpexec.aio import Waiters, wait_event
 
 
 class EventHub:
     def __init__(self) -> None:
         self._work = asyncio.Event()
-        self._run_waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._run_waiters = Waiters()
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._change_listeners: list[Callable[[str], None]] = []
 
@@ -39,27 +38,16 @@ class EventHub:
         """Status, progress, logs or artifacts of ``run_id`` changed."""
         for listener in self._change_listeners:
             listener(run_id)
-        for waiter in self._run_waiters.pop(run_id, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._run_waiters.notify(run_id)
 
     def all_runs_changed(self) -> None:
         """Wake every run waiter (shutdown: each re-reads its run and learns the news)."""
-        for run_id in list(self._run_waiters):
+        for run_id in self._run_waiters.waiting():
             self.run_changed(run_id)
 
     async def wait_run(self, run_id: str, timeout: float) -> bool:
         """Wait for the next change of ``run_id``; ``False`` on timeout."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._run_waiters[run_id].add(waiter)
-        try:
-            return await wait_done(waiter, timeout)
-        finally:
-            waiters = self._run_waiters.get(run_id)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._run_waiters[run_id]
+        return await self._run_waiters.wait(run_id, timeout)
 
     # -- cancellation -------------------------------------------------------------------------
     def add_cancel_listener(self, listener: Callable[[str], None]) -> None:

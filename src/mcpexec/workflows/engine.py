@@ -25,13 +25,12 @@ import json
 import logging
 import sys
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcpexec.aio import wait_done, wait_event
+from mcpexec.aio import Waiters, wait_event
 from mcpexec.errors import McpexecError, QuotaExceeded, WorkflowStateConflict
 from mcpexec.models import DEFAULT_RETRY, ExecSpec, RetryPolicy, Run, RunStatus, Stream, utcnow
 from mcpexec.params import param_inputs
@@ -104,7 +103,7 @@ class WorkflowEngine:
         #: Their checkpoint files: written, they wake the loop.
         self.checkpoints = CheckpointWatcher(self.wake)
         #: Callers waiting for a workflow run's next saved change (``wait_saved``).
-        self._saved: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._saved = Waiters()
         #: Test and benchmark hook: called after each tick.
         self.on_tick: Callable[[], Awaitable[None]] | None = None
 
@@ -181,24 +180,13 @@ class WorkflowEngine:
             log.info("workflow run %s moved on meanwhile; next tick", change.rec.id)
         else:
             self.emit(saved, change.events)
-            for waiter in self._saved.pop(saved.id, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
+            self._saved.notify(saved.id)
         return saved
 
     async def wait_saved(self, run_id: str, timeout: float) -> None:
         """Return at the next change of ``run_id`` this process saves, or after ``timeout`` (a
         change saved by another process is seen by the caller's next read)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._saved[run_id].add(waiter)
-        try:
-            await wait_done(waiter, timeout)
-        finally:
-            waiting = self._saved.get(run_id)
-            if waiting is not None:
-                waiting.discard(waiter)
-                if not waiting:
-                    del self._saved[run_id]
+        await self._saved.wait(run_id, timeout)
 
     def emit(self, rec: WorkflowRunRecord, events: list[WorkflowEvent]) -> None:
         """Telemetry: the events as JSON lines (``workflow_events_file``), once stored."""
