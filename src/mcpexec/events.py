@@ -20,10 +20,12 @@ class EventHub:
         self._run_waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._change_listeners: list[Callable[[str], None]] = []
+        self._log_waiters: set[asyncio.Future[None]] = set()
 
     # -- work ---------------------------------------------------------------------------------
     def work_available(self) -> None:
         self._work.set()
+        self.log_changed()
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when work was announced since the last call, or after ``timeout``."""
@@ -39,6 +41,7 @@ class EventHub:
         """Status, progress, logs or artifacts of ``run_id`` changed."""
         for listener in self._change_listeners:
             listener(run_id)
+        self.log_changed()
         for waiter in self._run_waiters.pop(run_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -60,6 +63,27 @@ class EventHub:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._run_waiters[run_id]
+
+    # -- the event log ------------------------------------------------------------------------
+    def log_changed(self) -> None:
+        """The event log may have grown (a change in this process): wake every event reader."""
+        waiters, self._log_waiters = self._log_waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_log(self, timeout: float) -> bool:
+        """Wait for the next ``log_changed``; ``False`` on timeout (readers then re-read the
+        store anyway: other processes' changes wake nobody here)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._log_waiters.add(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._log_waiters.discard(waiter)
 
     # -- cancellation -------------------------------------------------------------------------
     def add_cancel_listener(self, listener: Callable[[str], None]) -> None:

@@ -1,0 +1,121 @@
+"""The durable event log as App operations (issue 17): read the events after an id, and wait
+for new ones. ``GET /api/v1/events`` (SSE), ``mcpexec events`` and the dashboard's live runs
+list read it through here; alert rules and webhooks may too.
+
+Scope: the same rule as listing runs — a caller reads its own tenant's events; an admin reads
+every tenant's. Waiting: the in-process ``EventHub`` wakes a reader at once on a change made in
+this process; a bounded poll (``events_poll_s``) picks up the changes other processes made (a
+separate ``mcpexec worker``, another server on the same PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from mcpexec.errors import EventsExpired, InvalidRequest
+from mcpexec.store.base import Event, EventBatch, EventQuery
+from mcpexec.tenancy import Action, Scope, scope_of
+
+if TYPE_CHECKING:
+    from mcpexec.app import App, Principal
+
+#: The most events one read returns.
+MAX_READ = 1000
+#: The longest type prefix and subject a filter may name.
+MAX_FILTER = 200
+
+__all__ = ["MAX_READ", "Event", "EventBatch", "EventOps", "event_json"]
+
+
+class EventOps:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def _scope(self, principal: Principal) -> tuple[str | None, str | None]:
+        """The runs rule: an admin reads every tenant, others their tenant, and a role that
+        reads only its own runs (a submitter) only the events of what it owns."""
+        self.app.check_access(principal, Action.READ)
+        tenant = None if principal.is_admin else principal.tenant
+        own = scope_of(principal.role, Action.READ) is Scope.OWN
+        return tenant, principal.id if own else None
+
+    async def start(self, principal: Principal, after: int | None) -> int:
+        """Where a reader starts: after ``after``, or after the newest event when ``None``
+        (only what happens from now on). Raises ``EventsExpired`` when events after ``after``
+        were pruned (``0``: every event still kept, never expired)."""
+        del principal  # ids are global; what a reader sees is scoped in ``read``
+        lo, hi = await self.app.store.event_bounds()
+        if after is None:
+            return hi
+        if after < 0:
+            raise InvalidRequest("an event id is >= 0", field="after")
+        if 0 < after < lo - 1:
+            raise EventsExpired(
+                f"events after {after} were pruned (the oldest kept is {lo}): resume from now "
+                "(no Last-Event-ID) or from ?after=0, and re-read the state you need",
+                oldest=lo,
+            )
+        return after
+
+    async def read(
+        self,
+        principal: Principal,
+        after: int,
+        *,
+        type_prefix: str | None = None,
+        subject: str | None = None,
+        limit: int = 100,
+    ) -> EventBatch:
+        """The caller's events with ``id > after``, oldest first, at most ``limit``; the
+        batch's ``through`` is where the next read continues."""
+        if not 1 <= limit <= MAX_READ:
+            raise InvalidRequest(f"limit must be 1..{MAX_READ}", field="limit")
+        await self.start(principal, after)  # pruned meanwhile: the reader must know
+        tenant, owner = self._scope(principal)
+        query = EventQuery(
+            after=after,
+            tenant=tenant,
+            owner=owner,
+            type_prefix=type_prefix or None,
+            subject=subject or None,
+            limit=limit,
+        )
+        return await self.app.store.read_events(query)
+
+    async def wait(
+        self,
+        principal: Principal,
+        after: int,
+        timeout_s: float,
+        *,
+        type_prefix: str | None = None,
+        subject: str | None = None,
+        limit: int = 100,
+    ) -> EventBatch:
+        """Like ``read``, but when nothing is there yet wait up to ``timeout_s`` for an event
+        (an empty batch then; ``through`` may still have moved past others' events)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout_s)
+        poll = self.app.settings.events_poll_s
+        while True:
+            batch = await self.read(
+                principal, after, type_prefix=type_prefix, subject=subject, limit=limit
+            )
+            after = batch.through
+            remaining = deadline - loop.time()
+            if batch.events or remaining <= 0 or self.app.shutting_down:
+                return EventBatch(batch.events, after)
+            await self.app.events.wait_log(min(poll, remaining))
+
+
+def event_json(event: Event) -> dict[str, object]:
+    """An event as every surface shows it (the SSE ``data``, ``mcpexec events --json``)."""
+    return {
+        "id": event.id,
+        "at": event.at.isoformat().replace("+00:00", "Z"),
+        "tenant": event.tenant,
+        "type": event.type,
+        "subject": event.subject,
+        "data": event.data,
+    }
