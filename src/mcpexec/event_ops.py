@@ -11,6 +11,7 @@ separate ``mcpexec worker``, another server on the same PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from mcpexec.errors import EventsExpired, InvalidRequest
@@ -107,6 +108,40 @@ class EventOps:
             if batch.events or remaining <= 0 or self.app.shutting_down:
                 return EventBatch(batch.events, after)
             await self.app.events.wait_log(min(poll, remaining))
+
+    async def follow(
+        self,
+        principal: Principal,
+        after: int,
+        *,
+        type_prefix: str | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[EventBatch]:
+        """Batches of the caller's events after ``after`` as they happen (an empty batch at
+        least every ``WAIT_SLICE_S``, for keep-alives), until ``limit`` events, ``timeout_s``
+        or this process shutting down; what every live surface streams."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        sent = 0
+        while not self.app.shutting_down:
+            slice_s = WAIT_SLICE_S
+            if deadline is not None:
+                slice_s = min(WAIT_SLICE_S, deadline - loop.time())
+            if slice_s <= 0 or (limit is not None and sent >= limit):
+                return
+            want = 100 if limit is None else min(100, limit - sent)
+            batch = await self.wait(
+                principal, after, slice_s, type_prefix=type_prefix, subject=subject, limit=want
+            )
+            sent += len(batch.events)
+            after = batch.through
+            yield batch
+
+
+#: How long one store wait of ``follow`` lasts at most (it re-checks its limits in between).
+WAIT_SLICE_S = 15.0
 
 
 def event_json(event: Event) -> dict[str, object]:

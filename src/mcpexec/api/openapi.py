@@ -51,7 +51,19 @@ _MEDIA = {
         "text/event-stream": {"schema": {"type": "string"}},
     },
     ("/api/v1/events", "get"): {
-        "text/event-stream": {"schema": {"type": "string"}},
+        # One SSE message: id (the event id), event (its type, or open/error/shutdown), data
+        # (the event as JSON text).
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "event": {"type": "string"},
+                    "data": {"type": "string"},
+                    "retry": {"type": "string"},
+                },
+            }
+        },
         "application/json": {"schema": {"type": "object"}},
     },
     ("/api/v1/runs/{run_id}/artifacts/{name}", "get"): {

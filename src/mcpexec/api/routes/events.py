@@ -16,7 +16,6 @@ is kept now, no wait.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -33,8 +32,6 @@ from mcpexec.event_ops import MAX_READ, event_json
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 MAX_ID = 2**53 - 1
-#: How long one store wait lasts at most; the stream re-checks its limits in between.
-WAIT_SLICE_S = 15.0
 PING_S = 15
 
 
@@ -48,33 +45,31 @@ async def event_stream(
     limit: int | None,
     timeout_s: float | None,
 ) -> AsyncIterator[dict[str, str]]:
-    """The SSE messages of the caller's events after ``after`` (the dashboard streams these
-    too). Ends after ``limit`` events, after ``timeout_s``, or when the server shuts down."""
-    # First an ``open`` message carrying the start as its id: a client that reconnects before
-    # any event came sends it as Last-Event-ID and misses nothing that happened meanwhile.
+    """The SSE messages of the caller's events after ``after``: ``open`` first (its id the
+    start), then one per event, ``error`` if the reader falls behind the pruning, ``shutdown``
+    when the server stops."""
+    # A client that reconnects before any event came sends the open's id as Last-Event-ID and
+    # misses nothing that happened meanwhile.
     yield {"id": str(after), "event": "open", "data": json.dumps({"after": after})}
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout_s is None else loop.time() + timeout_s
-    sent = 0
-    while True:
-        slice_s = WAIT_SLICE_S if deadline is None else min(WAIT_SLICE_S, deadline - loop.time())
-        if slice_s <= 0 or (limit is not None and sent >= limit):
-            return
-        want = 100 if limit is None else min(100, limit - sent)
-        try:
-            batch = await app.event_log.wait(
-                principal, after, slice_s, type_prefix=type_prefix, subject=subject, limit=want
-            )
-        except McpexecError as exc:  # e.g. events_expired: the reader fell behind the pruning
-            yield {"event": "error", "data": json.dumps(exc.to_dict())}
-            return
-        for event in batch.events:
-            yield {"id": str(event.id), "event": event.type, "data": json.dumps(event_json(event))}
-        sent += len(batch.events)
-        after = batch.through
-        if app.shutting_down:
-            yield {"event": "shutdown", "data": json.dumps({"after": after})}
-            return
+    batches = app.event_log.follow(
+        principal,
+        after,
+        type_prefix=type_prefix,
+        subject=subject,
+        limit=limit,
+        timeout_s=timeout_s,
+    )
+    try:
+        async for batch in batches:
+            for event in batch.events:
+                data = json.dumps(event_json(event))
+                yield {"id": str(event.id), "event": event.type, "data": data}
+            after = batch.through
+    except McpexecError as exc:  # e.g. events_expired: the reader fell behind the pruning
+        yield {"event": "error", "data": json.dumps(exc.to_dict())}
+        return
+    if app.shutting_down:
+        yield {"event": "shutdown", "data": json.dumps({"after": after})}
 
 
 @router.get("", summary="Events of runs, schedules and workflows, live (Server-Sent Events)")
