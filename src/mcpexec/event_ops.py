@@ -29,9 +29,77 @@ MAX_FILTER = 200
 __all__ = ["MAX_READ", "Event", "EventBatch", "EventOps", "event_json"]
 
 
+#: Recent events kept in memory for live readers (``_Tail``).
+TAIL_SIZE = 5000
+
+
+class _Tail:
+    """The newest events, read once for every live reader of this process: 100 streams woken
+    by one change make one store read, not 100. Covers the ids ``(base, through]``; a reader
+    further behind reads the store itself."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.base: int | None = None  # None: not read yet
+        self.through = 0
+        self.read_at = float("-inf")  # loop time the last store read began
+        self.lock = asyncio.Lock()
+
+    def covers(self, after: int) -> bool:
+        return self.base is not None and self.base <= after <= self.through
+
+    def add(self, batch: EventBatch) -> None:
+        self.events.extend(batch.events)
+        self.through = max(self.through, batch.through)
+        if len(self.events) > TAIL_SIZE:
+            dropped = self.events[: len(self.events) - TAIL_SIZE]
+            self.events = self.events[len(dropped) :]
+            self.base = dropped[-1].id
+
+    def pick(self, query: EventQuery) -> EventBatch:
+        found: list[Event] = []
+        for event in self.events:  # at most TAIL_SIZE, newest last
+            if event.id <= query.after or not _matches(event, query):
+                continue
+            found.append(event)
+            if len(found) >= query.limit:
+                return EventBatch(found, event.id)
+        return EventBatch(found, max(self.through, query.after))
+
+
+def _matches(event: Event, query: EventQuery) -> bool:
+    return (
+        (query.tenant is None or event.tenant == query.tenant)
+        and (query.owner is None or event.owner == query.owner)
+        and (query.type_prefix is None or event.type.startswith(query.type_prefix))
+        and (query.subject is None or event.subject == query.subject)
+    )
+
+
 class EventOps:
     def __init__(self, app: App) -> None:
         self.app = app
+        self._tail = _Tail()
+
+    async def _live(self, query: EventQuery, since: float) -> EventBatch | None:
+        """``read_events`` for a reader woken at loop time ``since``: from the shared tail,
+        refreshed from the store unless a refresh began after ``since`` (it saw everything
+        committed before the wake-up)."""
+        tail = self._tail
+        loop = asyncio.get_running_loop()
+        async with tail.lock:
+            if tail.read_at < since:
+                tail.read_at = loop.time()
+                if tail.base is None:
+                    tail.base = tail.through = (await self.app.store.event_bounds())[1]
+                else:
+                    batch = await self.app.store.read_events(
+                        EventQuery(after=tail.through, limit=MAX_READ)
+                    )
+                    tail.add(batch)
+                    if len(batch.events) == MAX_READ:
+                        tail.read_at = float("-inf")  # more to read: the next reader goes on
+        return tail.pick(query) if tail.covers(query.after) else None
 
     def _scope(self, principal: Principal) -> tuple[str | None, str | None]:
         """The runs rule: an admin reads every tenant, others their tenant, and a role that
@@ -70,11 +138,23 @@ class EventOps:
     ) -> EventBatch:
         """The caller's events with ``id > after``, oldest first, at most ``limit``; the
         batch's ``through`` is where the next read continues."""
+        await self.start(principal, after)  # pruned meanwhile: the reader must know
+        return await self.app.store.read_events(
+            self._query(principal, after, type_prefix, subject, limit)
+        )
+
+    def _query(
+        self,
+        principal: Principal,
+        after: int,
+        type_prefix: str | None,
+        subject: str | None,
+        limit: int,
+    ) -> EventQuery:
         if not 1 <= limit <= MAX_READ:
             raise InvalidRequest(f"limit must be 1..{MAX_READ}", field="limit")
-        await self.start(principal, after)  # pruned meanwhile: the reader must know
         tenant, owner = self._scope(principal)
-        query = EventQuery(
+        return EventQuery(
             after=after,
             tenant=tenant,
             owner=owner,
@@ -82,7 +162,6 @@ class EventOps:
             subject=subject or None,
             limit=limit,
         )
-        return await self.app.store.read_events(query)
 
     async def wait(
         self,
@@ -99,10 +178,15 @@ class EventOps:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout_s)
         poll = self.app.settings.events_poll_s
+        await self.start(principal, after)  # pruned already: the reader must know
         while True:
-            batch = await self.read(
-                principal, after, type_prefix=type_prefix, subject=subject, limit=limit
-            )
+            since = loop.time()
+            query = self._query(principal, after, type_prefix, subject, limit)
+            live = await self._live(query, since)
+            if live is None:  # behind the shared tail: from the store (pruned meanwhile?)
+                await self.start(principal, after)
+                live = await self.app.store.read_events(query)
+            batch = live
             after = batch.through
             remaining = deadline - loop.time()
             if batch.events or remaining <= 0 or self.app.shutting_down:

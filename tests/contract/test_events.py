@@ -3,6 +3,7 @@ tenant-scoped reads, filters, ``through`` for filtered readers, bounds and pruni
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -169,3 +170,33 @@ async def test_pruning_keeps_the_newest_and_moves_the_bounds(store: Store) -> No
     # Ids are never reused after a prune.
     await store.enqueue(new_run("later"))
     assert (await store.event_bounds())[1] > hi
+
+
+async def test_a_reader_racing_concurrent_writers_skips_nothing(store: Store) -> None:
+    # Ids must appear in commit order: a reader that moved past id N never finds a smaller one
+    # later (on PostgreSQL, concurrent transactions commit in any order).
+    seen: list[int] = []
+    done = False
+
+    async def reader() -> None:
+        after = 0
+        while True:
+            finished = done  # read once more after the writers are done
+            batch = await store.read_events(EventQuery(after=after, limit=7))
+            seen.extend(e.id for e in batch.events)
+            after = batch.through
+            if finished and not batch.events:
+                return
+            await asyncio.sleep(0)
+
+    async def writer(n: int) -> None:
+        for i in range(8):
+            await store.enqueue(new_run(f"c{n}-{i}"))
+
+    task = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(n) for n in range(6)))
+    done = True
+    await asyncio.wait_for(task, 30)
+    everything = [e.id for e in (await store.read_events(EventQuery(limit=1000))).events]
+    assert len(everything) == 48
+    assert seen == everything
