@@ -78,10 +78,7 @@ class EventHub:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._log_waiters.add(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await wait_done(waiter, timeout)
         finally:
             self._log_waiters.discard(waiter)
 
