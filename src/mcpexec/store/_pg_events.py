@@ -2,9 +2,9 @@
 write it. The same table as the SQLite dialect (its decoder and statement builder serve both).
 
 Ids in commit order: a sequence alone would hand out ids in the order transactions *insert*,
-so a reader could see id 7 committed before id 6 and skip 6 for ever. The insert trigger
-therefore only queues the row; a deferred constraint trigger gives it its id at COMMIT, under
-a transaction-scoped advisory lock, so ids are assigned (and become visible) one committing
+so a reader could see id 7 committed before id 6 and skip 6 for ever. The triggers are
+therefore deferred constraint triggers: they run at COMMIT and take a transaction-scoped
+advisory lock before inserting, so ids are assigned (and become visible) one committing
 transaction at a time. The lock is taken when the transaction has done all its other work, so
 it cannot deadlock with the row locks a claim or a finish holds.
 """
@@ -21,7 +21,7 @@ from mcpexec.store.base import EventBatch, EventQuery
 
 _NEWEST = "SELECT MAX(id) AS hi FROM events"
 _BOUNDS = "SELECT MIN(id) AS lo, MAX(id) AS hi FROM events"
-_OLDEST_AT = "SELECT at FROM events WHERE id IS NOT NULL ORDER BY id LIMIT 1"
+_OLDEST_AT = "SELECT at FROM events ORDER BY id LIMIT 1"
 _PRUNE = (
     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < %(hi)s ORDER BY id"
     " LIMIT %(limit)s) AND (id <= %(hi)s - %(keep)s OR at < %(before)s)"

@@ -1,13 +1,13 @@
 -- The durable event log (issue 17, "events"); the same columns as the SQLite dialect's 0011,
 -- written by triggers in the transaction of each change of a run, schedule or workflow run.
--- Ids in commit order (see store/_pg_events.py): the insert trigger only queues a row (pos);
--- a deferred constraint trigger gives it its id at COMMIT under a transaction-scoped advisory
--- lock, after the transaction's other work, so that no reader ever sees id N+1 before id N.
+-- Ids in commit order (see store/_pg_events.py): the triggers are deferred constraint triggers,
+-- so they run at COMMIT, after the transaction's other work, and each takes a
+-- transaction-scoped advisory lock before it inserts: transactions that log events commit one
+-- at a time from there on, and no reader ever sees id N+1 before id N.
 -- Times are integer microseconds of the database clock.
 
 CREATE TABLE events (
-    pos     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id      BIGINT UNIQUE,      -- NULL until the inserting transaction commits
+    id      BIGINT PRIMARY KEY,
     at      BIGINT NOT NULL,
     tenant  TEXT   NOT NULL,
     owner   TEXT,               -- the principal owning the subject (submitters see their own)
@@ -19,22 +19,14 @@ CREATE INDEX events_tenant ON events (tenant, id);
 CREATE SEQUENCE events_id AS BIGINT;
 
 CREATE FUNCTION mcpexec_event(t TEXT, o TEXT, k TEXT, s TEXT, d JSON) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO events (at, tenant, owner, type, subject, data)
-    VALUES ((extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT, t, o, k, s, d::TEXT);
-$$;
-
-CREATE FUNCTION mcpexec_event_commit() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('mcpexec.events', 0));
-    UPDATE events SET id = nextval('events_id') WHERE pos = NEW.pos;
-    RETURN NULL;
+    INSERT INTO events (id, at, tenant, owner, type, subject, data)
+    VALUES (nextval('events_id'), (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT,
+            t, o, k, s, d::TEXT);
 END;
 $$;
-
-CREATE CONSTRAINT TRIGGER events_commit AFTER INSERT ON events
-DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mcpexec_event_commit();
 
 CREATE FUNCTION mcpexec_run_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -59,8 +51,8 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER run_events AFTER INSERT OR UPDATE OF status, cancel_requested ON runs
-FOR EACH ROW EXECUTE FUNCTION mcpexec_run_events();
+CREATE CONSTRAINT TRIGGER run_events AFTER INSERT OR UPDATE OF status, cancel_requested ON runs
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mcpexec_run_events();
 
 CREATE FUNCTION mcpexec_schedule_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -89,8 +81,8 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER schedule_events AFTER INSERT OR DELETE OR UPDATE OF spec, params, task_version
-ON schedules FOR EACH ROW EXECUTE FUNCTION mcpexec_schedule_events();
+CREATE CONSTRAINT TRIGGER schedule_events AFTER INSERT OR DELETE OR UPDATE OF spec, params, task_version
+ON schedules DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mcpexec_schedule_events();
 
 CREATE FUNCTION mcpexec_fire_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -107,8 +99,8 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER fire_events AFTER INSERT OR UPDATE OF outcome ON schedule_fires
-FOR EACH ROW EXECUTE FUNCTION mcpexec_fire_events();
+CREATE CONSTRAINT TRIGGER fire_events AFTER INSERT OR UPDATE OF outcome ON schedule_fires
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mcpexec_fire_events();
 
 CREATE FUNCTION mcpexec_workflow_run_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -121,8 +113,8 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER workflow_run_events AFTER UPDATE OF status ON workflow_runs
-FOR EACH ROW EXECUTE FUNCTION mcpexec_workflow_run_events();
+CREATE CONSTRAINT TRIGGER workflow_run_events AFTER UPDATE OF status ON workflow_runs
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mcpexec_workflow_run_events();
 
 CREATE FUNCTION mcpexec_workflow_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -138,5 +130,5 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER workflow_events_log AFTER INSERT ON workflow_events
-FOR EACH ROW EXECUTE FUNCTION mcpexec_workflow_events();
+CREATE CONSTRAINT TRIGGER workflow_events_log AFTER INSERT ON workflow_events
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mcpexec_workflow_events();
