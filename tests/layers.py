@@ -67,6 +67,8 @@ DOMAIN = {
     "reaper",
     "retry",
     "events",
+    # The durable event log as App operations (issue 17).
+    "event_ops",
     "scheduler",
     # Task definitions and schedules as App operations (issue 11).
     "definitions",
@@ -100,6 +102,7 @@ CLI_MODULES = {
     "cli_tenancy",
     "cli_tools",  # tools, call, servers (issue 14)
     "cli_workflows",  # workflows (issue 16)
+    "cli_events",  # events (issue 17)
     "client_workflows",
 }
 #: Command modules that live beside the adapter they start but belong to the CLI.

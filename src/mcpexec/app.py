@@ -27,6 +27,7 @@ from mcpexec.errors import (
     RunNotFound,
     StorageQuotaExceeded,
 )
+from mcpexec.event_ops import EventOps
 from mcpexec.events import EventHub
 from mcpexec.executor.base import Executor
 from mcpexec.metrics import Metrics, StoreGauges
@@ -130,6 +131,8 @@ class App:
         self.tools = ToolsService(settings, self.metrics)
         # Workflows: DAGs of steps with checkpoints, gates and rollback (issue 16).
         self.workflows = WorkflowOps(self)
+        # The durable event log (issue 17): event_ops.py.
+        self.event_log = EventOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
 

@@ -601,5 +601,14 @@ _register_tenancy()  # tenants, tokens, quota, audit (issue 10)
 _register_workflows()  # workflows (issue 16)
 _register_tools()  # tools, call, servers (issue 14)
 
+
+def _register_events() -> None:
+    from mcpexec.cli_events import register
+
+    register(main)
+
+
+_register_events()  # events (issue 17)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

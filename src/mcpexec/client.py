@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
@@ -190,6 +190,98 @@ class Client:
             f"lost the connection to {self.url} before run {run_id} ended; "
             f"follow it again with 'mcpexec logs -f {run_id}'"
         )
+
+    # -- the event log (issue 17) ----------------------------------------------------------------
+    def events_page(self, after: int = 0, limit: int = 100, **filters: str | None) -> Json:
+        """One page of kept events after ``after``: ``{events, next_after}`` (no waiting)."""
+        params: dict[str, Any] = {"format": "json", "after": after, "limit": limit}
+        params |= {k: v for k, v in filters.items() if v is not None}
+        return self._json("GET", "/api/v1/events", params=params)
+
+    def stream_events(
+        self,
+        after: int | None = None,
+        *,
+        timeout: float | None = None,
+        limit: int | None = None,
+        **filters: str | None,
+    ) -> Iterator[Json]:
+        """Yield events live as the server sends them, after ``after`` (``None``: from now on,
+        else sent as ``Last-Event-ID``). Ends when the server ends the stream (``timeout``,
+        ``limit``); raises ``ServerUnavailable`` when the connection breaks or the server shuts
+        down (``follow_events`` resumes from the last id)."""
+        for kind, _, data in self._event_stream(after, timeout, limit, filters):
+            if kind != "open":
+                yield data
+
+    def _event_stream(
+        self,
+        after: int | None,
+        timeout: float | None,
+        limit: int | None,
+        filters: Mapping[str, str | None],
+    ) -> Iterator[tuple[str, int, Json]]:
+        """``(kind, id, data)`` of each message; the first is ``open`` with the id the stream
+        starts after (what a reconnect sends when no event came yet)."""
+        import httpx
+        from httpx_sse import connect_sse
+
+        params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        if timeout is not None:
+            params["timeout"] = timeout
+        if limit is not None:
+            params["limit"] = limit
+        headers = dict(self._headers)
+        if after is not None:
+            headers["Last-Event-ID"] = str(after)
+        try:
+            with (
+                # The server pings every 15 s: a minute of silence is a dead connection.
+                httpx.Client(base_url=self.url, headers=headers, timeout=60.0) as http,
+                connect_sse(http, "GET", "/api/v1/events", params=params) as source,
+            ):
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    raise self._error(
+                        Response(source.response.status_code, {}, source.response.content)
+                    )
+                for event in source.iter_sse():
+                    if event.event == "shutdown":
+                        raise ServerUnavailable(f"the server at {self.url} is shutting down")
+                    if event.event == "error":
+                        error = json.loads(event.data)
+                        raise ApiError(410, error["code"], error["message"], error["details"])
+                    if event.id and event.data:
+                        yield event.event, int(event.id), cast(Json, json.loads(event.data))
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"lost the connection to {self.url}: {exc}") from exc
+
+    def follow_events(
+        self,
+        after: int | None = None,
+        *,
+        retry_s: tuple[float, float] = (0.2, 5.0),
+        on_reconnect: Callable[[int | None], None] | None = None,
+        filters: Mapping[str, str | None] | None = None,
+    ) -> Iterator[Json]:
+        """Yield events for ever, reconnecting after a lost connection or a server restart
+        with ``Last-Event-ID`` of the last event received: none skipped, none twice."""
+        import time
+
+        delay = retry_s[0]
+        last = after
+        while True:
+            try:
+                for kind, event_id, data in self._event_stream(last, None, None, filters or {}):
+                    last = event_id
+                    if kind != "open":
+                        delay = retry_s[0]
+                        yield data
+            except ServerUnavailable:
+                if on_reconnect is not None:
+                    on_reconnect(last)
+                time.sleep(delay)
+                delay = min(delay * 2, retry_s[1])
 
     def artifacts(self, run_id: str) -> list[Json]:
         return cast(list[Json], self._json("GET", f"/api/v1/runs/{run_id}/artifacts")["artifacts"])

@@ -237,3 +237,12 @@ class CheckpointInvalid(Conflict):
     """The step's checkpoint file is missing, unsafe or does not validate."""
 
     code = "checkpoint_invalid"
+
+
+class EventsExpired(McpexecError):
+    """The events after this id were pruned from the event log (its retention is
+    events_max_count / events_retention_days): resume without Last-Event-ID (or with ?after=0
+    for every event still kept) and re-read the state you need."""
+
+    code = "events_expired"
+    http_status = 410

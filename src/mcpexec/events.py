@@ -12,6 +12,9 @@ from collections.abc import Callable
 
 from mcpexec.aio import Waiters, wait_event
 
+#: The one key of the event log's waiters.
+_LOG = "log"
+
 
 class EventHub:
     def __init__(self) -> None:
@@ -19,10 +22,12 @@ class EventHub:
         self._run_waiters = Waiters()
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._change_listeners: list[Callable[[str], None]] = []
+        self._log_waiters = Waiters()
 
     # -- work ---------------------------------------------------------------------------------
     def work_available(self) -> None:
         self._work.set()
+        self.log_changed()
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when work was announced since the last call, or after ``timeout``."""
@@ -38,6 +43,7 @@ class EventHub:
         """Status, progress, logs or artifacts of ``run_id`` changed."""
         for listener in self._change_listeners:
             listener(run_id)
+        self.log_changed()
         self._run_waiters.notify(run_id)
 
     def all_runs_changed(self) -> None:
@@ -48,6 +54,16 @@ class EventHub:
     async def wait_run(self, run_id: str, timeout: float) -> bool:
         """Wait for the next change of ``run_id``; ``False`` on timeout."""
         return await self._run_waiters.wait(run_id, timeout)
+
+    # -- the event log ------------------------------------------------------------------------
+    def log_changed(self) -> None:
+        """The event log may have grown (a change in this process): wake every event reader."""
+        self._log_waiters.notify(_LOG)
+
+    async def wait_log(self, timeout: float) -> bool:
+        """Wait for the next ``log_changed``; ``False`` on timeout (readers then re-read the
+        store anyway: other processes' changes wake nobody here)."""
+        return await self._log_waiters.wait(_LOG, timeout)
 
     # -- cancellation -------------------------------------------------------------------------
     def add_cancel_listener(self, listener: Callable[[str], None]) -> None:

@@ -44,6 +44,9 @@ class ReaperOptions:
     lease_s: float
     retention_days: float
     purge_interval_s: float
+    #: The event log's retention (issue 17), applied every round (cheap when nothing is due).
+    events_max_count: int = 100_000
+    events_retention_days: float = 7.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReaperOptions:
@@ -52,6 +55,8 @@ class ReaperOptions:
             lease_s=settings.lease_s,
             retention_days=settings.retention_days,
             purge_interval_s=settings.purge_interval_s,
+            events_max_count=settings.events_max_count,
+            events_retention_days=settings.events_retention_days,
         )
 
 
@@ -79,6 +84,7 @@ class Reaper:
         while True:
             try:
                 await self.reap()
+                await self.prune_events()
                 if loop.time() - last_purge >= self.options.purge_interval_s:
                     last_purge = loop.time()
                     await self.purge()
@@ -129,6 +135,17 @@ class Reaper:
                 if retry_at is not None:
                     self.events.work_available()
         return reaped
+
+    async def prune_events(self) -> int:
+        """Drop events beyond ``events_max_count`` or older than ``events_retention_days``,
+        a bounded batch at a time."""
+        before = utcnow() - timedelta(days=self.options.events_retention_days)
+        total = 0
+        while True:
+            removed = await self.store.prune_events(self.options.events_max_count, before)
+            total += removed
+            if removed == 0:
+                return total
 
     async def purge(self) -> int:
         before = utcnow() - timedelta(days=self.options.retention_days)

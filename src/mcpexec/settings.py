@@ -232,6 +232,19 @@ class Settings(BaseSettings):
     )
 
     retention_days: float = Field(default=30.0, gt=0)
+    # -- the event log (GET /api/v1/events; see docs/observability.md) -----------------------------
+    events_max_count: int = Field(
+        default=100_000, ge=100, description="events kept in the log, the newest (pruned beyond)"
+    )
+    events_retention_days: float = Field(
+        default=7.0, gt=0, description="events older than this are pruned"
+    )
+    events_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often an event stream re-reads the store for other processes' events",
+    )
     purge_interval_s: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=8 * MIB, ge=1024)
     # -- spool directory (see docs/spool.md) ------------------------------------------------------

@@ -8,7 +8,7 @@ fields, a zone's IANA name, an interval's range and a parameter schema's validit
 pattern holds; a workflow's steps are exactly one kind each and its ``needs`` a DAG, and its
 ``mcp_tool`` names are left out (whether one is free depends on earlier definitions; in
 positive cases only). A long-poll ``wait`` on a run that will never finish would hold a request
-for up to 300 s.
+for up to 300 s, and an event stream until its ``timeout``.
 """
 
 from __future__ import annotations
@@ -140,6 +140,13 @@ def map_case(context: Any, case: Any) -> Any:
     if isinstance(query, dict) and query.get("follow") in (True, "true"):
         # A follower streams until the run ends; the fuzzer reads whole bodies.
         query = {**query, "follow": False}
+    if path == "/api/v1/events" and (isinstance(query, dict) or query is None):
+        # An event stream lasts until ?timeout= (or ?limit= events): bound it for the fuzzer.
+        query = dict(query or {})
+        given = query.get("timeout")
+        number = isinstance(given, int | float) and not isinstance(given, bool)
+        if "timeout" not in query or (number and given > 0.5):  # type: ignore[operator]
+            query["timeout"] = 0.5
     if body is not case.body:
         case.body = body
     if query is not case.query:

@@ -95,6 +95,29 @@ def test_login_then_a_submitted_run_appears_live_in_the_list(ui: Browser, api: C
     page.context.close()
 
 
+def test_the_runs_list_updates_from_the_event_stream(ui: Browser, api: Client) -> None:
+    page = ui.page(ui.server.token)
+    streams: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            streams.append(r.headers.get("content-type", "")) if "/ui/events" in r.url else None
+        ),
+    )
+    page.goto(f"{ui.server.url}/ui/runs")
+    # The page's EventSource is connected (its "open" message came) before the run exists.
+    page.locator('tbody[data-stream="open"]').wait_for(timeout=WAIT_MS)
+    run = api.submit({"shell": "echo streamed", "labels": {"seen": "stream"}})
+    # Well inside the 30 s safety poll: the row came from the run.submitted event.
+    row = page.locator(f'a[href="/ui/runs/{run["id"]}"]')
+    row.wait_for(timeout=15_000)
+    api.wait(run["id"], 60)
+    line = page.locator("table.runs tr", has=row)
+    expect(line).to_contain_text("completed", timeout=15_000)
+    assert any(kind.startswith("text/event-stream") for kind in streams), streams
+    page.context.close()
+
+
 def test_the_log_tail_follows_while_the_run_prints(
     ui: Browser, api: Client, tmp_path: Path
 ) -> None:

@@ -272,3 +272,21 @@ def test_a_database_outage_under_load_loses_nothing(
         f"{completed} completed, {len(accepted) - completed} failed after a store error"
     )
     assert completed == len(accepted), worker.log()
+
+
+def test_a_separate_workers_events_reach_the_api_process_stream(
+    cluster: tuple[Server, Worker],
+) -> None:
+    # The API process runs nothing: every start and finish is the worker process's write, seen
+    # by the API's event stream through the shared database (its bounded poll).
+    server, _ = cluster
+    with server.client() as client:
+        worker_ids = {w["id"] for w in client.workers()}
+        runs = [client.submit({"command": ["true"], "timeout_s": 30})["id"] for _ in range(10)]
+        finished = list(client.stream_events(0, type="run.finished", limit=10, timeout=60))
+        assert {e["subject"] for e in finished} == set(runs)
+        started = client.events_page(after=0, limit=1000, type="run.started")["events"]
+        assert {e["data"]["worker_id"] for e in started} <= worker_ids
+        assert len(started) == 10
+        everything = [e["id"] for e in client.events_page(after=0, limit=1000)["events"]]
+        assert everything == sorted(set(everything))

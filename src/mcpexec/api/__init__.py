@@ -11,7 +11,16 @@ from mcpexec import __version__
 from mcpexec.api.errors import SafeJSONResponse, error_body, install_error_handlers
 from mcpexec.api.limits import BodyLimit, JsonBody
 from mcpexec.api.openapi import install_openapi
-from mcpexec.api.routes import gateway, health, runs, schedules, tasks, tenancy, workflows
+from mcpexec.api.routes import (
+    events,
+    gateway,
+    health,
+    runs,
+    schedules,
+    tasks,
+    tenancy,
+    workflows,
+)
 from mcpexec.app import App
 
 
@@ -35,6 +44,7 @@ def create_api(app: App) -> FastAPI:
     api.include_router(tenancy.router)
     api.include_router(gateway.router)
     api.include_router(workflows.router)
+    api.include_router(events.router)
     known = [*health.router.routes, *runs.router.routes, *tasks.router.routes]
     _install_fallback(
         api,
@@ -44,6 +54,7 @@ def create_api(app: App) -> FastAPI:
             *tenancy.router.routes,
             *gateway.router.routes,
             *workflows.router.routes,
+            *events.router.routes,
         ],
     )
     install_openapi(api)

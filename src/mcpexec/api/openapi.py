@@ -33,6 +33,7 @@ _REASONS = {
     409: "Conflict (e.g. idempotency_conflict: the key was used with another body)",
     413: "Request body too large",
     415: "Request body is not JSON",
+    410: "The events after this id were pruned from the event log (events_expired)",
     416: "The Range header asks for bytes past the end (range_not_satisfiable)",
     422: "Invalid request; details.errors names each field",
     429: "Too many requests",
@@ -48,6 +49,22 @@ _MEDIA = {
         "application/json": {"schema": {"type": "object"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         "text/event-stream": {"schema": {"type": "string"}},
+    },
+    ("/api/v1/events", "get"): {
+        # One SSE message: id (the event id), event (its type, or open/error/shutdown), data
+        # (the event as JSON text).
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "event": {"type": "string"},
+                    "data": {"type": "string"},
+                    "retry": {"type": "string"},
+                },
+            }
+        },
+        "application/json": {"schema": {"type": "object"}},
     },
     ("/api/v1/runs/{run_id}/artifacts/{name}", "get"): {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
@@ -85,6 +102,8 @@ def _statuses(path: str, method: str) -> list[int]:
         codes.append(404)
     if path in _TOOL_CALLS:  # the call itself: no such tool, the server died or timed out
         codes += [404, 502, 504]
+    if path == "/api/v1/events":  # ?after= / Last-Event-ID older than the log's retention
+        codes += [403, 410]
     if path == _ARTIFACT:  # a Range header past the end
         codes.append(416)
     return sorted(set(codes))

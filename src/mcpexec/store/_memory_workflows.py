@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from mcpexec.errors import Conflict
+from mcpexec.store._memory_events import event_log
 from mcpexec.store._shared import utc
 from mcpexec.store.base import WorkflowEvent, WorkflowRecord, WorkflowRunRecord
 
@@ -48,7 +49,13 @@ class MemoryWorkflows:
 
     def _append(self, events: list[WorkflowEvent]) -> None:
         stored = self._wf()[2]
+        runs = self._wf()[1]
         for event in events:
+            run = runs.get(event.run_id)
+            if run is not None:
+                data = {"workflow": run.workflow, "status": run.status, "step": event.step}
+                kind = f"workflow.{event.kind}"
+                event_log(self).append(run.tenant, run.owner, kind, run.id, data)
             stored.append(
                 dataclasses.replace(
                     event, at=utc(event.at), detail=_copy(event.detail), seq=self._wf_next()
@@ -151,6 +158,9 @@ class MemoryWorkflows:
             revision=run.revision + 1,
         )
         runs[run_id] = updated
+        if updated.status != run.status:
+            data = {"workflow": run.workflow, "status": updated.status}
+            event_log(self).append(run.tenant, run.owner, "workflow.status", run_id, data)
         self._append(events)
         return self._out_run(updated)
 

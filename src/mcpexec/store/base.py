@@ -171,6 +171,46 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the durable event log (issue 17): a change of a run, schedule or workflow
+    run, written in the transaction of the change. ``id`` increases strictly in commit order
+    (a reader that has seen ``id`` never later finds a smaller one); ``subject`` is the run,
+    schedule or workflow run id; ``data`` is a small JSON object (see docs/observability.md)."""
+
+    id: int
+    at: datetime
+    tenant: str
+    type: str
+    subject: str
+    data: dict[str, Any] = field(default_factory=dict)
+    #: The principal owning the subject (the run's submitter), if known.
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which events ``Store.read_events`` returns: ``id > after``, of ``tenant`` (all when
+    ``None``), of ``owner``, whose type starts with ``type_prefix`` and whose subject is
+    ``subject`` (each when given), at most ``limit``."""
+
+    after: int = 0
+    tenant: str | None = None
+    owner: str | None = None
+    type_prefix: str | None = None
+    subject: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """What ``read_events`` found, oldest first, and ``through``: the id up to which the log
+    was read (the next read continues after it, even when a filter kept nothing)."""
+
+    events: list[Event]
+    through: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     by_status: dict[str, int] = field(default_factory=dict)
 
@@ -385,6 +425,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def stats(self, tenant: str | None = None) -> Stats:
         """Run counts by status."""
+
+    # -- the event log (issue 17) --------------------------------------------------------------
+    @abc.abstractmethod
+    async def read_events(self, query: EventQuery) -> EventBatch:
+        """Events matching ``query``, oldest first. Every store writes them in the transaction
+        of the change (the SQL dialects by triggers, migration 0011): ``run.submitted``,
+        ``run.started``, ``run.retrying``, ``run.cancel_requested``, ``run.finished``;
+        ``schedule.created``, ``schedule.updated``, ``schedule.paused``, ``schedule.resumed``,
+        ``schedule.deleted``, ``schedule.fired``; ``workflow.status`` and ``workflow.<kind>``
+        for each workflow event. ``through`` is the last id read: the last event returned when
+        ``limit`` were returned, else the newest id of the whole log (so a filtered reader
+        moves on past events it does not want)."""
+
+    @abc.abstractmethod
+    async def event_bounds(self) -> tuple[int, int]:
+        """``(oldest, newest)`` id kept in the log; ``(0, 0)`` when it is empty. One indexed
+        lookup: a reader whose ``after`` is below ``oldest - 1`` missed pruned events."""
+
+    @abc.abstractmethod
+    async def prune_events(self, keep: int, before: datetime, limit: int = 5000) -> int:
+        """Delete up to ``limit`` of the oldest events that are beyond the newest ``keep`` or
+        older than ``before``, never the newest event (its id tells readers where the log
+        is); returns how many. Cheap when there is nothing to do (two indexed lookups)."""
 
     # -- tokens --------------------------------------------------------------------------------
     @abc.abstractmethod

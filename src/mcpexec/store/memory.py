@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from mcpexec.models import (
     RunStatus,
     Stream,
 )
+from mcpexec.store._memory_events import MemoryEvents
 from mcpexec.store._memory_tenancy import MemoryTenancy
 from mcpexec.store._memory_workflows import MemoryWorkflows
 from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, utc
@@ -58,9 +60,14 @@ class _Row:
     run: Run
     available_at: datetime
     lease_expires_at: datetime | None = None
+    #: The event log's hook (every change of a run goes through ``update``).
+    on_change: Callable[[Run, Run], None] | None = None
 
     def update(self, **changes: Any) -> None:
-        self.run = self.run.model_copy(update=changes)
+        old = self.run
+        self.run = old.model_copy(update=changes)
+        if self.on_change is not None:
+            self.on_change(old, self.run)
 
     def holds(self, attempt: int, worker_id: str) -> bool:
         run = self.run
@@ -81,7 +88,7 @@ def _copy_json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value))
 
 
-class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
+class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
     def __init__(self) -> None:
         self._runs: dict[str, _Row] = {}
         self._by_key: dict[tuple[str, str], str] = {}
@@ -134,8 +141,10 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
             estimated_duration_ms=new.estimated_duration_ms,
             owner=new.owner,
         )
-        row = _Row(run=run, available_at=run_at or created_at)
+        log = self._event_log
+        row = _Row(run=run, available_at=run_at or created_at, on_change=log.run_changed)
         self._runs[new.id] = row
+        log.run_submitted(run)
         if new.idempotency_key is not None:
             self._by_key[(new.tenant, new.idempotency_key)] = new.id
         self._work.notify()
@@ -523,6 +532,9 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
             raise Conflict(f"schedule id {schedule.id!r} already exists")
         self._defs.schedules[schedule.id] = schedule
         self._defs.fires[schedule.id] = {}
+        data = {"task": schedule.task, "paused": schedule.spec.paused}
+        log = self._event_log
+        log.append(schedule.tenant, schedule.owner, "schedule.created", schedule.id, data)
         return schedule
 
     async def get_schedule(self, schedule_id: str, tenant: str | None) -> ScheduleRecord | None:
@@ -550,11 +562,30 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
             handled_until=utc(change.handled_until),
         )
         self._defs.schedules[schedule_id] = updated
+        changed = (found.spec, found.task_version, found.params) != (
+            updated.spec,
+            updated.task_version,
+            updated.params,
+        )
+        if changed:
+            kind = "schedule.updated"
+            if updated.spec.paused != found.spec.paused:
+                kind = "schedule.paused" if updated.spec.paused else "schedule.resumed"
+            data = {"task": found.task}
+            self._event_log.append(found.tenant, found.owner, kind, schedule_id, data)
         return updated
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         self._defs.fires.pop(schedule_id, None)
-        return self._defs.schedules.pop(schedule_id, None) is not None
+        found = self._defs.schedules.pop(schedule_id, None)
+        if found is not None:
+            data = {"task": found.task}
+            self._event_log.append(found.tenant, found.owner, "schedule.deleted", schedule_id, data)
+        return found is not None
+
+    def _fired(self, schedule: ScheduleRecord, fire: FireRecord) -> None:
+        data = {"fire_key": fire.fire_key, "outcome": fire.outcome, "run_id": fire.run_id}
+        self._event_log.append(schedule.tenant, schedule.owner, "schedule.fired", schedule.id, data)
 
     async def due_schedules(self, now: datetime, limit: int = 100) -> list[ScheduleRecord]:
         due = [
@@ -605,6 +636,7 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
                 created_at=utc(batch.now),
                 message=fire.message,
             )
+            self._fired(found, fires[fire.fire_key])
             found = dataclasses.replace(
                 found,
                 last_fire_at=utc(fire.fire_at),
@@ -625,7 +657,9 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, Store):
         )
         fires = self._defs.fires[schedule_id]
         fires[fire_key] = dataclasses.replace(fires[fire_key], outcome="started", run_id=new.id)
-        return (await self.enqueue(new))[0]
+        run = (await self.enqueue(new))[0]
+        self._fired(found, fires[fire_key])
+        return run
 
     async def schedule_fires(self, schedule_id: str, limit: int = 50) -> list[FireRecord]:
         found = sorted(

@@ -3,9 +3,22 @@
 
 const POLL_MS = 1000;
 
+//: The run events that change a row of the runs list.
+const RUN_EVENTS = ["run.submitted", "run.started", "run.retrying", "run.cancel_requested", "run.finished"];
+//: With the event stream open, a slow re-read only in case an event was missed.
+const SAFETY_POLL_MS = 30000;
+
 function followRows(body) {
   const url = body.dataset.live;
-  const tick = async () => {
+  let busy = false;
+  let again = false;
+  let timer = null;
+  const refresh = async () => {
+    if (busy) {
+      again = true; // one more read once this one is done
+      return;
+    }
+    busy = true;
     try {
       const answer = await fetch(url, {
         credentials: "same-origin",
@@ -13,11 +26,39 @@ function followRows(body) {
       });
       if (answer.ok) body.innerHTML = await answer.text(); // server-rendered, escaped
     } catch (_) {
-      // offline for a moment: try again next tick
+      // offline for a moment: the next event or poll tries again
     }
-    setTimeout(tick, 2 * POLL_MS);
+    busy = false;
+    if (again) {
+      again = false;
+      refresh();
+    }
   };
-  setTimeout(tick, 2 * POLL_MS);
+  const poll = (ms) => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      await refresh();
+      poll(ms);
+    }, ms);
+  };
+  if (!window.EventSource) {
+    poll(2 * POLL_MS);
+    return;
+  }
+  // Live from the event stream (same origin, the session cookie): re-read the rows when a run
+  // changes. The browser reconnects by itself with Last-Event-ID; polling covers the gaps.
+  const source = new EventSource("/ui/events?type=run.");
+  source.addEventListener("open", () => {
+    body.dataset.stream = "open";
+    refresh(); // what changed between the page's rendering and the stream's start
+    poll(SAFETY_POLL_MS);
+  });
+  for (const kind of RUN_EVENTS) source.addEventListener(kind, refresh);
+  source.addEventListener("error", () => {
+    body.dataset.stream = "lost";
+    poll(2 * POLL_MS);
+  });
+  window.addEventListener("pagehide", () => source.close());
 }
 
 function followLog(pre) {
