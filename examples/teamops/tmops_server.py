@@ -13,7 +13,7 @@ events, several features at once, crash recovery — is mcpexec's: ``mcpexec wor
 
 It talks to a running ``mcpexec serve`` through its REST API (``MCPEXEC_URL``,
 ``MCPEXEC_TOKEN``, or what ``serve`` wrote under ``$MCPEXEC_HOME``). ``TMOPS_AGENT`` names the
-agent CLI (default ``claude``); ``TMOPS_REPO`` a git repository to give each feature a worktree
+agent CLI (default ``claude``); ``TMOPS_REPO`` a git repository to give each feature a clone
 on its own branch (default: a plain directory per feature).
 
     python examples/teamops/tmops_server.py        # an MCP server on stdio

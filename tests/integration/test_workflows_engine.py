@@ -319,6 +319,61 @@ async def test_git_workspace_failure_rolls_back_keeping_the_tests(tmp_path: Path
         kinds = events_of(await app.workflows.events(rec.id, ADMIN))
         assert "rollback" in kinds
         assert kinds[-1] == "rolled_back"
+        # the workspace is a clone; its branch is published into the repository
+        assert (workspace / ".git").is_dir()
+        published = git_out(repo, "rev-parse", f"refs/heads/workflow/{rec.id}")
+        assert published == git_out(workspace, "rev-parse", "HEAD")
+
+
+def git_out(cwd: Path, *args: str) -> str:
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+async def test_a_commit_on_the_branch_in_the_repository_during_a_step_pauses_the_run(
+    tmp_path: Path,
+) -> None:
+    repo = git_repo(tmp_path / "repo")
+    flow = {
+        "name": "waits",
+        "workspace": {"git": True, "repo": str(repo)},
+        "steps": {
+            # the step goes on until the test lets it finish (a file in its workspace)
+            "work": {"shell": f"while [ ! -f go ]; do sleep 0.05; done; {COMMIT} work"},
+            "after": {"needs": ["work"], "shell": "true"},
+        },
+    }
+    async with workflow_app(tmp_path) as app:
+        await app.workflows.define(json.dumps(flow), ADMIN)
+        rec = await app.workflows.start("waits", {}, ADMIN)
+        running = await until(app, rec.id, lambda r: step_status(r, "work") == "running")
+        branch = f"refs/heads/workflow/{rec.id}"
+        # someone commits on the run's branch in the repository meanwhile
+        tree = git_out(repo, "rev-parse", f"{branch}^{{tree}}")
+        theirs = git_out(
+            repo, "-c", "user.name=o", "-c", "user.email=o@o", "commit-tree", tree,
+            "-p", branch, "-m", "outside",
+        )  # fmt: skip
+        git_out(repo, "update-ref", branch, theirs)
+        (Path(running.state["workspace"]) / "go").write_text("")
+        paused = await until(app, rec.id, lambda r: r.state["paused"])
+        assert step_status(paused, "work") == "completed"
+        assert step_status(paused, "after") == "pending"  # nothing started on top of it
+        changed = [
+            e for e in await app.workflows.events(rec.id, ADMIN) if e.kind == "branch_changed"
+        ]
+        assert changed[0].detail["where"] == "the repository"
+        assert changed[0].detail["found"] == theirs
+        assert git_out(repo, "rev-parse", branch) == theirs  # theirs is not overwritten
+        # a person resolves it (here: keeps the workflow's work) and resumes
+        await app.workflows.act(rec.id, "resume", ADMIN)
+        done = await until(app, rec.id, "completed")
+        assert git_out(repo, "rev-parse", branch) == git_out(
+            Path(done.state["workspace"]), "rev-parse", "HEAD"
+        )
 
 
 async def test_manual_rollback_to_a_step_resets_it_and_what_follows(tmp_path: Path) -> None:

@@ -98,3 +98,41 @@ async def test_sandboxed_steps_write_their_workspace_and_nothing_else(
         assert failed.state["steps"]["peek"]["status"] == "failed"
         attempts = await app.attempts(failed.state["steps"]["peek"]["run_id"], ADMIN)
         assert "bwrap" in (attempts[-1].isolation or "")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+async def test_a_sandboxed_step_commits_in_its_git_workspace(
+    tmp_path: Path, agent_dir: Path
+) -> None:
+    # The workspace is a clone whose .git lives inside it: the step, seeing only its
+    # workspace, commits; the engine publishes the branch into the repository.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    who = ("-c", "user.name=t", "-c", "user.email=t@t")
+    _git(repo, *who, "commit", "-q", "--allow-empty", "-m", "0")
+    flow = {
+        "name": "commits",
+        "workspace": {"git": True, "repo": str(repo)},
+        "steps": {
+            "work": {
+                "shell": "echo done > work.txt && git add work.txt && "
+                "git -c user.name=s -c user.email=s@s commit -q -m 'from the sandbox'"
+            }
+        },
+    }
+    async with sandboxed_app(tmp_path, agent_dir) as app:
+        await app.workflows.define(json.dumps(flow), ADMIN)
+        rec = await app.workflows.start("commits", {}, ADMIN)
+        done = await until(app, rec.id, "completed", timeout_s=60)
+        attempts = await app.attempts(done.state["steps"]["work"]["run_id"], ADMIN)
+        assert "bwrap" in (attempts[-1].isolation or "")
+        subject = _git(repo, "log", "-1", "--format=%s", f"refs/heads/workflow/{rec.id}")
+        assert subject == "from the sandbox"

@@ -278,7 +278,7 @@ class WorkflowEngine:
             return
         change.state.workspace, change.state.branch = path, branch
         if definition.workspace.git:
-            change.state.git_head = await ws.head(path)
+            change.state.git_head = change.state.git_published = await ws.head(path)
         change.state.started_at = iso(change.now)
         change.status = WorkflowStatus.RUNNING
         change.event("started", workspace=path, branch=branch)
@@ -373,15 +373,41 @@ class WorkflowEngine:
         st.error = None
         change.event("step_finished", name, status="completed", run_id=run.id)
 
-    async def note_head(self, change: Pending) -> None:
-        """Record the branch's commit now, when nothing runs (else it is unknown)."""
+    async def note_head(self, change: Pending, *, resolved: bool = False) -> None:
+        """Record the branch's commit now, when nothing runs (else it is unknown), and publish
+        it onto the branch in the repository — unless someone else committed there since the
+        last publication (the run pauses: ``branch_changed``). ``resolved``: a person acted
+        on the run and the workspace is what they want; it is published over what is there."""
         state = change.state
         if state.branch is None:
             return
         if any(s.status is StepStatus.RUNNING for s in state.steps.values()):
             state.git_head = None
+            return
+        state.git_head = await ws.head(state.workspace)
+        if state.git_published is None:  # a workspace made before publication existed
+            return
+        there = await ws.published(state.workspace, state.branch)
+        if there not in (state.git_published, state.git_head) and not resolved:
+            self._pause_for_branch(change, state.git_published, there, "the repository")
+            return
+        if state.git_head != there:
+            state.git_published = await ws.publish(state.workspace, state.branch)
         else:
-            state.git_head = await ws.head(state.workspace)
+            state.git_published = there
+
+    def _pause_for_branch(
+        self, change: Pending, expected: str | None, found: str | None, where: str
+    ) -> None:
+        change.state.paused = True
+        change.event(
+            "branch_changed",
+            alert=True,
+            expected=expected,
+            found=found,
+            where=where,
+            message=f"a commit not made by a step, in {where}; resolve it, then resume",
+        )
 
     async def _branch_moved(self, change: Pending) -> bool:
         """An outside commit on the run's branch since its last step: pause and alert."""
@@ -391,17 +417,15 @@ class WorkflowEngine:
         if any(s.status is StepStatus.RUNNING for s in state.steps.values()):
             return False
         head = await ws.head(state.workspace)
-        if head == state.git_head:
-            return False
-        state.paused = True
-        change.event(
-            "branch_changed",
-            alert=True,
-            expected=state.git_head,
-            found=head,
-            message="a commit not made by a step; resolve it, then resume",
-        )
-        return True
+        if head != state.git_head:
+            self._pause_for_branch(change, state.git_head, head, "the workspace")
+            return True
+        if state.git_published is not None:
+            there = await ws.published(state.workspace, state.branch)
+            if there != state.git_published:
+                self._pause_for_branch(change, state.git_published, there, "the repository")
+                return True
+        return False
 
     async def _session_id(self, step: StepSpec, run: Run) -> str | None:
         assert step.agent is not None

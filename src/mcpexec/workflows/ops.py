@@ -273,7 +273,8 @@ class WorkflowOps:
         change.state.paused = False
         if change.status is not WorkflowStatus.QUEUED:
             change.status = WorkflowStatus.RUNNING
-        await self.engine.note_head(change)  # a person resolved what the branch holds
+        # a person resolved what the branch holds
+        await self.engine.note_head(change, resolved=True)
         change.event("resumed")
 
     async def _approve(
@@ -313,7 +314,7 @@ class WorkflowOps:
         st.status = StepStatus.SKIPPED
         st.finished_at = change.now.isoformat()
         self._reopen(change)
-        await self.engine.note_head(change)
+        await self.engine.note_head(change, resolved=True)
         change.event("step_skipped", name)
 
     async def _retry(
@@ -327,7 +328,7 @@ class WorkflowOps:
             raise WorkflowStateConflict("workflow run is cancelled", status="cancelled")
         self._reset(change, definition, name)
         self._reopen(change)
-        await self.engine.note_head(change)
+        await self.engine.note_head(change, resolved=True)
         change.event("step_retry", name)
 
     async def _rollback(
@@ -379,7 +380,8 @@ class WorkflowOps:
         st.manual = True
         st.error = None
         st.finished_at = change.now.isoformat()
-        await self.engine.note_head(change)  # the person's own commits are the step's
+        # the person's own commits are the step's
+        await self.engine.note_head(change, resolved=True)
         self._reopen(change)
         change.event("step_marked_done", name)
 

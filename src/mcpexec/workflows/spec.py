@@ -232,7 +232,7 @@ class StepSpec(RunStep):
 
 
 class WorkspaceSpec(_Strict):
-    #: A git worktree on its own branch ``workflow/<run id>`` of ``repo``.
+    #: A clone of ``repo`` on its own branch ``workflow/<run id>``, published into ``repo``.
     git: bool = False
     #: The repository (git) or a directory to copy nothing from: an absolute path on the server.
     repo: str | None = Field(default=None, max_length=4096)

@@ -83,6 +83,9 @@ class WorkflowState(BaseModel):
     #: ``git: true``: the branch's commit when the last step finished with nothing running (an
     #: outside commit since then pauses the run before the next step starts).
     git_head: str | None = None
+    #: ``git: true``: the commit last published onto the branch in the repository (another
+    #: commit there is someone else's: the run pauses).
+    git_published: str | None = None
     caller: Caller
     paused: bool = False
     steps: dict[str, StepState] = Field(default_factory=dict)

@@ -1,5 +1,6 @@
-"""A workflow run's workspace (issue 16): a private directory, or a git worktree on its own
-branch, and the ``git: reset`` rollback that keeps ``preserve`` globs.
+"""A workflow run's workspace (issue 16): a private directory, or a clone of the repository on
+its own branch (published back to the repository when steps finish), and the ``git: reset``
+rollback that keeps ``preserve`` globs.
 
 git runs with a fixed argv (never a shell) and a minimal environment.
 """
@@ -29,6 +30,12 @@ _GIT_ENV = {
     "GIT_COMMITTER_NAME": "mcpexec",
     "GIT_COMMITTER_EMAIL": "mcpexec@localhost",
     "HOME": "/nonexistent",
+    # The engine's git works in clones it gave the sandbox's user and in the operator's
+    # repository: both are trusted here, whoever owns them (git's ownership check is for
+    # repositories a user stumbles into).
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "safe.directory",
+    "GIT_CONFIG_VALUE_0": "*",
 }
 
 
@@ -70,9 +77,30 @@ async def prepare(
             raise InvalidRequest("workspace: git: true needs 'repo'", field="workspace.repo")
         branch = f"workflow/{run_id}"
         if not exists:
-            await git(spec.repo, "worktree", "add", "-b", branch, str(path), "HEAD")
+            # A clone, not a worktree: its .git is inside the workspace, so a sandboxed step
+            # (which sees only the workspace) can commit; --local hard-links the objects.
+            await git(str(root), "clone", "-q", "--local", spec.repo, str(path))
+            await git(str(path), "checkout", "-q", "-b", branch)
+            await publish(str(path), branch)
     _make_folders(path, checkpoints)
     return str(path), branch
+
+
+async def publish(workspace: str, branch: str) -> str:
+    """The workspace's commit onto ``branch`` of the repository it was cloned from (forced: a
+    rollback moves it back); returns the commit."""
+    commit = await head(workspace)
+    await git(workspace, "push", "-q", "--force", "origin", f"{commit}:refs/heads/{branch}")
+    return commit
+
+
+async def published(workspace: str, branch: str) -> str | None:
+    """The commit ``branch`` has in the repository now (``None``: no such branch)."""
+    repo = await git(workspace, "remote", "get-url", "origin")
+    try:
+        return await git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}^{{commit}}")
+    except InvalidRequest:
+        return None
 
 
 def _make_root(root: Path, path: Path, *, make: bool) -> bool:
