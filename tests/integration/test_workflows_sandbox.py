@@ -17,6 +17,7 @@ import pytest
 from mcpexec.app import App
 from mcpexec.bootstrap import build_app
 from mcpexec.executor.probe import probe
+from mcpexec.models import Stream
 from mcpexec.settings import Settings
 from servers import missing
 from workflow_helpers import ADMIN, FAKE_CLAUDE, agent_step, until
@@ -136,3 +137,37 @@ async def test_a_sandboxed_step_commits_in_its_git_workspace(
         assert "bwrap" in (attempts[-1].isolation or "")
         subject = _git(repo, "log", "-1", "--format=%s", f"refs/heads/workflow/{rec.id}")
         assert subject == "from the sandbox"
+
+
+async def test_a_workspace_made_unwritable_fails_the_step_clearly_and_retry_recovers(
+    tmp_path: Path, agent_dir: Path
+) -> None:
+    # Seed 004's error injection "a workspace made unwritable". Under the sandbox the steps
+    # are not root (as root they run as the sandbox's user), so the mode holds for them.
+    flow = {
+        "name": "unwritable",
+        "steps": {
+            "first": {"shell": "echo one > one.txt"},
+            "hold": {"needs": ["first"], "gate": "manual"},
+            "second": {"needs": ["hold"], "shell": "echo two > two.txt"},
+        },
+    }
+    async with sandboxed_app(tmp_path, agent_dir) as app:
+        await app.workflows.define(json.dumps(flow), ADMIN)
+        rec = await app.workflows.start("unwritable", {}, ADMIN)
+        waiting = await until(app, rec.id, "waiting", timeout_s=60)
+        workspace = Path(waiting.state["workspace"])
+        os.chmod(workspace, 0o500)  # read and enter only
+        try:
+            await app.workflows.act(rec.id, "approve", ADMIN, "hold")
+            failed = await until(app, rec.id, "failed", timeout_s=60)
+            step = failed.state["steps"]["second"]
+            assert step["status"] == "failed"
+            assert "exit" in step["error"]  # its run failed: the shell's own exit code
+            stderr, _ = await app.store.read_log(step["run_id"], Stream.STDERR, 0, 4096)
+            assert b"Permission denied" in stderr
+        finally:
+            os.chmod(workspace, 0o700)
+        await app.workflows.act(rec.id, "retry", ADMIN, "second")
+        done = await until(app, rec.id, "completed", timeout_s=60)
+        assert (Path(done.state["workspace"]) / "two.txt").read_text() == "two\n"
