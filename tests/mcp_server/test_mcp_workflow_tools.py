@@ -151,8 +151,28 @@ async def test_a_step_exposed_as_a_named_tool_starts_the_run_and_answers_when_do
 
         bad = await client.call_tool("init_feature", {"feature": "'; rm -rf /; #"})
         assert "feature" in error_text(bad)
+        late = await client.call_tool("init_feature", {"feature": "abc", "wait_s": "soon"})
+        assert "wait_s: a number of seconds" in error_text(late)
         runs = await wf_app.workflows.list_runs(ADMIN)
-        assert len(runs) == 2  # the refused call started nothing
+        assert len(runs) == 2  # the refused calls started nothing
+
+
+async def test_a_parameter_named_wait_s_is_the_workflows_own(
+    wf_app: App, wf_server: McpexecServer
+) -> None:
+    from workflow_helpers import ADMIN
+
+    flow = (
+        "name: waits\nmcp_tool: run_waits\n"
+        "params: {type: object, properties: {wait_s: {type: string}}}\n"
+        "steps:\n  a: {shell: 'true'}\n"
+    )
+    await wf_app.workflows.define(flow, ADMIN)
+    async with Client(wf_server) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert listed["run_waits"].input_schema["properties"]["wait_s"] == {"type": "string"}
+        done = ok(await client.call_tool("run_waits", {"wait_s": "a parameter"}))
+        assert done["params"] == {"wait_s": "a parameter"}
 
 
 async def test_tool_names_are_unique_in_a_tenant_and_never_shadow_built_in_tools(

@@ -10,14 +10,19 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcpexec.mcp_server import schemas as sch
 from mcpexec.mcp_server.common import Deps, tool_errors
-from mcpexec.workflows.exposed import DEFAULT_WAIT_S, MAX_WAIT_S
+from mcpexec.workflows.exposed import (
+    DEFAULT_WAIT_S,
+    MAX_WAIT_S,
+    WAIT_S,
+    ExposedTool,
+    takes_wait,
+)
 from mcpexec.workflows.ops import run_view, workflow_view
 
 RunId = Annotated[str, Field(description="workflow run id (from start_workflow)")]
@@ -176,7 +181,7 @@ class ExposedWorkflowTools:
                 name=t.name,
                 title=t.name.replace("_", " "),
                 description=t.description,
-                input_schema=_tool_input(t.params),
+                input_schema=_tool_input(t),
                 output_schema=_RUN,
                 annotations=sch.hints(read_only=False, destructive=False),
             )
@@ -185,14 +190,8 @@ class ExposedWorkflowTools:
         ]
 
     async def call(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
-        params = dict(arguments)
-        wait_s = params.pop(WAIT_S, DEFAULT_WAIT_S) if WAIT_S in params else DEFAULT_WAIT_S
-        if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or wait_s < 0:
-            raise ToolError(f"{WAIT_S}: a number of seconds, 0 to {MAX_WAIT_S:g}")
         with tool_errors():
-            rec = await self.deps.app.workflows.call_tool(
-                name, params, self.deps.principal(), float(wait_s)
-            )
+            rec = await self.deps.app.workflows.call_tool(name, arguments, self.deps.principal())
         view = run_view(rec)
         return CallToolResult(
             content=[TextContent(type="text", text=json.dumps(view, default=str))],
@@ -200,15 +199,11 @@ class ExposedWorkflowTools:
         )
 
 
-#: The one argument of an exposed tool that is not a workflow parameter.
-WAIT_S = "wait_s"
-
-
-def _tool_input(params: sch.Schema) -> sch.Schema:
+def _tool_input(tool: ExposedTool) -> sch.Schema:
     """The workflow's parameter schema, plus ``wait_s`` (unless a parameter has that name)."""
-    schema: sch.Schema = {"type": "object", **params}
+    schema: sch.Schema = {"type": "object", **tool.params}
     properties = dict(schema.get("properties", {}))
-    if WAIT_S not in properties:
+    if takes_wait(tool):
         properties[WAIT_S] = {
             "type": "number",
             "minimum": 0,

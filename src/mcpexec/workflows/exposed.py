@@ -31,6 +31,9 @@ _RUN_GOING = frozenset({WorkflowStatus.QUEUED, WorkflowStatus.RUNNING})
 _REREAD_S = 1.0
 DEFAULT_WAIT_S = 60.0
 MAX_WAIT_S = 3600.0
+#: The one argument of an exposed tool that is not a workflow parameter (unless the workflow
+#: has a parameter of that name: then it is the parameter, and the wait is the default).
+WAIT_S = "wait_s"
 
 
 @dataclass(frozen=True)
@@ -82,17 +85,22 @@ async def check_unique(
             )
 
 
+def takes_wait(tool: ExposedTool) -> bool:
+    return WAIT_S not in tool.params.get("properties", {})
+
+
 async def call_exposed(
-    ops: WorkflowOps,
-    name: str,
-    params: dict[str, Any],
-    principal: Principal,
-    wait_s: float = DEFAULT_WAIT_S,
+    ops: WorkflowOps, name: str, arguments: dict[str, Any], principal: Principal
 ) -> WorkflowRunRecord:
-    """Start the workflow run behind tool ``name`` and wait (bounded) for what it answers."""
+    """Start the workflow run behind tool ``name`` with ``arguments`` (its parameters, and
+    ``wait_s``) and wait (bounded) for what it answers."""
     tool = next((t for t in await exposed_tools(ops, principal) if t.name == name), None)
     if tool is None:
         raise WorkflowToolNotFound(f"no workflow exposes the tool {name!r}", tool=name)
+    params = dict(arguments)
+    wait_s = params.pop(WAIT_S, DEFAULT_WAIT_S) if takes_wait(tool) else DEFAULT_WAIT_S
+    if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or wait_s < 0:
+        raise InvalidRequest(f"{WAIT_S}: a number of seconds, 0 to {MAX_WAIT_S:g}", field=WAIT_S)
     rec = await ops.start(tool.workflow, params, principal)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, min(wait_s, MAX_WAIT_S))

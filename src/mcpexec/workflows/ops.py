@@ -49,8 +49,24 @@ from mcpexec.workflows.state import (
 if TYPE_CHECKING:
     from mcpexec.app import App, Principal
 
-#: Manual actions and what each needs: the step states it applies to.
+#: Manual actions.
 ACTIONS = ("pause", "resume", "approve", "skip", "retry", "rollback", "mark_done", "cancel")
+#: The step states each step action refuses (``approve``: all but a waiting gate).
+_REFUSES = {
+    "skip": frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED}),
+    "retry": frozenset({StepStatus.RUNNING, StepStatus.PENDING}),
+    "rollback": frozenset({StepStatus.PENDING}),
+    "mark_done": frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED}),
+}
+
+
+def step_actions(status: StepStatus) -> list[str]:
+    """The step actions that apply to a step in ``status`` (what the dashboard offers; the
+    action itself still checks the run's state)."""
+    found = ["approve"] if status is StepStatus.WAITING else []
+    return found + [action for action, refused in _REFUSES.items() if status not in refused]
+
+
 _RUN_ID_LEN = 32
 
 
@@ -113,14 +129,10 @@ class WorkflowOps:
         return await exposed.exposed_tools(self, principal)
 
     async def call_tool(
-        self,
-        name: str,
-        params: dict[str, Any],
-        principal: Principal,
-        wait_s: float = exposed.DEFAULT_WAIT_S,
+        self, name: str, arguments: dict[str, Any], principal: Principal
     ) -> WorkflowRunRecord:
         """Start the run behind tool ``name``; answer when its step (or it) is done or waits."""
-        return await exposed.call_exposed(self, name, params, principal, wait_s)
+        return await exposed.call_exposed(self, name, arguments, principal)
 
     # -- workflow runs ------------------------------------------------------------------------
     async def start(
@@ -305,7 +317,7 @@ class WorkflowOps:
     ) -> None:
         name = self._need_step(step, "skip")
         st = change.state.steps[name]
-        if st.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+        if st.status in _REFUSES["skip"]:
             raise WorkflowStateConflict(f"step {name!r} is {st.status.value} already", step=name)
         if change.status is WorkflowStatus.CANCELLED:
             raise WorkflowStateConflict("workflow run is cancelled", status="cancelled")
@@ -322,7 +334,7 @@ class WorkflowOps:
     ) -> None:
         name = self._need_step(step, "retry")
         st = change.state.steps[name]
-        if st.status in (StepStatus.RUNNING, StepStatus.PENDING):
+        if st.status in _REFUSES["retry"]:
             raise WorkflowStateConflict(f"step {name!r} is {st.status.value}", step=name)
         if change.status is WorkflowStatus.CANCELLED:
             raise WorkflowStateConflict("workflow run is cancelled", status="cancelled")
@@ -341,6 +353,10 @@ class WorkflowOps:
         if change.status is WorkflowStatus.CANCELLED:
             raise WorkflowStateConflict("workflow run is cancelled", status="cancelled")
         st = change.state.steps[name]
+        if st.status in _REFUSES["rollback"]:
+            raise WorkflowStateConflict(
+                f"step {name!r} is {st.status.value}: nothing to roll back", step=name
+            )
         later = self._dependents(definition, name)
         for other in later:
             ost = change.state.steps[other]
@@ -361,7 +377,7 @@ class WorkflowOps:
         self._need_active(change, "mark-done")
         spec = definition.steps[name]
         st = change.state.steps[name]
-        if st.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+        if st.status in _REFUSES["mark_done"]:
             raise WorkflowStateConflict(f"step {name!r} is {st.status.value} already", step=name)
         if spec.checkpoint is not None:
             read = self.engine.read_checkpoint(change, name, spec, st)
@@ -471,4 +487,13 @@ def event_view(event: WorkflowEvent) -> dict[str, Any]:
     }
 
 
-__all__ = ["ACTIONS", "ACTIVE", "WorkflowOps", "event_view", "run_view", "workflow_view", "ws"]
+__all__ = [
+    "ACTIONS",
+    "ACTIVE",
+    "WorkflowOps",
+    "event_view",
+    "run_view",
+    "step_actions",
+    "workflow_view",
+    "ws",
+]

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from mcpexec.dashboard.format import pretty, when
 from mcpexec.dashboard.page import Column, Get, Nav, Post, View
 from mcpexec.tenancy import Action
-from mcpexec.workflows.ops import event_view, run_view
+from mcpexec.workflows.ops import event_view, run_view, step_actions
 from mcpexec.workflows.state import ACTIVE, StepStatus, WorkflowStatus
 
 NAV = Nav("Workflows", "/workflows", 35)
@@ -21,16 +21,6 @@ COLUMNS = [
     Column("Tenant"),
     Column("Created"),
 ]
-#: The step actions, by the step states they are offered in (the App decides in the end).
-_STEP_ACTIONS: dict[str, frozenset[StepStatus]] = {
-    "approve": frozenset({StepStatus.WAITING}),
-    "skip": frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.FAILED}),
-    "retry": frozenset(
-        {StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.ROLLED_BACK, StepStatus.COMPLETED}
-    ),
-    "mark_done": frozenset({StepStatus.RUNNING, StepStatus.FAILED, StepStatus.PENDING}),
-    "rollback": frozenset({StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.RUNNING}),
-}
 _LABELS = {"mark_done": "Mark done", "rollback": "Roll back to here"}
 _DONE = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
 EVENTS_SHOWN = 100
@@ -70,8 +60,7 @@ async def workflow_run(view: View) -> Response:
         if may_act and (active or status is StepStatus.FAILED):
             actions = [
                 (action, _LABELS.get(action, action.capitalize()))
-                for action, states in _STEP_ACTIONS.items()
-                if status in states and (action != "approve" or step.gate is not None)
+                for action in step_actions(status)
             ]
         steps.append(
             {
