@@ -390,6 +390,8 @@ async def test_manual_rollback_to_a_step_resets_it_and_what_follows(tmp_path: Pa
         assert [step_status(back, s) for s in ("tester", "implementer")] == ["pending"] * 2
         assert not (workspace / "impl.py").exists()
         assert (workspace / "tests/test_a.py").exists()  # preserve keeps the tests
+        with pytest.raises(WorkflowStateConflict, match="nothing to roll back"):
+            await app.workflows.act(rec.id, "rollback", ADMIN, "implementer")  # pending now
         # resuming runs them again
         await app.workflows.act(rec.id, "resume", ADMIN)
         rerun = await until(app, rec.id, "completed")
