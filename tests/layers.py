@@ -69,6 +69,8 @@ DOMAIN = {
     "events",
     # The durable event log as App operations (issue 17).
     "event_ops",
+    # Hourly run history for the overview's charts: quantiles from the store's rollup (17).
+    "history",
     "scheduler",
     # Task definitions and schedules as App operations (issue 11).
     "definitions",

@@ -30,6 +30,8 @@ from mcpexec.errors import (
 from mcpexec.event_ops import EventOps
 from mcpexec.events import EventHub
 from mcpexec.executor.base import Executor
+from mcpexec.history import HOUR, HistoryPoint
+from mcpexec.history import points as history_points
 from mcpexec.metrics import Metrics, StoreGauges
 from mcpexec.models import (
     DEFAULT_RETRY,
@@ -48,7 +50,7 @@ from mcpexec.reaper import Reaper, ReaperOptions
 from mcpexec.schedule_ops import ScheduleOps
 from mcpexec.scheduler import Scheduler
 from mcpexec.settings import Settings
-from mcpexec.store.base import NewRun, Stats, Store, TokenRecord, WorkerInfo
+from mcpexec.store.base import NewRun, RunCursor, Stats, Store, TokenRecord, WorkerInfo
 from mcpexec.store.blobs import BlobStore
 from mcpexec.tenancy import (
     RESERVED_LABEL_PREFIX,
@@ -76,6 +78,8 @@ MIB = 1024 * 1024
 #: How often a waiter re-reads the store when no in-process event arrives (another process may
 #: be running the run).
 POLL_S = 0.5
+#: The longest history the overview and GET /api/v1/stats/history show: a month of hours.
+MAX_HISTORY_HOURS = 24 * 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +428,7 @@ class App:
         if scope_of(principal.role, Action.READ) is Scope.OWN:
             scope["owner"] = principal.id
         scoped = filter.model_copy(update=scope)
-        seq = _parse_cursor(cursor)
-        return await self.store.list_runs(scoped, max(1, min(limit, 500)), seq)
+        return await self.store.list_runs(scoped, max(1, min(limit, 500)), _parse_cursor(cursor))
 
     async def cancel(self, run_id: str, principal: Principal) -> Run:
         """Request cancellation (idempotent). A pending run is cancelled at once; a running one
@@ -533,6 +536,15 @@ class App:
         self.check_access(principal, Action.READ)
         return await self.store.stats(self._tenant_scope(principal))
 
+    async def run_history(self, principal: Principal, hours: int = 24) -> list[HistoryPoint]:
+        """The last ``hours`` hours (this one included), oldest first: runs finished by outcome
+        and latency quantiles, from the store's hourly rollup (``history``)."""
+        self.check_access(principal, Action.READ)
+        hours = max(1, min(hours, MAX_HISTORY_HOURS))
+        start = utcnow() - (hours - 1) * HOUR
+        found = await self.store.run_history(start, self._tenant_scope(principal))
+        return history_points(found, start, hours)
+
     async def list_workers(self, principal: Principal) -> list[WorkerInfo]:
         self._require_admin(principal)
         return await self.store.list_workers()
@@ -599,11 +611,10 @@ def _write_token_file(path: Path, token: str) -> None:
     os.replace(tmp, path)
 
 
-def _parse_cursor(cursor: str | None) -> int | None:
+def _parse_cursor(cursor: str | None) -> RunCursor | None:
     if cursor is None or cursor == "":
         return None
     try:
-        value = int(cursor)
+        return RunCursor.parse(cursor)
     except ValueError:
         raise InvalidRequest("cursor is not one this server issued", cursor=cursor) from None
-    return value

@@ -15,6 +15,7 @@ The one contract test suite (``tests/contract``) runs against every implementati
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +35,35 @@ from mcpexec.models import (
 )
 from mcpexec.schedules import ScheduleSpec
 from mcpexec.tasks import TaskDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class RunCursor:
+    """Where the next page of a runs list starts: below ``seq``, or below
+    ``(created_at_us, seq)`` in a time window (see ``Store.list_runs``)."""
+
+    seq: int
+    created_at_us: int | None = None
+
+    def token(self) -> str:
+        """The opaque string a caller passes back: ``seq`` or ``created_at_us.seq``."""
+        return str(self.seq) if self.created_at_us is None else f"{self.created_at_us}.{self.seq}"
+
+    @classmethod
+    def parse(cls, token: str) -> RunCursor:
+        """The cursor ``token`` stands for; ``ValueError`` if it is not one ``token`` makes."""
+        at, dot, seq = token.partition(".")
+        if not dot:
+            return cls(seq=_non_negative(at))
+        return cls(seq=_non_negative(seq), created_at_us=_non_negative(at))
+
+
+def _non_negative(text: str) -> int:
+    """A decimal of at most 19 digits, capped at the stores' 64-bit maximum ("below
+    everything")."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ValueError(f"not a cursor: {text!r}")
+    return min(int(text), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +245,32 @@ class Stats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
+#: The upper bounds (microseconds, inclusive) of the rollup's histogram buckets: 5 ms … 1 h;
+#: the bucket after the last holds everything longer. The SQL dialects' migration 0012 writes
+#: the same bounds in its trigger.
+ROLLUP_BOUNDS_US = (5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+                    2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000,
+                    900_000_000, 3_600_000_000)  # fmt: skip
+
+
+def rollup_bucket(us: int) -> int:
+    """The histogram bucket of a duration of ``us`` microseconds."""
+    return bisect.bisect_left(ROLLUP_BOUNDS_US, us)
+
+
+@dataclass(frozen=True, slots=True)
+class HourStats:
+    """The runs of one tenant (or all) that finished in one hour: counts by terminal status,
+    and histograms (bucket → runs, see ``ROLLUP_BOUNDS_US``) of their duration (first start
+    to finish) and queue wait (available to first start); runs cancelled before they started
+    count in ``finished`` only."""
+
+    hour: datetime
+    finished: dict[str, int] = field(default_factory=dict)
+    duration: dict[int, int] = field(default_factory=dict)
+    wait: dict[int, int] = field(default_factory=dict)
+
+
 class Store(abc.ABC):
     """Durable state. Implementations: ``MemoryStore`` (tests), ``SqliteStore`` (default)."""
 
@@ -262,11 +318,15 @@ class Store(abc.ABC):
         """The run, or ``None`` if unknown (or not of ``tenant`` when one is given)."""
 
     @abc.abstractmethod
-    async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
-        """Runs matching ``filter``, newest first (by ``seq``), at most ``limit``.
+    async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
+        """Runs matching ``filter``, newest first, at most ``limit``: by ``seq``, or by
+        ``(created_at, seq)`` when the filter has a time window (``created_after`` or
+        ``created_before``), so that a window is a range of an index whatever its age.
 
-        ``cursor`` is the ``seq`` to continue below (exclusive); ``Page.next_cursor`` is the
-        string form of the last returned ``seq`` when more may follow, else ``None``. Labels
+        ``cursor`` is where to continue below (exclusive); ``Page.next_cursor`` is the
+        ``RunCursor.token`` of the last returned run when more may follow, else ``None``. A
+        cursor of the other order (from a list with or without a window) keeps the runs below
+        its ``seq``: no cursor is refused. Labels
         filter by equality of every given key; ``created_after`` is inclusive and
         ``created_before`` exclusive; ``tool`` (``server.tool``) keeps the tool runs whose
         spec's ``tool`` is that server and name.
@@ -425,6 +485,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def stats(self, tenant: str | None = None) -> Stats:
         """Run counts by status."""
+
+    @abc.abstractmethod
+    async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
+        """The hours from the one holding ``since`` on in which runs finished, oldest first,
+        summed over tenants unless ``tenant`` is given. Kept with each finish (the SQL
+        dialects: a rollup by trigger, migration 0012) and kept after the runs are purged."""
 
     # -- the event log (issue 17) --------------------------------------------------------------
     @abc.abstractmethod

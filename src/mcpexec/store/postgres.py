@@ -27,7 +27,6 @@ stays the fallback: the listener reconnects after a dropped connection and wakes
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -40,12 +39,14 @@ from mcpexec.store._pg_db import Conn, Database, queries
 from mcpexec.store._pg_events import PostgresEvents
 from mcpexec.store._pg_tenancy import PostgresTenancy, check_queue, fetch_all, fetch_one
 from mcpexec.store._pg_workflows import PostgresWorkflows
+from mcpexec.store._run_list import list_runs_sql, page_of
 from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, from_us, to_us
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
     finish_attempt_args,
     finish_run_args,
+    hours_of,
     json_or_none,
     run_of,
     us_or_none,
@@ -59,7 +60,9 @@ from mcpexec.store.base import (
     Claim,
     ClaimLimits,
     HeartbeatReply,
+    HourStats,
     NewRun,
+    RunCursor,
     Stats,
     Store,
     WorkerInfo,
@@ -67,7 +70,6 @@ from mcpexec.store.base import (
 from mcpexec.tenancy import Candidate, fair_pick
 
 Q = queries()
-_NO_CURSOR = 2**63 - 1
 
 
 class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
@@ -132,27 +134,13 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
 
         return await self._db.run(tx)
 
-    async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
+    async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
         if limit <= 0:
             return Page(runs=[])
-        args = {
-            "cursor": _NO_CURSOR if cursor is None else cursor,
-            "tenant": filter.tenant,
-            "statuses": sorted(s.value for s in filter.status) if filter.status else None,
-            "created_after": us_or_none(filter.created_after),
-            "created_before": us_or_none(filter.created_before),
-            "labels": json.dumps(filter.labels),
-            "task": filter.task,
-            "owner": filter.owner,
-            "tool": filter.tool,
-            "limit": limit + 1,
-        }
+        sql, args = list_runs_sql("postgres", filter, limit, cursor)
 
         async def tx(conn: Conn) -> Page:
-            runs = [run_of(r) for r in await fetch_all(conn, Q["list_runs"], args)]
-            if len(runs) > limit:
-                return Page(runs=runs[:limit], next_cursor=str(runs[limit - 1].seq))
-            return Page(runs=runs)
+            return page_of(filter, limit, await fetch_all(conn, sql, args))
 
         return await self._db.run(tx)
 
@@ -474,5 +462,13 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
             for row in await fetch_all(conn, Q["stats"], {"tenant": tenant}):
                 counts[row["status"]] = row["n"]
             return Stats(by_status=counts)
+
+        return await self._db.run(tx)
+
+    async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
+        args = {"since": to_us(since), "tenant": tenant}
+
+        async def tx(conn: Conn) -> list[HourStats]:
+            return hours_of(await fetch_all(conn, Q["run_history"], args))
 
         return await self._db.run(tx)
