@@ -119,7 +119,7 @@ def _status_walks(q: _Query, statuses: list[str], where: list[str], n: str) -> s
 
 
 def _label_value(value: str) -> str:
-    # run_labels keeps a NUL as U+FFFF (migration 0012): SQLite's json_each ends a value at a
+    # run_labels keeps a NUL as U+FFFF (migration 0013): SQLite's json_each ends a value at a
     # NUL and PostgreSQL's text refuses one.
     return value.replace("\x00", "\uffff")
 

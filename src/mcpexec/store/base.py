@@ -246,7 +246,7 @@ class Stats:
 
 
 #: The upper bounds (microseconds, inclusive) of the rollup's histogram buckets: 5 ms … 1 h;
-#: the bucket after the last holds everything longer. The SQL dialects' migration 0012 writes
+#: the bucket after the last holds everything longer. The SQL dialects' migration 0013 writes
 #: the same bounds in its trigger.
 ROLLUP_BOUNDS_US = (5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
                     2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000,
@@ -490,7 +490,7 @@ class Store(abc.ABC):
     async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
         """The hours from the one holding ``since`` on in which runs finished, oldest first,
         summed over tenants unless ``tenant`` is given. Kept with each finish (the SQL
-        dialects: a rollup by trigger, migration 0012) and kept after the runs are purged."""
+        dialects: a rollup by trigger, migration 0013) and kept after the runs are purged."""
 
     # -- the event log (issue 17) --------------------------------------------------------------
     @abc.abstractmethod

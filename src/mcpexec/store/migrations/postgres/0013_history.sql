@@ -1,4 +1,4 @@
--- History at scale (issue 17); the same tables and indexes as the SQLite dialect's 0012:
+-- History at scale (issue 17); the same tables and indexes as the SQLite dialect's 0013:
 -- runs.tool for the tool filter, the orders the runs list walks (store/_run_list.py), one row
 -- per label of a run, and the hourly rollup behind the overview's charts.
 
