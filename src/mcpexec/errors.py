@@ -246,3 +246,10 @@ class EventsExpired(McpexecError):
 
     code = "events_expired"
     http_status = 410
+
+
+class WebhookRefused(McpexecError):
+    """The webhook URL is not an allowed target (see webhook_allow)."""
+
+    code = "webhook_refused"
+    http_status = 400
