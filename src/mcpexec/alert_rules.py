@@ -149,9 +149,14 @@ def schedule_missed(
     return found, now_seen
 
 
-def sandbox_degraded(degraded: Mapping[str, str]) -> list[Finding]:
-    """``degraded``: what is degraded → why (this process's executor)."""
+def sandbox_degraded(rule: AlertRule, degraded: Mapping[str, int]) -> list[Finding]:
+    """``degraded``: what runs went without (``no seccomp filter``, …) → how many runs."""
     return [
-        Finding(what, None, None, f"sandbox degraded: {why}")
-        for what, why in sorted(degraded.items())
+        Finding(
+            what,
+            None,
+            float(count),
+            f"sandbox degraded: {what} ({count} runs in the last {rule.window_s:g} s)",
+        )
+        for what, count in sorted(degraded.items())
     ]

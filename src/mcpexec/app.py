@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcpexec.alerts import AlertOps
 from mcpexec.definitions import TaskOps, rerun_request
 from mcpexec.errors import (
     ArtifactNotFound,
@@ -136,6 +137,8 @@ class App:
         self.event_log = EventOps(self)
         # Webhooks: the SSRF check at submit and the durable delivery loop (issue 17).
         self.webhooks = Webhooks(settings, store, self.events)
+        # Alert rules evaluated once per store under a lease (issue 17): alerts.py.
+        self.alerts = AlertOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
 
@@ -212,7 +215,8 @@ class App:
             )
             self._background.append(asyncio.create_task(housekeeping.run_forever(), name="reaper"))
             hooks = asyncio.create_task(self.webhooks.run_forever(), name="webhooks")
-            self._background.append(hooks)
+            alerting = asyncio.create_task(self.alerts.run_forever(), name="alerts")
+            self._background += [hooks, alerting]
 
     async def close(self) -> None:
         """Stop workers gracefully (see ``Worker.stop``), then the reaper, then the store."""

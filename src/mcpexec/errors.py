@@ -249,7 +249,8 @@ class EventsExpired(McpexecError):
 
 
 class WebhookRefused(McpexecError):
-    """The webhook URL is not an allowed target (see webhook_allow)."""
+    """The webhook URL is not an allowed target (see webhook_allow). 403: the server's policy
+    refuses a well-formed request, as for a role that may not act."""
 
     code = "webhook_refused"
-    http_status = 400
+    http_status = 403

@@ -640,6 +640,8 @@ Labels = Annotated[
 
 
 NotifyStatus = Literal["completed", "failed", "cancelled"]
+#: A webhook URL as the document says it (the target itself is checked at submit: webhooks.py).
+WEBHOOK_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$"
 NOTIFY_STATUSES = ("completed", "failed", "cancelled")
 
 
@@ -649,8 +651,11 @@ class Notify(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    webhook: Text = Field(
-        min_length=8, max_length=2000, description="http(s) URL the notification is POSTed to"
+    webhook: str = Field(
+        min_length=8,
+        max_length=2000,
+        pattern=WEBHOOK_URL_PATTERN,
+        description="http(s) URL the notification is POSTed to (printable ASCII)",
     )
     on: list[NotifyStatus] = Field(
         default_factory=lambda: list[NotifyStatus](["completed", "failed"]),
@@ -658,13 +663,6 @@ class Notify(BaseModel):
         max_length=3,
         description="the final statuses that notify",
     )
-
-    @field_validator("webhook")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"(?i)^https?://[^/?#\s]+", value) or any(c.isspace() for c in value):
-            raise ValueError("webhook must be an http:// or https:// URL")
-        return value
 
     @field_validator("on")
     @classmethod

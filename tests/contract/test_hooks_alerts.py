@@ -118,3 +118,25 @@ async def test_a_lease_has_one_holder(store: Store) -> None:
     assert not await store.take_lease("alerts", "b", t(14), t(24))
     assert await store.take_lease("alerts", "b", t(15), t(25))  # expired: taken over
     assert await store.take_lease("other", "a", t(15), t(25))
+
+
+async def test_alert_figures(store: Store) -> None:
+    task_run = dataclasses.replace(new_run("t1"), task="report", estimated_duration_ms=1500)
+    await store.enqueue(task_run)
+    await store.enqueue(new_run("a1", tenant="acme"))
+    await store.enqueue(new_run("a2", tenant="acme"))
+    await store.enqueue(new_run("late", tenant="acme", run_at=t(3600)))  # not due
+    await store.enqueue(new_run("d1", created_at=t(1)))
+    claims = await store.claim("w1", 3, t(2), t(32))
+    assert {c.run.id for c in claims} == {"t1", "a1", "a2"}
+    bare = dataclasses.replace(failed(), isolation="none (no sandbox)")
+    await store.finish_attempt("a1", 1, "w1", bare, t(3), retry_at=None)
+    ok = dataclasses.replace(OK, isolation="bwrap(default) NO-seccomp")
+    await store.finish_attempt("a2", 1, "w1", ok, t(4), retry_at=None)
+    figures = await store.alert_figures(t(0), t(10))
+    assert figures.finished == {("acme", ""): (1, 1)}
+    assert figures.oldest_due == {"default": t(1)}
+    assert figures.running == [("t1", "default", "report", t(2), 1500)]
+    assert figures.isolations == {"none (no sandbox)": 1, "bwrap(default) NO-seccomp": 1}
+    later = await store.alert_figures(t(5), t(10))
+    assert (later.finished, later.isolations) == ({}, {})

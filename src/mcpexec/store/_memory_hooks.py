@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
-from mcpexec.models import Run
+from mcpexec.models import Attempt, Run, RunStatus
 from mcpexec.store._memory_events import event_log
-from mcpexec.store.base import AlertRecord, Delivery, NewDelivery
+from mcpexec.store.base import AlertFigures, AlertRecord, Delivery, NewDelivery
 
 
 class HookState:
@@ -144,6 +145,37 @@ class MemoryHooks:
         found.sort(key=lambda a: a.updated_at, reverse=True)
         found.sort(key=lambda a: a.state != "firing")
         return found
+
+    async def alert_figures(self, since: datetime, now: datetime) -> AlertFigures:
+        rows: dict[str, Any] = getattr(self, "_runs", {})
+        attempts: dict[str, list[Attempt]] = getattr(self, "_attempts", {})
+        counts: dict[tuple[str, str], tuple[int, int]] = {}
+        oldest: dict[str, datetime] = {}
+        running: list[tuple[str, str, str | None, datetime, int]] = []
+        isolations: dict[str, int] = {}
+        for row in rows.values():
+            run: Run = row.run
+            if run.status == RunStatus.PENDING and row.available_at <= now:
+                due = oldest.get(run.tenant)
+                oldest[run.tenant] = row.available_at if due is None else min(due, row.available_at)
+            estimate, started = run.estimated_duration_ms, run.started_at
+            if run.status == RunStatus.RUNNING and estimate is not None and started is not None:
+                running.append((run.id, run.tenant, run.task, started, estimate))
+            if run.finished_at is None or run.finished_at < since:
+                continue
+            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
+                key = (run.tenant, run.task or "")
+                completed, failed = counts.get(key, (0, 0))
+                if run.status == RunStatus.COMPLETED:
+                    completed += 1
+                else:
+                    failed += 1
+                counts[key] = (completed, failed)
+            last = [a for a in attempts.get(run.id, []) if a.number == run.attempts]
+            if last and last[0].isolation is not None:
+                isolation = last[0].isolation
+                isolations[isolation] = isolations.get(isolation, 0) + 1
+        return AlertFigures(counts, oldest, running, isolations)
 
     async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
         current = self._hooks.leases.get(name)

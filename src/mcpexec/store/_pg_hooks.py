@@ -13,7 +13,7 @@ from mcpexec.store._pg_db import Conn, Database
 from mcpexec.store._pg_tenancy import fetch_all, fetch_one
 from mcpexec.store._shared import to_us
 from mcpexec.store._sqlite_rows import dt_or_none
-from mcpexec.store.base import AlertRecord, Delivery, NewDelivery
+from mcpexec.store.base import AlertFigures, AlertRecord, Delivery, NewDelivery
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_]+)")
 
@@ -96,6 +96,19 @@ class PostgresHooks:
 
         async def tx(conn: Conn) -> list[AlertRecord]:
             return [lite.alert_of(r) for r in await fetch_all(conn, pg(sql), args)]
+
+        return await self._db.run(tx)
+
+    async def alert_figures(self, since: datetime, now: datetime) -> AlertFigures:
+        args = {"since": to_us(since), "now": to_us(now)}
+
+        async def tx(conn: Conn) -> AlertFigures:
+            return lite.figures_of(
+                await fetch_all(conn, pg(lite.FINISHED_COUNTS), args),
+                await fetch_all(conn, pg(lite.OLDEST_DUE), args),
+                await fetch_all(conn, lite.RUNNING, {}),
+                await fetch_all(conn, pg(lite.ISOLATIONS), args),
+            )
 
         return await self._db.run(tx)
 

@@ -15,7 +15,7 @@ from typing import Any
 from mcpexec.store._shared import Row, from_us, to_us
 from mcpexec.store._sqlite_db import Database
 from mcpexec.store._sqlite_rows import dt_or_none, us_or_none
-from mcpexec.store.base import AlertRecord, Delivery, NewDelivery
+from mcpexec.store.base import AlertFigures, AlertRecord, Delivery, NewDelivery
 
 CLAIM = """
 UPDATE webhook_deliveries SET attempts = attempts + 1, next_at = :lease
@@ -48,6 +48,20 @@ RETURNING holder"""
 _ALERT_ORDER = "ORDER BY CASE state WHEN 'firing' THEN 0 ELSE 1 END, updated_at DESC, rule"
 _ALL_ALERTS = f"SELECT * FROM alerts {_ALERT_ORDER}"  # noqa: S608 - constant fragments
 _TENANT_ALERTS = f"SELECT * FROM alerts WHERE tenant = :tenant {_ALERT_ORDER}"  # noqa: S608
+FINISHED_COUNTS = """
+SELECT tenant, COALESCE(task, '') AS task, status, COUNT(*) AS n FROM runs
+WHERE finished_at >= :since AND status IN ('completed', 'failed')
+GROUP BY tenant, COALESCE(task, ''), status"""
+OLDEST_DUE = """
+SELECT tenant, MIN(available_at) AS due FROM runs
+WHERE status = 'pending' AND available_at <= :now GROUP BY tenant"""
+RUNNING = """
+SELECT id, tenant, task, started_at, estimated_duration_ms FROM runs
+WHERE status = 'running' AND estimated_duration_ms IS NOT NULL AND started_at IS NOT NULL"""
+ISOLATIONS = """
+SELECT a.isolation AS isolation, COUNT(*) AS n FROM runs r
+JOIN attempts a ON a.run_id = r.id AND a.number = r.attempts
+WHERE r.finished_at >= :since AND a.isolation IS NOT NULL GROUP BY a.isolation"""
 _EVENT = """
 INSERT INTO events (at, tenant, owner, type, subject, data)
 VALUES (:at, :tenant, NULL, :type, :subject, :data)"""
@@ -138,6 +152,35 @@ def alert_event_args(alert: AlertRecord) -> dict[str, Any]:
         "subject": f"{alert.rule}/{alert.subject}" if alert.subject else alert.rule,
         "data": json.dumps(data | {"message": alert.message}),
     }
+
+
+def figures_of(
+    finished: list[Any], oldest: list[Any], running: list[Any], isolations: list[Any]
+) -> AlertFigures:
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in finished:
+        key = (row["tenant"], row["task"])
+        completed, failed = counts.get(key, (0, 0))
+        if row["status"] == "completed":
+            completed += int(row["n"])
+        else:
+            failed += int(row["n"])
+        counts[key] = (completed, failed)
+    return AlertFigures(
+        finished=counts,
+        oldest_due={r["tenant"]: from_us(int(r["due"])) for r in oldest},
+        running=[
+            (
+                r["id"],
+                r["tenant"],
+                r["task"],
+                from_us(int(r["started_at"])),
+                int(r["estimated_duration_ms"]),
+            )
+            for r in running
+        ],
+        isolations={r["isolation"]: int(r["n"]) for r in isolations},
+    )
 
 
 def delivery_of(row: Row) -> Delivery:
@@ -232,6 +275,19 @@ class SqliteHooks:
         return await self._db.read(
             lambda conn: [alert_of(r) for r in conn.execute(sql, args).fetchall()]
         )
+
+    async def alert_figures(self, since: datetime, now: datetime) -> AlertFigures:
+        args = {"since": to_us(since), "now": to_us(now)}
+
+        def tx(conn: sqlite3.Connection) -> AlertFigures:
+            return figures_of(
+                conn.execute(FINISHED_COUNTS, args).fetchall(),
+                conn.execute(OLDEST_DUE, args).fetchall(),
+                conn.execute(RUNNING).fetchall(),
+                conn.execute(ISOLATIONS, args).fetchall(),
+            )
+
+        return await self._db.read(tx)
 
     async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
         args = {"name": name, "holder": holder, "now": to_us(now), "until": to_us(until)}

@@ -498,6 +498,12 @@ class Store(abc.ABC):
         """Alert states (of ``tenant`` when given), firing first, then newest change first."""
 
     @abc.abstractmethod
+    async def alert_figures(self, since: datetime, now: datetime) -> AlertFigures:
+        """What the alert rules read, from indexes: runs finished since ``since`` by tenant,
+        task and status; each tenant's oldest due pending run; the running runs with an
+        estimated duration; the isolation of runs' last attempts finished since ``since``."""
+
+    @abc.abstractmethod
     async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
         """Hold the lease ``name`` until ``until`` when it is free, expired (``expires_at <=
         now``) or already ``holder``'s; ``False`` while another holder has it."""
@@ -899,3 +905,15 @@ class AlertRecord:
     value: float | None = None
     message: str = ""
     resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFigures:
+    """``Store.alert_figures``: ``finished`` (tenant, task or "") → (completed, failed);
+    ``oldest_due`` tenant → the oldest due pending run's ``available_at``; ``running``: (run
+    id, tenant, task, started_at, estimated_duration_ms); ``isolations``: isolation → count."""
+
+    finished: dict[tuple[str, str], tuple[int, int]]
+    oldest_due: dict[str, datetime]
+    running: list[tuple[str, str, str | None, datetime, int]]
+    isolations: dict[str, int]
