@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,6 +61,14 @@ class Receiver:
             self._server = None
         if self._thread is not None:
             self._thread.join(10)
+
+    def wait_until(
+        self, predicate: Callable[[list[Received]], bool], timeout_s: float = 30.0
+    ) -> list[Received]:
+        """Block (bounded) until ``predicate(requests so far)``; the requests so far."""
+        with self._cond:
+            self._cond.wait_for(lambda: predicate(self.received), timeout_s)
+            return list(self.received)
 
     def wait_for(self, count: int, timeout_s: float = 30.0) -> list[Received]:
         """Block (bounded) until ``count`` requests came; the requests so far."""
