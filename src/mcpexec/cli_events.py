@@ -91,7 +91,8 @@ def alerts(ctx: click.Context, firing: bool, as_json: bool) -> None:
     for alert in found["alerts"]:
         since = alert["fired_at"] if alert["state"] == "firing" else alert["resolved_at"]
         name = alert["rule"] + (f"/{alert['subject']}" if alert["subject"] else "")
-        click.echo(f"{alert['state'].upper():<9} {name:<32} {since}  {alert['message']}")
+        state = alert["state"].upper() if alert["state"] == "firing" else alert["state"]
+        click.echo(f"{state:<9} {name:<32} {since}  {alert['message']}")
 
 
 def register(main: click.Group) -> None:
