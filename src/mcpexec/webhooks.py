@@ -33,8 +33,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from mcpexec import __version__
 from mcpexec.aio import wait_event
 from mcpexec.errors import WebhookRefused
@@ -44,6 +42,8 @@ from mcpexec.settings import Settings
 from mcpexec.store.base import Delivery, Store
 
 if TYPE_CHECKING:
+    import httpx
+
     from mcpexec.events import EventHub
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,8 @@ class Webhooks:
         claimed = await self.store.claim_deliveries(now, now + timedelta(seconds=LEASE_S))
         if not claimed:
             return 0
+        import httpx  # here: importing httpx loads rich (its CLI), 0.1 s of every start
+
         async with httpx.AsyncClient(
             timeout=self.settings.webhook_timeout_s, follow_redirects=False, trust_env=False
         ) as client:
@@ -330,6 +332,8 @@ class Webhooks:
             SIGNATURE_HEADER: sign(secret, timestamp, body),
         }
         extensions = {"sni_hostname": target.host} if parts.scheme.lower() == "https" else {}
+        import httpx
+
         try:
             response = await client.post(
                 target.pinned_url(), content=body, headers=headers, extensions=extensions
