@@ -89,6 +89,8 @@ class AlertOps:
 
     async def run_forever(self) -> None:
         if not self.rules:
+            if await self.app.store.list_alerts():  # rules removed: resolve what still fires
+                await self.evaluate()
             return
         while True:
             try:

@@ -42,8 +42,6 @@ from mcpexec.settings import Settings
 from mcpexec.store.base import Delivery, Store
 
 if TYPE_CHECKING:
-    import httpx
-
     from mcpexec.events import EventHub
 
 log = logging.getLogger(__name__)
@@ -53,6 +51,7 @@ SIGNATURE_HEADER = "Mcpexec-Signature"
 #: How long a claimed delivery is ours before another process may take it.
 LEASE_S = 60.0
 _RESOLVE_TIMEOUT_S = 5.0
+PRUNE_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +241,16 @@ class Webhooks:
     # -- delivery -----------------------------------------------------------------------------
     async def run_forever(self) -> None:
         poll = self.settings.webhook_poll_s
+        pruned_at: datetime | None = None
         while True:
             try:
                 await self.deliver_due()
+                now = utcnow()
+                if pruned_at is None or now - pruned_at > PRUNE_EVERY:
+                    # Finished deliveries are kept as long as runs (``retention_days``).
+                    keep = timedelta(days=self.settings.retention_days)
+                    await self.store.prune_deliveries(now - keep)
+                    pruned_at = now
                 due = await self.store.next_delivery_at()
             except Exception:  # a store hiccup: try again on the next round
                 log.exception("webhook deliveries: round failed")
@@ -262,15 +268,10 @@ class Webhooks:
         claimed = await self.store.claim_deliveries(now, now + timedelta(seconds=LEASE_S))
         if not claimed:
             return 0
-        import httpx  # here: importing httpx loads rich (its CLI), 0.1 s of every start
-
-        async with httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout_s, follow_redirects=False, trust_env=False
-        ) as client:
-            results = await asyncio.gather(*(self._deliver(client, d) for d in claimed))
+        results = await asyncio.gather(*(self._deliver(d) for d in claimed))
         return sum(results)
 
-    async def _deliver(self, client: httpx.AsyncClient, delivery: Delivery) -> bool:
+    async def _deliver(self, delivery: Delivery) -> bool:
         error: str | None
         final = False
         try:
@@ -278,7 +279,7 @@ class Webhooks:
             if body is None:
                 error, final = "the run no longer exists", True
             else:
-                error = await self._post(client, delivery, body)
+                error = await self._post(delivery, body)
         except WebhookRefused as exc:
             error, final = exc.message, True
         now = utcnow()
@@ -314,8 +315,10 @@ class Webhooks:
             data = run_body(run, delivery.event, delivery.id)
         return json.dumps(data, separators=(",", ":")).encode()
 
-    async def _post(self, client: httpx.AsyncClient, delivery: Delivery, body: bytes) -> str | None:
-        """``None`` when the receiver took it (2xx), else what went wrong."""
+    async def _post(self, delivery: Delivery, body: bytes) -> str | None:
+        """``None`` when the receiver took it (2xx), else what went wrong. One client per
+        delivery: a pooled connection to the same address could carry another host's TLS
+        session (SNI) when two hosts share an address."""
         secret = self.settings.webhook_secret
         if not secret:
             return "no webhook_secret is set"
@@ -332,12 +335,15 @@ class Webhooks:
             SIGNATURE_HEADER: sign(secret, timestamp, body),
         }
         extensions = {"sni_hostname": target.host} if parts.scheme.lower() == "https" else {}
-        import httpx
+        import httpx  # here: importing httpx loads rich (its CLI), 0.1 s of every start
 
         try:
-            response = await client.post(
-                target.pinned_url(), content=body, headers=headers, extensions=extensions
-            )
+            async with httpx.AsyncClient(
+                timeout=self.settings.webhook_timeout_s, follow_redirects=False, trust_env=False
+            ) as client:
+                response = await client.post(
+                    target.pinned_url(), content=body, headers=headers, extensions=extensions
+                )
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= response.status_code < 300:

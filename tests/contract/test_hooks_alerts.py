@@ -140,3 +140,16 @@ async def test_alert_figures(store: Store) -> None:
     assert figures.isolations == {"none (no sandbox)": 1, "bwrap(default) NO-seccomp": 1}
     later = await store.alert_figures(t(5), t(10))
     assert (later.finished, later.isolations) == ({}, {})
+
+
+async def test_finished_deliveries_are_pruned(store: Store) -> None:
+    alert = AlertRecord(rule="r", subject="", state="firing", fired_at=T0, updated_at=T0)
+    for at in (T0, t(10), t(20)):
+        new = NewDelivery("default", "https://h.example.com/", "alert.firing", "r", "{}", at)
+        await store.record_alert(alert, [new])
+    first, second, _third = await store.claim_deliveries(t(30), t(60))
+    await store.finish_delivery(first.id, 1, t(30), delivered=True)
+    await store.finish_delivery(second.id, 1, t(30), delivered=False, error="gone")
+    assert await store.prune_deliveries(t(5)) == 1  # the first; the second is newer
+    assert await store.prune_deliveries(t(100)) == 1  # the second; the third is pending
+    assert [d.status for d in await store.list_deliveries()] == ["pending"]

@@ -107,6 +107,16 @@ class MemoryHooks:
         self._hooks.deliveries[delivery_id] = done
         return True
 
+    async def prune_deliveries(self, before: datetime, limit: int = 5000) -> int:
+        old = sorted(
+            d.id
+            for d in self._hooks.deliveries.values()
+            if d.status != "pending" and d.created_at < before
+        )[:limit]
+        for delivery_id in old:
+            del self._hooks.deliveries[delivery_id]
+        return len(old)
+
     async def next_delivery_at(self) -> datetime | None:
         due = [
             d.next_at

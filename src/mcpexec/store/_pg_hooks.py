@@ -25,6 +25,7 @@ def pg(sql: str) -> str:
 
 _CLAIM = pg(lite.CLAIM.format(lock=" FOR UPDATE SKIP LOCKED"))
 _FINISH = pg(lite.FINISH)
+_PRUNE = pg(lite.PRUNE)
 _INSERT_DELIVERY = pg(lite.INSERT_DELIVERY)
 _UPSERT_ALERT = pg(lite.UPSERT_ALERT)
 _TAKE_LEASE = pg(lite.TAKE_LEASE)
@@ -62,6 +63,15 @@ class PostgresHooks:
         async def tx(conn: Conn) -> bool:
             cur = await conn.execute(_FINISH, args)
             return cur.rowcount == 1
+
+        return await self._db.run(tx)
+
+    async def prune_deliveries(self, before: datetime, limit: int = 5000) -> int:
+        args = {"before": to_us(before), "limit": limit}
+
+        async def tx(conn: Conn) -> int:
+            cur = await conn.execute(_PRUNE, args)
+            return cur.rowcount
 
         return await self._db.run(tx)
 

@@ -27,6 +27,10 @@ FINISH = """
 UPDATE webhook_deliveries
 SET status = :status, next_at = :next_at, delivered_at = :delivered_at, last_error = :error
 WHERE id = :id AND attempts = :attempt AND status = 'pending'"""
+PRUNE = """
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status <> 'pending' AND created_at < :before ORDER BY id LIMIT :limit)"""
 NEXT_AT = "SELECT MIN(next_at) AS next_at FROM webhook_deliveries WHERE status = 'pending'"
 INSERT_DELIVERY = """
 INSERT INTO webhook_deliveries (tenant, url, event, subject, body, created_at, next_at)
@@ -246,6 +250,10 @@ class SqliteHooks:
     ) -> bool:
         args = finish_args(delivery_id, attempt, now, delivered, error, next_at)
         return await self._db.write(lambda conn: conn.execute(FINISH, args).rowcount == 1)
+
+    async def prune_deliveries(self, before: datetime, limit: int = 5000) -> int:
+        args = {"before": to_us(before), "limit": limit}
+        return await self._db.write(lambda conn: conn.execute(PRUNE, args).rowcount)
 
     async def next_delivery_at(self) -> datetime | None:
         def tx(conn: sqlite3.Connection) -> datetime | None:

@@ -479,6 +479,11 @@ class Store(abc.ABC):
         ``failed`` for good without one."""
 
     @abc.abstractmethod
+    async def prune_deliveries(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to ``limit`` delivered or failed deliveries created before ``before``;
+        how many (pending ones stay, whatever their age)."""
+
+    @abc.abstractmethod
     async def next_delivery_at(self) -> datetime | None:
         """When the earliest pending delivery is due (one index lookup)."""
 
