@@ -134,3 +134,36 @@ async def test_a_loopback_url_is_refused_unless_allowed(tmp_path: Path) -> None:
             assert run.notify.webhook == receiver.url
     finally:
         receiver.stop()
+
+
+async def test_mcp_submit_run_takes_notify(tmp_path: Path) -> None:
+    from mcp import Client
+    from mcp import types as mt
+
+    from mcpexec.mcp_server.server import build_mcp_server
+
+    receiver = Receiver(0).start()
+    try:
+        async with real_app(tmp_path, **LOOPBACK) as app:
+            server = build_mcp_server(app, local=True)
+            try:
+                async with Client(server) as client:
+                    notify = {"webhook": receiver.url, "on": ["completed"]}
+                    done = await client.call_tool("submit_run", {"shell": "true", "notify": notify})
+                    refused = await client.call_tool(
+                        "submit_run", {"shell": "true", "notify": {"webhook": "http://10.0.0.1/"}}
+                    )
+            finally:
+                await server.watcher.close()
+            assert not done.is_error, done.content
+            assert isinstance(done.structured_content, dict)
+            run_id = done.structured_content["run_id"]
+            await until(app, run_id, "completed")
+            [hit] = await asyncio.to_thread(receiver.wait_for, 1)
+            assert json.loads(hit.body)["run_id"] == run_id
+            assert refused.is_error
+            block = refused.content[0]
+            assert isinstance(block, mt.TextContent)
+            assert "webhook_allow" in block.text
+    finally:
+        receiver.stop()
