@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcpexec import alert_rules as rules_
 from mcpexec.alert_rules import AlertRule, Finding, RunningRun
+from mcpexec.errors import WebhookRefused
 from mcpexec.models import utcnow
 from mcpexec.store.base import AlertFigures, AlertRecord, NewDelivery
 
@@ -87,7 +88,19 @@ class AlertOps:
         tenant = None if principal.is_admin else principal.tenant
         return [alert_view(a) for a in await self.app.store.list_alerts(tenant)]
 
+    async def check_webhooks(self) -> None:
+        """Say at start which rule's webhook delivery would refuse (it is checked again, and
+        refused for good, at each delivery)."""
+        for rule in self.rules:
+            if rule.webhook is None:
+                continue
+            try:
+                await self.app.webhooks.check(rule.webhook, field=f"alerts.{rule.name}.webhook")
+            except WebhookRefused as exc:
+                log.error("alert rule %s: its webhook will not be delivered: %s", rule.name, exc)
+
     async def run_forever(self) -> None:
+        await self.check_webhooks()
         if not self.rules:
             if await self.app.store.list_alerts():  # rules removed: resolve what still fires
                 await self.evaluate()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +39,20 @@ async def run_task(app: App, name: str, times: int, status: str) -> None:
         await until(app, run_id, status)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The App's store: the SQLite file under its home, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    from pg_server import fresh_schema
+
+    with fresh_schema() as url:
+        yield {"database_url": url}
+
+
 async def test_a_failing_task_fires_once_then_resolves(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, store_settings: dict[str, Any]
 ) -> None:
     receiver = Receiver(0).start()
     rule = AlertRule(
@@ -55,10 +69,11 @@ async def test_a_failing_task_fires_once_then_resolves(
         "alert_interval_s": 3600.0,  # the loop's first round finds nothing; the test drives
         "webhook_secret": SECRET,
         "webhook_allow": ["*", "127.0.0.1"],
+        **store_settings,
     }
     caplog.set_level(logging.INFO, logger="mcpexec.alerts")
     try:
-        async with real_app(tmp_path, **settings) as app:  # type: ignore[arg-type]
+        async with real_app(tmp_path, **settings) as app:
             await app.tasks.define(task("shell: exit 1\n", name="nightly"), ADMIN)
             await run_task(app, "nightly", 3, "failed")
             [firing] = await app.alerts.evaluate() or []
