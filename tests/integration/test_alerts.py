@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from mcpexec.alert_rules import AlertRule
 from mcpexec.alerts import AlertOps
 from mcpexec.app import App
-from mcpexec.models import RunRequest
+from mcpexec.models import RunRequest, utcnow
 from mcpexec.store.base import EventQuery
 from mcpexec.webhooks import SIGNATURE_HEADER, verify
 
@@ -117,3 +118,32 @@ async def test_a_failing_task_fires_once_then_resolves(
     messages = [r.getMessage() for r in caplog.records if r.name == "mcpexec.alerts"]
     assert any(m.startswith("ALERT firing flaky-tasks") for m in messages)
     assert any(m.startswith("ALERT resolved flaky-tasks") for m in messages)
+
+
+async def test_a_stuck_queue_without_workers_fires_and_a_removed_rule_resolves(
+    tmp_path: Path,
+) -> None:
+    rules = [
+        AlertRule(name="no-workers", kind="no_worker"),
+        AlertRule(name="queue-stuck", kind="queue_age", age_s=5),
+    ]
+    async with real_app(tmp_path, workers=0, alerts=rules, alert_interval_s=3600.0) as app:
+        await app.submit(RunRequest(shell="true"), ADMIN)
+        later = utcnow() + timedelta(seconds=10)
+        await app.alerts.evaluate(later)  # (the loop's first round may have fired no-workers)
+        listed = await app.alerts.list_alerts(ADMIN)
+        assert sorted((a["rule"], a["subject"], a["state"], a["tenant"]) for a in listed) == [
+            ("no-workers", "", "firing", None),
+            ("queue-stuck", "default", "firing", "default"),
+        ]
+        # The rules leave the config (another process, started with another config): it waits
+        # for the lease to expire (three rounds), takes it over, and resolves them.
+        emptied = AlertOps(app)
+        emptied.rules = []
+        assert await emptied.evaluate(later + timedelta(seconds=60)) is None
+        resolved = await emptied.evaluate(later + timedelta(hours=4)) or []
+        assert sorted((a.rule, a.state) for a in resolved) == [
+            ("no-workers", "resolved"),
+            ("queue-stuck", "resolved"),
+        ]
+        assert all("no longer configured" in a.message for a in resolved)
