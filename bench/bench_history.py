@@ -62,7 +62,7 @@ def history(n: int, t0_us: int) -> Iterator[tuple[object, ...]]:
 
 
 def rollup_rows(n: int, t0_us: int) -> list[tuple[str, int, str, int, int]]:
-    """What the finish trigger (migration 0012) would have counted for ``history``'s runs."""
+    """What the finish trigger (migration 0013) would have counted for ``history``'s runs."""
     counts: Counter[tuple[str, int, str, int]] = Counter()
     for row in history(n, t0_us):
         tenant, status = str(row[1]), str(row[2])

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcpexec.alerts import AlertOps
 from mcpexec.definitions import TaskOps, rerun_request
 from mcpexec.errors import (
     ArtifactNotFound,
@@ -64,6 +65,7 @@ from mcpexec.tenancy import (
 )
 from mcpexec.tenant_ops import TenantOps
 from mcpexec.tools_service import ToolRunExecutor, ToolsService
+from mcpexec.webhooks import Webhooks
 from mcpexec.worker import Worker, WorkerOptions
 from mcpexec.workflows.ops import WorkflowOps
 
@@ -137,6 +139,10 @@ class App:
         self.workflows = WorkflowOps(self)
         # The durable event log (issue 17): event_ops.py.
         self.event_log = EventOps(self)
+        # Webhooks: the SSRF check at submit and the durable delivery loop (issue 17).
+        self.webhooks = Webhooks(settings, store, self.events)
+        # Alert rules evaluated once per store under a lease (issue 17): alerts.py.
+        self.alerts = AlertOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
 
@@ -212,6 +218,9 @@ class App:
                 self.store, self.blobs, self.events, reaping, metrics=self.metrics
             )
             self._background.append(asyncio.create_task(housekeeping.run_forever(), name="reaper"))
+            hooks = asyncio.create_task(self.webhooks.run_forever(), name="webhooks")
+            alerting = asyncio.create_task(self.alerts.run_forever(), name="alerts")
+            self._background += [hooks, alerting]
 
     async def close(self) -> None:
         """Stop workers gracefully (see ``Worker.stop``), then the reaper, then the store."""
@@ -293,6 +302,9 @@ class App:
         ``mcp/`` are mcpexec's own: a caller sets none, an adapter only the ``reserved`` keys
         it names (the MCP tasks binding's ``mcp/task``). A full queue raises
         ``QuotaExceeded`` (429)."""
+        if request.notify is not None:
+            self._require_submit(principal)
+            await self.webhooks.check(request.notify.webhook)
         if request.task is not None:  # a run of a defined task (definitions.py)
             return await self.tasks.submit(request, principal, rerun_of, reserved)
         self._require_submit(principal)
@@ -313,6 +325,7 @@ class App:
             run_at=request.run_at,
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
+            notify=request.notify,
         )
         run, created = await self.enqueue(new, principal)
         if not created and not run.same_request(

@@ -10,6 +10,7 @@ data (``Run.params``); the worker adds their ``MCPEXEC_PARAM_*`` variables at sp
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import uuid
 from collections.abc import Collection, Mapping
@@ -36,7 +37,16 @@ if TYPE_CHECKING:
 #: How many of a task's latest successful runs the duration estimate is the median of.
 ESTIMATE_SAMPLE = 20
 #: Run-queueing fields a run request may set for a task run (the spec is the task's).
-_QUEUE_FIELDS = {"priority", "run_at", "retry", "labels", "idempotency_key", "task", "params"}
+_QUEUE_FIELDS = {
+    "priority",
+    "run_at",
+    "retry",
+    "labels",
+    "idempotency_key",
+    "task",
+    "params",
+    "notify",
+}
 
 
 class TaskOps:
@@ -122,6 +132,8 @@ class TaskOps:
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
         )
+        if request.notify is not None:
+            new = dataclasses.replace(new, notify=request.notify)
         return await self.app.enqueue(new, principal)
 
     async def new_run(

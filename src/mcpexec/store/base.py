@@ -26,6 +26,7 @@ from mcpexec.models import (
     Attempt,
     ExecSpec,
     Failure,
+    Notify,
     Page,
     Progress,
     RetryPolicy,
@@ -86,6 +87,8 @@ class NewRun:
     estimated_duration_ms: int | None = None
     #: The principal submitting (recorded on the run and in the audit log).
     owner: str | None = None
+    #: The webhook told when the run ends (issue 17).
+    notify: Notify | None = None
     #: The token it used (audit log only).
     token_id: str | None = None
     #: The tenant's queue limit when the tenant has none of its own (``TenantRecord``); checked
@@ -515,6 +518,67 @@ class Store(abc.ABC):
         older than ``before``, never the newest event (its id tells readers where the log
         is); returns how many. Cheap when there is nothing to do (two indexed lookups)."""
 
+    # -- webhooks, alerts, leases (issue 17; migration 0012) -----------------------------------
+    @abc.abstractmethod
+    async def claim_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int = 20
+    ) -> list[Delivery]:
+        """Take up to ``limit`` pending deliveries due at ``now`` (oldest due first): each one's
+        ``attempts`` goes up by one and its ``next_at`` moves to ``lease_until``, so no other
+        process takes it until then (a process that dies holding it leaves it due again).
+        A run reaching a status its ``notify.on`` names queues a delivery (``body`` ``None``)
+        in the transaction of that change."""
+
+    @abc.abstractmethod
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        attempt: int,
+        now: datetime,
+        *,
+        delivered: bool,
+        error: str | None = None,
+        next_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome of attempt ``attempt`` (fenced: ``False`` and nothing written when
+        the delivery was claimed again since): ``delivered``; else due again at ``next_at``, or
+        ``failed`` for good without one."""
+
+    @abc.abstractmethod
+    async def prune_deliveries(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to ``limit`` delivered or failed deliveries created before ``before``;
+        how many (pending ones stay, whatever their age)."""
+
+    @abc.abstractmethod
+    async def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery is due (one index lookup)."""
+
+    @abc.abstractmethod
+    async def list_deliveries(
+        self, subject: str | None = None, tenant: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """Deliveries, newest first, of one subject and/or tenant."""
+
+    @abc.abstractmethod
+    async def record_alert(self, alert: AlertRecord, deliveries: list[NewDelivery]) -> None:
+        """Write an alert's state (one row per ``(rule, subject)``) and queue its deliveries,
+        in one transaction."""
+
+    @abc.abstractmethod
+    async def list_alerts(self, tenant: str | None = None) -> list[AlertRecord]:
+        """Alert states (of ``tenant`` when given), firing first, then newest change first."""
+
+    @abc.abstractmethod
+    async def alert_figures(self, since: datetime, now: datetime) -> AlertFigures:
+        """What the alert rules read, from indexes: runs finished since ``since`` by tenant,
+        task and status; each tenant's oldest due pending run; the running runs with an
+        estimated duration; the isolation of runs' last attempts finished since ``since``."""
+
+    @abc.abstractmethod
+    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Hold the lease ``name`` until ``until`` when it is free, expired (``expires_at <=
+        now``) or already ``holder``'s; ``False`` while another holder has it."""
+
     # -- tokens --------------------------------------------------------------------------------
     @abc.abstractmethod
     async def add_token(self, token: TokenRecord) -> None:
@@ -865,3 +929,62 @@ class WorkflowEvent:
 
 #: Outcomes of fires that count as skipped in a schedule's status.
 SKIPPED_OUTCOMES = frozenset({"skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A webhook delivery to queue (an alert's; a run's are queued by the store)."""
+
+    tenant: str
+    url: str
+    event: str
+    subject: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A webhook delivery: ``pending`` (due at ``next_at``), ``delivered`` or ``failed``.
+    ``body`` is ``None`` for a run's notification (built from the run when sent)."""
+
+    id: int
+    tenant: str
+    url: str
+    event: str
+    subject: str
+    body: str | None
+    status: str
+    attempts: int
+    created_at: datetime
+    next_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """The state of one alert: a rule and what it is about (``subject``: ``""`` for a rule
+    with one state, else a tenant, task, run or schedule id)."""
+
+    rule: str
+    subject: str
+    state: str  # firing, resolved
+    fired_at: datetime
+    updated_at: datetime
+    tenant: str | None = None
+    value: float | None = None
+    message: str = ""
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFigures:
+    """``Store.alert_figures``: ``finished`` (tenant, task or "") → (completed, failed);
+    ``oldest_due`` tenant → the oldest due pending run's ``available_at``; ``running``: (run
+    id, tenant, task, started_at, estimated_duration_ms); ``isolations``: isolation → count."""
+
+    finished: dict[tuple[str, str], tuple[int, int]]
+    oldest_due: dict[str, datetime]
+    running: list[tuple[str, str, str | None, datetime, int]]
+    isolations: dict[str, int]

@@ -29,6 +29,7 @@ from mcpexec.models import (
     Stream,
 )
 from mcpexec.store._memory_events import MemoryEvents
+from mcpexec.store._memory_hooks import MemoryHooks
 from mcpexec.store._memory_tenancy import MemoryTenancy
 from mcpexec.store._memory_workflows import MemoryWorkflows
 from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, to_us, utc
@@ -91,7 +92,7 @@ def _copy_json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value))
 
 
-class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
+class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Store):
     def __init__(self) -> None:
         self._runs: dict[str, _Row] = {}
         self._by_key: dict[tuple[str, str], str] = {}
@@ -106,6 +107,12 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
 
     async def open(self) -> None:
         pass
+
+    def _run_changed(self, old: Run, new: Run) -> None:
+        """Every change of a run: the event log, and its webhook when it ends (the triggers'
+        work in the SQL dialects)."""
+        self._event_log.run_changed(old, new)
+        self._hooks.run_changed(old, new)
 
     async def wait_for_work(self, timeout: float) -> bool:
         return await self._work.wait(timeout)
@@ -144,9 +151,10 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
             params=_copy_json(new.params),
             estimated_duration_ms=new.estimated_duration_ms,
             owner=new.owner,
+            notify=new.notify,
         )
         log = self._event_log
-        row = _Row(run=run, available_at=run_at or created_at, on_change=log.run_changed)
+        row = _Row(run=run, available_at=run_at or created_at, on_change=self._run_changed)
         self._runs[new.id] = row
         log.run_submitted(run)
         if new.idempotency_key is not None:

@@ -37,6 +37,7 @@ from mcpexec.models import Artifact, Attempt, Page, Progress, Run, RunFilter, Ru
 from mcpexec.store._pg_blobs import PostgresBlobStore
 from mcpexec.store._pg_db import Conn, Database, queries
 from mcpexec.store._pg_events import PostgresEvents
+from mcpexec.store._pg_hooks import PostgresHooks
 from mcpexec.store._pg_tenancy import PostgresTenancy, check_queue, fetch_all, fetch_one
 from mcpexec.store._pg_workflows import PostgresWorkflows
 from mcpexec.store._run_list import list_runs_sql, page_of
@@ -72,7 +73,7 @@ from mcpexec.tenancy import Candidate, fair_pick
 Q = queries()
 
 
-class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
+class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, PostgresHooks, Store):
     wakes_across_processes: ClassVar[bool] = True
 
     def __init__(self, url: str) -> None:

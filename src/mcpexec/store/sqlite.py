@@ -36,6 +36,7 @@ from mcpexec.store._run_list import list_runs_sql, page_of
 from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, from_us, to_us
 from mcpexec.store._sqlite_db import Database, load_queries
 from mcpexec.store._sqlite_events import SqliteEvents
+from mcpexec.store._sqlite_hooks import SqliteHooks
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
@@ -78,7 +79,7 @@ def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) 
     return conn.execute(Q["holds"], args).fetchone() is not None
 
 
-class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, Store):
+class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Store):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = Database(self.path)

@@ -18,10 +18,11 @@ SELECT * FROM runs WHERE tenant = %(tenant)s AND idempotency_key = %(idempotency
 -- inserts nothing (the caller reads the existing run); a duplicate id still raises.
 INSERT INTO runs (id, tenant, status, priority, spec, retry, labels, idempotency_key, rerun_of,
                   created_at, run_at, available_at, task, task_version, params,
-                  estimated_duration_ms, owner, tool)
+                  estimated_duration_ms, owner, tool, notify)
 VALUES (%(id)s, %(tenant)s, 'pending', %(priority)s, %(spec)s, %(retry)s, %(labels)s,
         %(idempotency_key)s, %(rerun_of)s, %(created_at)s, %(run_at)s, %(available_at)s,
-        %(task)s, %(task_version)s, %(params)s, %(estimated_duration_ms)s, %(owner)s, %(tool)s)
+        %(task)s, %(task_version)s, %(params)s, %(estimated_duration_ms)s, %(owner)s, %(tool)s,
+        %(notify)s)
 ON CONFLICT (tenant, idempotency_key) DO NOTHING
 RETURNING *;
 

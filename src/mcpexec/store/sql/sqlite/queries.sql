@@ -11,10 +11,10 @@ SELECT * FROM runs WHERE tenant = :tenant AND idempotency_key = :idempotency_key
 -- name: insert_run
 INSERT INTO runs (id, tenant, status, priority, spec, retry, labels, idempotency_key, rerun_of,
                   created_at, run_at, available_at, task, task_version, params,
-                  estimated_duration_ms, owner, tool)
+                  estimated_duration_ms, owner, tool, notify)
 VALUES (:id, :tenant, 'pending', :priority, :spec, :retry, :labels, :idempotency_key, :rerun_of,
         :created_at, :run_at, :available_at, :task, :task_version, :params,
-        :estimated_duration_ms, :owner, :tool)
+        :estimated_duration_ms, :owner, :tool, :notify)
 RETURNING *;
 
 -- name: list_runs
