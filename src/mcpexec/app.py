@@ -578,7 +578,12 @@ class App:
         alive_within = 2 * self.settings.lease_s
         alive = [w for w in workers if (now - w.heartbeat_at).total_seconds() <= alive_within]
         slots = self.worker_slots()
+        figures = await self.store.alert_figures(now, now)
         gauges = StoreGauges(
+            oldest_pending_s={
+                tenant: max((now - due).total_seconds(), 0.0)
+                for tenant, due in figures.oldest_due.items()
+            },
             by_status=stats.by_status,
             by_tenant=by_tenant,
             workers=len(workers),
