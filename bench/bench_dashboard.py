@@ -1,16 +1,17 @@
 """Dashboard pages and the ``/metrics`` scrape of a real ``mcpexec serve``, against the REST
 API's default run list (``GET /api/v1/runs``) measured in the same run on the same store.
 
-The store is filled first (SQLite, in a temporary home): N finished runs (every tenth with the
-label ``bench=tenth``), enqueued, claimed and finished through the store contract, then ``serve``
-starts on it with no workers. Each endpoint is then fetched sequentially over loopback HTTP
+The store is filled first (SQLite, in a temporary home): N finished runs, one a second up to now
+(``bench_history.fill_sqlite``: every tenth labelled ``bench=tenth``, statuses 3:1:1), then
+``serve`` starts on it with no workers. Each endpoint is then fetched sequentially over loopback
+HTTP
 (keep-alive, one client): milliseconds from request to full body, p50 and p95, and each p95 as a
 ratio to the baseline's p95.
 
 Usage::
 
     .venv/bin/python bench/bench_dashboard.py                 # 20,000 runs, 200 samples each
-    .venv/bin/python bench/bench_dashboard.py --runs 100000 --samples 300
+    .venv/bin/python bench/bench_dashboard.py --runs 1000000 --samples 100
 """
 
 from __future__ import annotations
@@ -29,14 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from bench_history import fill_sqlite
 
-from mcpexec.models import DEFAULT_RETRY, ExecSpec
-from mcpexec.store.base import AttemptOutcome, NewRun
 from mcpexec.store.sqlite import SqliteStore
 
 MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
-DONE = AttemptOutcome(succeeded=True, exit_code=0)
-LEASE = timedelta(seconds=60)
 
 
 def free_port() -> int:
@@ -46,30 +44,14 @@ def free_port() -> int:
 
 
 async def fill(path: Path, runs: int) -> str:
-    """``runs`` finished runs in the store at ``path``; returns the id of the last one."""
+    """``runs`` finished runs in a migrated store at ``path`` (``bench_history``'s history: one
+    a second up to now, inserted by SQL with the store's triggers); returns the newest id."""
     store = SqliteStore(path)
     await store.open()
-    last = ""
-    batch = 200
-    for start in range(0, runs, batch):
-        now = datetime.now(UTC)
-        for i in range(start, min(start + batch, runs)):
-            labels = {"bench": "tenth"} if i % 10 == 0 else {}
-            new = NewRun(
-                id=f"{i:032x}",
-                tenant="default",
-                spec=ExecSpec(command=["echo", str(i)]),
-                retry=DEFAULT_RETRY,
-                priority=0,
-                labels=labels,
-                created_at=now,
-            )
-            await store.enqueue(new)
-            last = new.id
-        for claim in await store.claim("bench", batch, now, now + LEASE):
-            await store.finish_attempt(claim.run.id, claim.attempt, "bench", DONE, now, None)
     await store.close()
-    return last
+    t0_us = int(time.time() * 1_000_000) - runs * 1_000_000
+    await asyncio.to_thread(fill_sqlite, path, runs, t0_us)
+    return f"{runs - 1:032x}"
 
 
 def start(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -137,6 +119,9 @@ def main() -> None:
         try:
             token = (home / "token").read_text().strip()
             bearer = {"Authorization": f"Bearer {token}"}
+            now = datetime.now(UTC)
+            week_ago = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S")
+            year_ago = (now - timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S")
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
                 login(client, token)
                 cases = [
@@ -144,9 +129,14 @@ def main() -> None:
                     ("/ui/ (overview)", "/ui/", {}),
                     ("/ui/runs", "/ui/runs", {}),
                     ("/ui/runs?label=bench=tenth", "/ui/runs?label=bench%3Dtenth", {}),
+                    ("/ui/runs?status=failed", "/ui/runs?status=failed", {}),
+                    ("/ui/runs?after=<a week ago>", f"/ui/runs?after={week_ago}", {}),
+                    ("/ui/runs?before=<a year ago>", f"/ui/runs?before={year_ago}", {}),
                     ("/ui/runs/rows (live update)", "/ui/runs/rows", {}),
                     ("/ui/runs/{id}", f"/ui/runs/{run_id}", {}),
                     ("/ui/runs/{id}/log (follow)", f"/ui/runs/{run_id}/log", {}),
+                    ("/ui/alerts", "/ui/alerts", {}),
+                    ("GET /api/v1/stats/history", "/api/v1/stats/history", bearer),
                     ("/metrics", "/metrics", bearer),
                     ("GET /api/v1/runs (baseline again)", "/api/v1/runs", bearer),
                 ]
