@@ -73,6 +73,8 @@ DOMAIN = {
     "event_ops",
     # Hourly run history for the overview's charts: quantiles from the store's rollup (17).
     "history",
+    # OpenTelemetry spans of runs and attempts; the W3C traceparent carried through (17).
+    "tracing",
     # Webhook targets (SSRF), signatures and the durable delivery loop (issue 17).
     "webhooks",
     # The alert evaluation, once per store under a lease (issue 17).

@@ -65,6 +65,7 @@ from mcpexec.tenancy import (
 )
 from mcpexec.tenant_ops import TenantOps
 from mcpexec.tools_service import ToolRunExecutor, ToolsService
+from mcpexec.tracing import TRACE_LABEL, Tracing
 from mcpexec.webhooks import Webhooks
 from mcpexec.worker import Worker, WorkerOptions
 from mcpexec.workflows.ops import WorkflowOps
@@ -125,6 +126,9 @@ class App:
         self.events = EventHub()
         #: Prometheus counters of this process (issue 17, metrics.py).
         self.metrics = Metrics()
+        self.metrics.tracing = Tracing.from_endpoint(
+            settings.otel_endpoint, settings.otel_service_name
+        )
         self.workers: list[Worker] = []
         self._background: list[asyncio.Task[None]] = []
         # Task definitions and schedules (issue 11): definitions.py, schedule_ops.py.
@@ -235,6 +239,7 @@ class App:
         self.workers.clear()
         await self.tools.close()
         await self.store.close()
+        await asyncio.to_thread(self.metrics.tracing.shutdown)  # exports the last spans
 
     # -- auth ---------------------------------------------------------------------------------
     async def authenticate(self, token: str | None) -> Principal:
@@ -296,12 +301,18 @@ class App:
         rerun_of: str | None = None,
         *,
         reserved: Collection[str] = (),
+        traceparent: str | None = None,
     ) -> tuple[Run, bool]:
         """Durably enqueue a run. Returns ``(run, created)``; ``created`` is ``False`` when the
         idempotency key matched an earlier run, which is returned unchanged. Labels under
         ``mcp/`` are mcpexec's own: a caller sets none, an adapter only the ``reserved`` keys
         it names (the MCP tasks binding's ``mcp/task``). A full queue raises
-        ``QuotaExceeded`` (429)."""
+        ``QuotaExceeded`` (429). ``traceparent`` (W3C, from the caller) continues its trace
+        (``tracing.py``)."""
+        trace = self.metrics.tracing.run_label(traceparent)
+        if trace is not None:
+            request = request.model_copy(update={"labels": {**request.labels, TRACE_LABEL: trace}})
+            reserved = (*reserved, TRACE_LABEL)
         if request.notify is not None:
             self._require_submit(principal)
             await self.webhooks.check(request.notify.webhook)

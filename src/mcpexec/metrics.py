@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from mcpexec.alerts import degradations
 from mcpexec.models import Failure, Run, RunStatus
+from mcpexec.tracing import Tracing
 
 #: Seconds: from a tenth of a second (a `true`) to an hour (a long build).
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -153,6 +154,9 @@ class Metrics:
         )  # fmt: skip
         self._store = _StoreCollector()
         r.register(self._store)
+        #: Spans of runs and attempts (off unless configured); the worker and every path
+        #: that finishes a run reach it through here, as they reach the counters.
+        self.tracing = Tracing()
 
     # -- events -------------------------------------------------------------------------------
     def submitted(self, run: Run) -> None:
@@ -180,6 +184,7 @@ class Metrics:
             self.finished(run)
 
     def finished(self, run: Run) -> None:
+        self.tracing.run_finished(run)
         kind, status = run.spec.kind, run.status.value
         self.runs_finished.labels(run.tenant, kind, status).inc()
         if run.status is RunStatus.FAILED and run.failure is not None:

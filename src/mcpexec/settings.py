@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="log level of serve, worker and scheduler"
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): a span "
+        "per run and attempt; off when unset",
+        pattern=r"^https?://\S+$",
+    )
+    otel_service_name: str = Field(
+        default="mcpexec", min_length=1, max_length=100, description="service.name of spans"
+    )
     metrics_public: bool = Field(
         default=False,
         description="serve /metrics without a token (e.g. on a private scrape network)",

@@ -27,12 +27,22 @@ from mcpexec.events import EventHub
 from mcpexec.executor.base import EffectiveLimits, ExecRequest, ExecResult, Executor
 from mcpexec.logfmt import bind_run
 from mcpexec.metrics import Metrics
-from mcpexec.models import Artifact, ExecSpec, Failure, FailureKind, Progress, Stream, utcnow
+from mcpexec.models import (
+    Artifact,
+    ExecSpec,
+    Failure,
+    FailureKind,
+    Progress,
+    Run,
+    Stream,
+    utcnow,
+)
 from mcpexec.params import param_inputs
 from mcpexec.retry import next_attempt_at
 from mcpexec.settings import Settings
 from mcpexec.store.base import AttemptOutcome, Claim, ClaimLimits, Store, WorkerInfo
 from mcpexec.store.blobs import BlobStore
+from mcpexec.tracing import AttemptSpan
 
 log = logging.getLogger(__name__)
 
@@ -369,15 +379,11 @@ class Worker:
         stop_watch = asyncio.create_task(self._relay(stop, held.cancel))
         self.events.run_changed(run.id)
         handed_off = False
+        span: AttemptSpan | None = None
         try:
-            spec = run.spec
-            if run.params:  # a task's parameters join its environment as data (issue 11)
-                env = {**spec.env, **param_inputs(run.params).env}
-                spec = spec.model_copy(update={"env": env})  # skips the MCPEXEC_* refusal
+            span = self.metrics.tracing.start_attempt(run, claim.attempt)
             workspace = run.labels.get(WORKSPACE_LABEL)
-            if workspace:  # a workflow step's workspace (issue 16; only mcpexec sets mcp/*)
-                env = {**spec.env, "MCPEXEC_WORKSPACE": workspace}
-                spec = spec.model_copy(update={"env": env})
+            spec = _attempt_spec(run, workspace, span.traceparent)
             limits = self.options.limits_for(run.spec)
             request = ExecRequest(run.id, claim.attempt, spec, limits, workspace or None)
             sink = _AttemptSink(self, claim, stop)
@@ -397,6 +403,8 @@ class Worker:
                 result = dataclasses.replace(result, succeeded=False, failure=failure)
             held.reporting = True
             report = self._finish_args(claim, result, shutdown=held.shutdown)
+            failed = report[0].failure
+            span.end(None if failed is None else failed.kind.value, at=report[1])
             try:
                 await self._report(claim, *report)
             except (StoreError, OSError) as exc:
@@ -408,6 +416,8 @@ class Worker:
                 self._report_later(claim, report)
                 handed_off = True
         finally:
+            if span is not None:
+                span.end("interrupted")  # not ended above: the attempt did not get that far
             stop_watch.cancel()
             if not handed_off:
                 self._held.pop(run.id, None)
@@ -529,3 +539,19 @@ class Worker:
     @property
     def running(self) -> int:
         return len(self._tasks)
+
+
+def _attempt_spec(run: Run, workspace: str | None, traceparent: str | None) -> ExecSpec:
+    """The run's spec with what mcpexec adds to its environment (``model_copy`` skips the
+    ``MCPEXEC_*`` refusal meant for callers)."""
+    env = dict(run.spec.env)
+    if run.params:  # a task's parameters join its environment as data (issue 11)
+        env.update(param_inputs(run.params).env)
+    if workspace:  # a workflow step's workspace (issue 16; only mcpexec sets mcp/*)
+        env["MCPEXEC_WORKSPACE"] = workspace
+    if traceparent:  # the attempt's span (or, untraced, the caller's): W3C Trace Context
+        env["TRACEPARENT"] = traceparent
+    if env == run.spec.env:
+        return run.spec
+    spec: ExecSpec = run.spec.model_copy(update={"env": env})
+    return spec

@@ -41,7 +41,8 @@ async def submit_run(
 ) -> JSONResponse:
     if idempotency_key:
         body = body.model_copy(update={"idempotency_key": idempotency_key})
-    run, created = await app.submit(body, principal)
+    # W3C Trace Context: the run continues the caller's trace (docs/observability.md).
+    run, created = await app.submit(body, principal, traceparent=request.headers.get("traceparent"))
     headers = {"Location": f"/api/v1/runs/{run.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
