@@ -78,7 +78,7 @@ async def list_runs(
     cursor: Annotated[
         str | None,
         Query(
-            pattern=r"^[0-9]{1,19}(\.[0-9]{1,19})?$",
+            pattern=r"^([0-9]{1,17}\.)?[0-9]{1,15}$",
             description="next_cursor of the previous page (of the same filters)",
         ),
     ] = None,
