@@ -13,9 +13,10 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mcpexec.alerts import AlertOps
 from mcpexec.definitions import TaskOps, rerun_request
@@ -126,6 +127,9 @@ class App:
         self.events = EventHub()
         #: Prometheus counters of this process (issue 17, metrics.py).
         self.metrics = Metrics()
+        #: The status of the spool directory this process watches (set by the spool while it
+        #: runs, ``serve --spool DIR``), for the dashboard; ``None`` without one.
+        self.spool_status_reader: Callable[[], dict[str, Any]] | None = None
         self.metrics.tracing = Tracing.from_endpoint(
             settings.otel_endpoint, settings.otel_service_name
         )
@@ -568,6 +572,13 @@ class App:
         start = utcnow() - (hours - 1) * HOUR
         found = await self.store.run_history(start, self._tenant_scope(principal))
         return history_points(found, start, hours)
+
+    async def spool_status(self, principal: Principal) -> dict[str, Any] | None:
+        """Counts per folder, the daemons and the jobs in flight of the spool this process
+        watches (read from the directory), or ``None`` when it watches none. Admin only."""
+        self._require_admin(principal)
+        reader = self.spool_status_reader
+        return None if reader is None else await asyncio.to_thread(reader)
 
     async def list_workers(self, principal: Principal) -> list[WorkerInfo]:
         self._require_admin(principal)

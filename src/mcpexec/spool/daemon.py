@@ -42,6 +42,7 @@ from mcpexec.spool.formats import InvalidJob, InvalidSpec, is_candidate, parse_j
 from mcpexec.spool.retention import purge_old
 from mcpexec.spool.scan import PendingScanner
 from mcpexec.spool.state import StateFile
+from mcpexec.spool.status import spool_status
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,11 @@ async def spool_running(
     if not spool.ready.is_set():
         task.cancel()
         raise TimeoutError(f"the spool on {root} was not ready within {ready_timeout_s}s")
+    app.spool_status_reader = lambda: spool_status(root).as_dict()  # the dashboard's page
     try:
         yield spool
     finally:
+        app.spool_status_reader = None
         spool.stop()
         await task
 
