@@ -452,7 +452,11 @@ class App:
         self, principal: Principal, filter: RunFilter, limit: int = 50, cursor: str | None = None
     ) -> Page:
         self.check_access(principal, Action.READ)
-        scope = {"tenant": self._tenant_scope(principal)}
+        scope: dict[str, str] = {}
+        if not principal.is_admin:  # an admin may filter by tenant; anyone else sees their own
+            if filter.tenant not in (None, principal.tenant):
+                return Page(runs=[])
+            scope["tenant"] = principal.tenant
         if scope_of(principal.role, Action.READ) is Scope.OWN:
             scope["owner"] = principal.id
         scoped = filter.model_copy(update=scope)

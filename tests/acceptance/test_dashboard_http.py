@@ -144,6 +144,8 @@ def test_runs_filter_by_status_label_and_time(ui: httpx.Client, client: Client) 
     soon = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
     assert listed(after=soon) == set()
     assert listed(before=soon, label="team=a") == {r["id"] for r in ok}
+    assert listed(label="team=a", tenant="default") == {r["id"] for r in ok}
+    assert listed(label="team=a", tenant="nobody") == set()
     assert "exit_code" in ui.get("/ui/runs", params={"status": "failed"}).text
     for query, message in (
         ({"status": "bogus"}, "not a run status"),

@@ -253,6 +253,9 @@ def test_rerun_and_list_filters(client: Client) -> None:
     # Given to a list without the window, it keeps the runs below its seq.
     mixed = client.list_runs(label=[f"batch={label}"], cursor=w1["next_cursor"])
     assert [r["id"] for r in mixed["runs"]] == [first["id"]]
+    # an admin filters by tenant
+    assert len(client.list_runs(label=[f"batch={label}"], tenant="default")["runs"]) == 2
+    assert client.list_runs(label=[f"batch={label}"], tenant="elsewhere")["runs"] == []
 
 
 def test_errors_are_json_with_stable_codes(server: Server, client: Client) -> None:

@@ -222,8 +222,12 @@ def test_acl_matrix_over_rest(world: World) -> None:
                 r["id"] for r in http.get("/api/v1/runs", params={"limit": 500}).json()["runs"]
             }
             cases += 1
+            asked = http.get("/api/v1/runs", params={"tenant": "other", "limit": 500}).json()
             if role != "admin":
                 assert world.runs[(role, "other_tenant")] not in listed
+                assert asked["runs"] == []  # a tenant filter does not reach past one's own
+            else:
+                assert {r["id"] for r in asked["runs"]} == {world.runs[(role, "other_tenant")]}
             if role == "submitter":
                 assert world.runs[(role, "same_tenant")] not in listed
                 assert world.runs[(role, "own")] in listed

@@ -83,6 +83,9 @@ async def list_runs(
         ),
     ] = None,
     task: Annotated[str | None, Query(description="runs of this task")] = None,
+    tenant: Annotated[
+        str | None, Query(max_length=200, description="runs of this tenant (admin tokens)")
+    ] = None,
     tool: Annotated[
         str | None, Query(max_length=300, description="tool runs of this tool: server.tool")
     ] = None,
@@ -94,6 +97,7 @@ async def list_runs(
         created_before=created_before,
         task=task,
         tool=tool,
+        tenant=tenant,
     )
     page = await app.list_runs(principal, filter, limit, cursor)
     base = _base(request)

@@ -23,7 +23,7 @@ STREAMS = (Stream.STDOUT, Stream.STDERR)
 
 def run_filter(view: View) -> tuple[RunFilter, dict[str, str]]:
     """The filter of the query string, and the query itself (for the form and the links)."""
-    keys = ("status", "label", "task", "after", "before")
+    keys = ("status", "label", "task", "tenant", "after", "before")
     query = {k: view.request.query_params.get(k, "").strip() for k in keys}
     statuses: frozenset[RunStatus] = frozenset()
     if query["status"]:
@@ -42,6 +42,7 @@ def run_filter(view: View) -> tuple[RunFilter, dict[str, str]]:
         status=statuses,
         labels=labels,
         task=query["task"] or None,
+        tenant=query["tenant"] or None,  # an admin's filter; anyone else sees their own only
         created_after=_utc(query["after"], "after"),
         created_before=_utc(query["before"], "before"),
     )
