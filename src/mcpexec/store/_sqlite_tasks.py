@@ -50,6 +50,7 @@ def run_args(new: NewRun) -> dict[str, Any]:
         "params": json_or_none(new.params),
         "estimated_duration_ms": new.estimated_duration_ms,
         "owner": new.owner,
+        "worker_labels": json.dumps(sorted(set(new.worker_labels))),
     }
 
 
