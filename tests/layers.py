@@ -58,6 +58,8 @@ PURE = {
     "mcpexec.aio",
     # The config file's formats and ${ENV} references (the settings layer uses it).
     "mcpexec.config_file",
+    # Alert rules: the config's shape and what each rule decides (issue 17).
+    "mcpexec.alert_rules",
 }
 DOMAIN = {
     "app",
@@ -69,6 +71,12 @@ DOMAIN = {
     "events",
     # The durable event log as App operations (issue 17).
     "event_ops",
+    # Hourly run history for the overview's charts: quantiles from the store's rollup (17).
+    "history",
+    # Webhook targets (SSRF), signatures and the durable delivery loop (issue 17).
+    "webhooks",
+    # The alert evaluation, once per store under a lease (issue 17).
+    "alerts",
     "scheduler",
     # Task definitions and schedules as App operations (issue 11).
     "definitions",

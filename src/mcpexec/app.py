@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcpexec.alerts import AlertOps
 from mcpexec.definitions import TaskOps, rerun_request
 from mcpexec.errors import (
     ArtifactNotFound,
@@ -30,6 +31,8 @@ from mcpexec.errors import (
 from mcpexec.event_ops import EventOps
 from mcpexec.events import EventHub
 from mcpexec.executor.base import Executor
+from mcpexec.history import HOUR, HistoryPoint
+from mcpexec.history import points as history_points
 from mcpexec.metrics import Metrics, StoreGauges
 from mcpexec.models import (
     DEFAULT_RETRY,
@@ -48,7 +51,7 @@ from mcpexec.reaper import Reaper, ReaperOptions
 from mcpexec.schedule_ops import ScheduleOps
 from mcpexec.scheduler import Scheduler
 from mcpexec.settings import Settings
-from mcpexec.store.base import NewRun, Stats, Store, TokenRecord, WorkerInfo
+from mcpexec.store.base import NewRun, RunCursor, Stats, Store, TokenRecord, WorkerInfo
 from mcpexec.store.blobs import BlobStore
 from mcpexec.tenancy import (
     RESERVED_LABEL_PREFIX,
@@ -62,6 +65,7 @@ from mcpexec.tenancy import (
 )
 from mcpexec.tenant_ops import TenantOps
 from mcpexec.tools_service import ToolRunExecutor, ToolsService
+from mcpexec.webhooks import Webhooks
 from mcpexec.worker import Worker, WorkerOptions
 from mcpexec.workflows.ops import WorkflowOps
 
@@ -76,6 +80,8 @@ MIB = 1024 * 1024
 #: How often a waiter re-reads the store when no in-process event arrives (another process may
 #: be running the run).
 POLL_S = 0.5
+#: The longest history the overview and GET /api/v1/stats/history show: a month of hours.
+MAX_HISTORY_HOURS = 24 * 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +139,10 @@ class App:
         self.workflows = WorkflowOps(self)
         # The durable event log (issue 17): event_ops.py.
         self.event_log = EventOps(self)
+        # Webhooks: the SSRF check at submit and the durable delivery loop (issue 17).
+        self.webhooks = Webhooks(settings, store, self.events)
+        # Alert rules evaluated once per store under a lease (issue 17): alerts.py.
+        self.alerts = AlertOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
 
@@ -208,6 +218,9 @@ class App:
                 self.store, self.blobs, self.events, reaping, metrics=self.metrics
             )
             self._background.append(asyncio.create_task(housekeeping.run_forever(), name="reaper"))
+            hooks = asyncio.create_task(self.webhooks.run_forever(), name="webhooks")
+            alerting = asyncio.create_task(self.alerts.run_forever(), name="alerts")
+            self._background += [hooks, alerting]
 
     async def close(self) -> None:
         """Stop workers gracefully (see ``Worker.stop``), then the reaper, then the store."""
@@ -289,6 +302,9 @@ class App:
         ``mcp/`` are mcpexec's own: a caller sets none, an adapter only the ``reserved`` keys
         it names (the MCP tasks binding's ``mcp/task``). A full queue raises
         ``QuotaExceeded`` (429)."""
+        if request.notify is not None:
+            self._require_submit(principal)
+            await self.webhooks.check(request.notify.webhook)
         if request.task is not None:  # a run of a defined task (definitions.py)
             return await self.tasks.submit(request, principal, rerun_of, reserved)
         self._require_submit(principal)
@@ -310,6 +326,7 @@ class App:
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
             worker_labels=tuple(request.worker_labels),
+            notify=request.notify,
         )
         run, created = await self.enqueue(new, principal)
         if not created and not run.same_request(
@@ -425,8 +442,7 @@ class App:
         if scope_of(principal.role, Action.READ) is Scope.OWN:
             scope["owner"] = principal.id
         scoped = filter.model_copy(update=scope)
-        seq = _parse_cursor(cursor)
-        return await self.store.list_runs(scoped, max(1, min(limit, 500)), seq)
+        return await self.store.list_runs(scoped, max(1, min(limit, 500)), _parse_cursor(cursor))
 
     async def cancel(self, run_id: str, principal: Principal) -> Run:
         """Request cancellation (idempotent). A pending run is cancelled at once; a running one
@@ -535,6 +551,15 @@ class App:
         self.check_access(principal, Action.READ)
         return await self.store.stats(self._tenant_scope(principal))
 
+    async def run_history(self, principal: Principal, hours: int = 24) -> list[HistoryPoint]:
+        """The last ``hours`` hours (this one included), oldest first: runs finished by outcome
+        and latency quantiles, from the store's hourly rollup (``history``)."""
+        self.check_access(principal, Action.READ)
+        hours = max(1, min(hours, MAX_HISTORY_HOURS))
+        start = utcnow() - (hours - 1) * HOUR
+        found = await self.store.run_history(start, self._tenant_scope(principal))
+        return history_points(found, start, hours)
+
     async def list_workers(self, principal: Principal) -> list[WorkerInfo]:
         self._require_admin(principal)
         return await self.store.list_workers()
@@ -555,7 +580,12 @@ class App:
         alive_within = 2 * self.settings.lease_s
         alive = [w for w in workers if (now - w.heartbeat_at).total_seconds() <= alive_within]
         slots = self.worker_slots()
+        figures = await self.store.alert_figures(now, now)
         gauges = StoreGauges(
+            oldest_pending_s={
+                tenant: max((now - due).total_seconds(), 0.0)
+                for tenant, due in figures.oldest_due.items()
+            },
             by_status=stats.by_status,
             by_tenant=by_tenant,
             workers=len(workers),
@@ -601,11 +631,10 @@ def _write_token_file(path: Path, token: str) -> None:
     os.replace(tmp, path)
 
 
-def _parse_cursor(cursor: str | None) -> int | None:
+def _parse_cursor(cursor: str | None) -> RunCursor | None:
     if cursor is None or cursor == "":
         return None
     try:
-        value = int(cursor)
+        return RunCursor.parse(cursor)
     except ValueError:
         raise InvalidRequest("cursor is not one this server issued", cursor=cursor) from None
-    return value

@@ -310,6 +310,18 @@ def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any
     return spec
 
 
+def _notify(opts: dict[str, Any]) -> dict[str, Any] | None:
+    """``--notify-webhook URL [--notify-on completed,failed]`` as the request's ``notify``."""
+    if opts["notify_webhook"] is None:
+        if opts["notify_on"] is not None:
+            raise click.UsageError("--notify-on needs --notify-webhook URL")
+        return None
+    notify: dict[str, Any] = {"webhook": opts["notify_webhook"]}
+    if opts["notify_on"] is not None:
+        notify["on"] = [s.strip() for s in opts["notify_on"].split(",") if s.strip()]
+    return notify
+
+
 def _submit_options(f: Any) -> Any:
     options = [
         click.option("--shell", help="Run this string with /bin/sh -c."),
@@ -344,6 +356,12 @@ def _submit_options(f: Any) -> Any:
         click.option("--idempotency-key", help="Submitting twice with one key gives one run."),
         click.option("--task", help="Run a defined task: NAME or NAME@VERSION."),
         click.option("--param", multiple=True, help="NAME=VALUE for --task (repeatable)."),
+        click.option("--notify-webhook", metavar="URL", help="POST here (signed) when it ends."),
+        click.option(
+            "--notify-on",
+            metavar="STATUSES",
+            help="Comma-separated: completed, failed, cancelled (default completed,failed).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -384,6 +402,9 @@ def run(
             from mcpexec.cli_tasks import task_request
 
             spec = task_request(client, opts, command)
+        notify = _notify(opts)
+        if notify is not None:
+            spec["notify"] = notify
         submitted = client.submit(spec, idempotency_key=opts["idempotency_key"])
         if detach:
             _emit_json(submitted) if as_json else click.echo(submitted["id"])

@@ -1,5 +1,6 @@
 """``mcpexec events``: print the event log; ``-f`` follows it live, resuming after a lost
-connection (or a server restart) from the last id received, so nothing is skipped."""
+connection (or a server restart) from the last id received, so nothing is skipped.
+``mcpexec alerts``: the alert states."""
 
 from __future__ import annotations
 
@@ -73,5 +74,27 @@ def events(
             cursor = int(page["next_after"])
 
 
+@click.command("alerts")
+@click.option("--firing", is_flag=True, help="Only alerts that are firing now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def alerts(ctx: click.Context, firing: bool, as_json: bool) -> None:
+    """Show the alert rules' states (docs/observability.md), firing first."""
+    with client_of(ctx) as client:
+        found = client.alerts("firing" if firing else None)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, sort_keys=True))
+        return
+    if not found["alerts"]:
+        click.echo("no alerts")
+        return
+    for alert in found["alerts"]:
+        since = alert["fired_at"] if alert["state"] == "firing" else alert["resolved_at"]
+        name = alert["rule"] + (f"/{alert['subject']}" if alert["subject"] else "")
+        state = alert["state"].upper() if alert["state"] == "firing" else alert["state"]
+        click.echo(f"{state:<9} {name:<32} {since}  {alert['message']}")
+
+
 def register(main: click.Group) -> None:
     main.add_command(events)
+    main.add_command(alerts)

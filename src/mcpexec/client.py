@@ -191,7 +191,12 @@ class Client:
             f"follow it again with 'mcpexec logs -f {run_id}'"
         )
 
-    # -- the event log (issue 17) ----------------------------------------------------------------
+    # -- alerts and the event log (issue 17) ------------------------------------------------------
+    def alerts(self, state: str | None = None) -> Json:
+        """``{alerts, firing}``: the alert states, firing first."""
+        params = {} if state is None else {"state": state}
+        return self._json("GET", "/api/v1/alerts", params=params)
+
     def events_page(self, after: int = 0, limit: int = 100, **filters: str | None) -> Json:
         """One page of kept events after ``after``: ``{events, next_after}`` (no waiting)."""
         params: dict[str, Any] = {"format": "json", "after": after, "limit": limit}

@@ -10,6 +10,7 @@ data (``Run.params``); the worker adds their ``MCPEXEC_PARAM_*`` variables at sp
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -41,10 +42,11 @@ _QUEUE_FIELDS = {
     "run_at",
     "retry",
     "labels",
-    "worker_labels",
     "idempotency_key",
     "task",
     "params",
+    "notify",
+    "worker_labels",
 }
 
 
@@ -132,6 +134,8 @@ class TaskOps:
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
         )
+        if request.notify is not None:
+            new = dataclasses.replace(new, notify=request.notify)
         return await self.app.enqueue(new, principal)
 
     async def new_run(

@@ -246,3 +246,11 @@ class EventsExpired(McpexecError):
 
     code = "events_expired"
     http_status = 410
+
+
+class WebhookRefused(McpexecError):
+    """The webhook URL is not an allowed target (see webhook_allow). 403: the server's policy
+    refuses a well-formed request, as for a role that may not act."""
+
+    code = "webhook_refused"
+    http_status = 403

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mcpexec.alerts import degradations
 from mcpexec.models import Failure, Run, RunStatus
 
 #: Seconds: from a tenth of a second (a `true`) to an hour (a long build).
@@ -46,6 +47,8 @@ class StoreGauges:
     workers_alive: int
     worker_slots: int = 0
     worker_busy: int = 0
+    #: tenant → seconds the oldest due pending run has waited
+    oldest_pending_s: Mapping[str, float] = field(default_factory=dict)
 
 
 class _StoreCollector(Collector):
@@ -73,6 +76,14 @@ class _StoreCollector(Collector):
             running.add_metric([tenant], busy)
         yield depth
         yield running
+        oldest = GaugeMetricFamily(
+            "mcpexec_oldest_pending_age_seconds",
+            "How long the oldest due pending run of each tenant has waited (from the store)",
+            labels=["tenant"],
+        )
+        for tenant, age in sorted(g.oldest_pending_s.items()):
+            oldest.add_metric([tenant], age)
+        yield oldest
         yield GaugeMetricFamily("mcpexec_workers", "Registered workers", value=g.workers)
         yield GaugeMetricFamily(
             "mcpexec_workers_alive",
@@ -136,6 +147,10 @@ class Metrics:
             "mcpexec_schedule_missed", "Schedule fires skipped (older than the catch-up window)",
             ["tenant"], registry=r,
         )  # fmt: skip
+        self.sandbox_degraded = Counter(
+            "mcpexec_sandbox_degraded", "Attempts run with less isolation than the sandbox "
+            "asks for, by what was missing", ["missing"], registry=r,
+        )  # fmt: skip
         self._store = _StoreCollector()
         r.register(self._store)
 
@@ -149,8 +164,13 @@ class Metrics:
             due = run.run_at or run.created_at
             self.queue_wait.labels(run.tenant).observe(max((now - due).total_seconds(), 0.0))
 
-    def attempt_finished(self, run: Run, failure: Failure | None) -> None:
-        """An attempt of ``run`` (as the store has it now, after the report) ended."""
+    def attempt_finished(
+        self, run: Run, failure: Failure | None, isolation: str | None = None
+    ) -> None:
+        """An attempt of ``run`` (as the store has it now, after the report) ended, run with
+        ``isolation`` (the executor's description) when it ran here."""
+        for missing in degradations(isolation or ""):
+            self.sandbox_degraded.labels(missing).inc()
         kind = run.spec.kind
         outcome = "succeeded" if failure is None else failure.kind.value
         self.attempts.labels(run.tenant, kind, outcome).inc()

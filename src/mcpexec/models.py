@@ -680,6 +680,37 @@ Labels = Annotated[
 ]
 
 
+NotifyStatus = Literal["completed", "failed", "cancelled"]
+#: A webhook URL as the document says it (the target itself is checked at submit: webhooks.py).
+WEBHOOK_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$"
+NOTIFY_STATUSES = ("completed", "failed", "cancelled")
+
+
+class Notify(BaseModel):
+    """Where a run's end is announced (issue 17): a signed POST to ``webhook`` when the run
+    reaches one of the ``on`` statuses, delivered by the engine with retries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook: str = Field(
+        min_length=8,
+        max_length=2000,
+        pattern=WEBHOOK_URL_PATTERN,
+        description="http(s) URL the notification is POSTed to (printable ASCII)",
+    )
+    on: list[NotifyStatus] = Field(
+        default_factory=lambda: list[NotifyStatus](["completed", "failed"]),
+        min_length=1,
+        max_length=3,
+        description="the final statuses that notify",
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _unique(cls, value: list[NotifyStatus]) -> list[NotifyStatus]:
+        return sorted(set(value), key=NOTIFY_STATUSES.index)
+
+
 class RunRequest(ExecSpec):
     """A submission: what to execute (or which task to run) plus how to queue it."""
 
@@ -703,6 +734,7 @@ class RunRequest(ExecSpec):
         json_schema_extra={"pattern": TASK_REF_PATTERN},
     )
     params: dict[str, Any] | None = Field(default=None, description="the task's parameters")
+    notify: Notify | None = Field(default=None, description="a webhook told when the run ends")
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> RunRequest:  # replaces ExecSpec's rule: a task needs none
@@ -792,6 +824,8 @@ class Run(BaseModel):
     owner: str | None = None
     #: Only a worker with every one of these labels claims the run (issue 13); ``[]``: any.
     worker_labels: list[str] = Field(default_factory=list)
+    #: The webhook told when the run ends (issue 17).
+    notify: Notify | None = None
 
     @property
     def terminal(self) -> bool:

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from mcpexec import config_file as config_file_
+from mcpexec.alert_rules import AlertRule
 from mcpexec.errors import ConfigError
 from mcpexec.models import check_worker_labels
 from mcpexec.paths import config_file, default_home
@@ -253,6 +254,28 @@ class Settings(BaseSettings):
         le=60,
         description="how often an event stream re-reads the store for other processes' events",
     )
+    # -- webhooks and alerts (issue 17; docs/observability.md) ---------------------------------
+    webhook_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="HMAC-SHA256 key of the Mcpexec-Signature header; unset: webhooks refused",
+    )
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="webhook targets: * (any public host), HOST, *.DOMAIN, or a network "
+        "(127.0.0.1, 10.0.0.0/8) whose private, loopback or link-local addresses are allowed",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_retry_s: float = Field(default=5.0, gt=0, description="first retry delay (doubles)")
+    webhook_max_delay_s: float = Field(default=3600.0, gt=0)
+    webhook_poll_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often deliveries are looked for"
+    )
+    alerts: list[AlertRule] = Field(
+        default_factory=list, description="alert rules ([[alerts]] tables / alerts: list)"
+    )
+    alert_interval_s: float = Field(default=15.0, gt=0, description="alert evaluation period")
     purge_interval_s: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=8 * MIB, ge=1024)
     # -- spool directory (see docs/spool.md) ------------------------------------------------------
@@ -297,7 +320,7 @@ class Settings(BaseSettings):
                 data["run_path"] = old
         return data
 
-    @field_validator("mcp_allowed_hosts", "sandbox_ro_binds", mode="before")
+    @field_validator("mcp_allowed_hosts", "sandbox_ro_binds", "webhook_allow", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):

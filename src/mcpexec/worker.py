@@ -492,7 +492,7 @@ class Worker:
                 "run %s attempt %d: fenced out, result dropped", claim.run.id, claim.attempt
             )
             return
-        self.metrics.attempt_finished(updated, outcome.failure)
+        self.metrics.attempt_finished(updated, outcome.failure, outcome.isolation)
         log.debug("attempt finished: run %s", updated.status.value)
         if retry_at is not None:
             self.events.work_available()

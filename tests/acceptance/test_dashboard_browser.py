@@ -233,7 +233,8 @@ def test_every_page_renders_at_phone_and_desktop_width(
     page = ui.page(ui.server.token, width=width, height=800)
     pages = ["/ui/login", "/ui/", "/ui/runs", f"/ui/runs/{run['id']}", "/ui/workers",
              "/ui/tasks", "/ui/tasks/shot", "/ui/schedules", "/ui/servers",
-             "/ui/servers/tools", "/ui/workflows", f"/ui/workflows/{workflow_run}"]  # fmt: skip
+             "/ui/servers/tools", "/ui/workflows", f"/ui/workflows/{workflow_run}",
+             "/ui/alerts"]  # fmt: skip
     for path in pages:
         page.goto(f"{ui.server.url}{path}")
         assert page.locator("h1").count() == 1

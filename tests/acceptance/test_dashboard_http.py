@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,3 +287,35 @@ def test_a_workflow_run_page_shows_its_steps_and_approves_its_gate(
         )
         assert unknown.status_code == 409  # step_not_found, shown as a page
         assert ui.get(f"/ui/workflows/{'0' * 32}").status_code == 404
+
+
+def test_the_overview_charts_the_tenants_last_hours(server: Server, client: Client) -> None:
+    """GET /api/v1/stats/history and the overview's SVG charts read the same hourly rollup:
+    a fresh tenant's two completed and one failed run, and nothing of other tenants."""
+    tenant = f"h{uuid.uuid4().hex[:8]}"
+    client.create_tenant(tenant)
+    token = client.create_token(f"{tenant}-op", role="operator", tenant=tenant)["token"]
+    with Client(server.url, token) as mine:
+        runs = [mine.submit({"shell": s}) for s in ("true", "sleep 0.3", "exit 3")]
+        for run in runs:
+            mine.wait(run["id"], timeout_s=60)
+        hours = mine._json("GET", "/api/v1/stats/history", params={"hours": 3})["hours"]
+    assert len(hours) == 3
+    assert [h["hour"] for h in hours] == sorted(h["hour"] for h in hours)
+    assert sum(h["completed"] for h in hours) == 2
+    assert sum(h["failed"] for h in hours) == 1
+    [busy] = [h for h in hours if h["finished"]]
+    assert busy["success_rate"] == pytest.approx(2 / 3)
+    assert 0 < busy["duration_p50_s"] <= busy["duration_p95_s"] <= 3600
+    assert busy["wait_p95_s"] is not None
+    everyone = client._json("GET", "/api/v1/stats/history", params={"hours": 3})["hours"]
+    assert sum(h["finished"] for h in everyone) >= 3
+    with login(server, token) as ui:
+        page = ui.get("/ui/").text
+    assert page.count("<svg") == 4
+    assert "Runs finished per hour" in page
+    assert "Queue wait, p50 and p95" in page
+    assert page.count('class="bar ok"') == 1
+    assert page.count('class="bar fail"') == 1
+    assert "3 runs finished in 24 hours" in page
+    assert "66.7 %" in page  # the success rate, in the summary and the table

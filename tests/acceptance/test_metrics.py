@@ -193,3 +193,28 @@ def test_tool_calls_and_schedule_fires_are_counted(tmp_path: Path) -> None:
     assert value(samples, "mcpexec_tool_calls_total", **lost) == 1  # no made-up label values
     assert value(samples, "mcpexec_schedule_fires_total", tenant="default") == 1
     assert value(samples, "mcpexec_runs_submitted_total", tenant="default", kind="shell") == 1
+
+
+def test_oldest_pending_age_and_sandbox_degradations(tmp_path: Path) -> None:
+    srv = make_server(tmp_path, workers=2, MCPEXEC_SANDBOX="none")
+    srv.start()
+    try:
+        with srv.client() as admin:
+            for _ in range(2):
+                admin.wait(admin.submit({"shell": "true"})["id"], 60)
+            admin.create_tenant("slow", max_concurrent=1)
+            token = admin.create_token("slow-op", role="operator", tenant="slow")["token"]
+        with Client(srv.url, token) as slow:
+            busy = slow.submit({"shell": "sleep 60"})
+            queued = slow.submit({"shell": "true"})
+            assert slow.get(queued["id"])["status"] == "pending"  # held by the tenant's cap
+            samples = scrape(srv, srv.token)
+            assert value(samples, "mcpexec_oldest_pending_age_seconds", tenant="slow") > 0
+            default = frozenset({("tenant", "default")})
+            assert ("mcpexec_oldest_pending_age_seconds", default) not in samples
+            # MCPEXEC_SANDBOX=none: each attempt ran without the sandbox, and says so
+            assert value(samples, "mcpexec_sandbox_degraded_total", missing="no sandbox") == 2
+            for run in (busy, queued):
+                slow.cancel(run["id"])
+    finally:
+        srv.stop()

@@ -242,6 +242,17 @@ def test_rerun_and_list_filters(client: Client) -> None:
     page2 = client.list_runs(label=[f"batch={label}"], limit=1, cursor=page1["next_cursor"])
     assert page1["runs"][0]["id"] == again["id"]
     assert page2["runs"][0]["id"] == first["id"]
+    # A time window pages by (created_at, seq): its cursor continues only a windowed list.
+    since = first["created_at"]
+    window = {"label": [f"batch={label}"], "created_after": since, "limit": 1}
+    w1 = client.list_runs(**window)
+    w2 = client.list_runs(**window, cursor=w1["next_cursor"])
+    assert [w1["runs"][0]["id"], w2["runs"][0]["id"]] == [again["id"], first["id"]]
+    assert w2["next_cursor"] is None
+    assert "." in w1["next_cursor"]
+    # Given to a list without the window, it keeps the runs below its seq.
+    mixed = client.list_runs(label=[f"batch={label}"], cursor=w1["next_cursor"])
+    assert [r["id"] for r in mixed["runs"]] == [first["id"]]
 
 
 def test_errors_are_json_with_stable_codes(server: Server, client: Client) -> None:

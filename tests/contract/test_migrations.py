@@ -20,7 +20,8 @@ from mcpexec.store.sqlite import SqliteStore
 pytestmark = pytest.mark.anyio
 
 #: Columns of ``runs`` that are the queue's own, not fields of ``Run``.
-PRIVATE_RUN_COLUMNS = {"available_at", "lease_expires_at"}
+# tool: `server.tool` of a tool run, copied from the spec for the list's index (0013).
+PRIVATE_RUN_COLUMNS = {"available_at", "lease_expires_at", "tool"}
 _PARAM = re.compile(r"(?<!:):(\w+)")
 
 

@@ -21,7 +21,7 @@ from mcpexec.models import (
     Stream,
     ToolCall,
 )
-from mcpexec.store.base import NewRun, Store
+from mcpexec.store.base import NewRun, RunCursor, Store
 
 from .contract_helpers import OK, T0, claim_one, enqueue, failed, new_run, t
 
@@ -166,7 +166,7 @@ async def test_list_filters_tool_runs_by_server_and_tool(store: Store) -> None:
 async def test_paging_newest_first_without_gaps_or_duplicates(store: Store) -> None:
     all_ids = await enqueue(store, *(new_run(f"r{i:02}", created_at=t(i)) for i in range(23)))
     seen: list[str] = []
-    cursor: int | None = None
+    cursor: RunCursor | None = None
     pages = 0
     while True:
         page = await store.list_runs(RunFilter(), 5, cursor)
@@ -177,7 +177,7 @@ async def test_paging_newest_first_without_gaps_or_duplicates(store: Store) -> N
         if page.next_cursor is None:
             break
         assert page.next_cursor == str(page.runs[-1].seq)
-        cursor = int(page.next_cursor)
+        cursor = RunCursor.parse(page.next_cursor)
     assert seen == list(reversed(all_ids))
     assert pages == 5
 
@@ -188,7 +188,9 @@ async def test_paging_with_a_filter_and_an_exact_last_page(store: Store) -> None
     first = await store.list_runs(RunFilter(labels={"odd": "1"}), 2, None)
     assert [r.id for r in first.runs] == ["r7", "r5"]
     assert first.next_cursor is not None
-    second = await store.list_runs(RunFilter(labels={"odd": "1"}), 2, int(first.next_cursor))
+    second = await store.list_runs(
+        RunFilter(labels={"odd": "1"}), 2, RunCursor.parse(first.next_cursor)
+    )
     assert [r.id for r in second.runs] == ["r3", "r1"]
     assert second.next_cursor is None  # exactly two were left: no empty extra page
 

@@ -12,6 +12,7 @@ from mcpexec.api.errors import SafeJSONResponse, error_body, install_error_handl
 from mcpexec.api.limits import BodyLimit, JsonBody
 from mcpexec.api.openapi import install_openapi
 from mcpexec.api.routes import (
+    alerts,
     events,
     gateway,
     health,
@@ -45,6 +46,7 @@ def create_api(app: App) -> FastAPI:
     api.include_router(gateway.router)
     api.include_router(workflows.router)
     api.include_router(events.router)
+    api.include_router(alerts.router)
     known = [*health.router.routes, *runs.router.routes, *tasks.router.routes]
     _install_fallback(
         api,
@@ -55,6 +57,7 @@ def create_api(app: App) -> FastAPI:
             *gateway.router.routes,
             *workflows.router.routes,
             *events.router.routes,
+            *alerts.router.routes,
         ],
     )
     install_openapi(api)

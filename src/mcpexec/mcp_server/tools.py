@@ -40,6 +40,7 @@ from mcpexec.mcp_server.views import (
 from mcpexec.models import (
     InputFile,
     Limits,
+    Notify,
     RetryPolicy,
     RunFilter,
     RunStatus,
@@ -150,11 +151,12 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         idempotency_key: IdemKey = None,
         task: TaskRef = None,
         params: TaskParams = None,
+        notify: Notify | None = None,
     ) -> SubmitResult:
         spec: dict[str, Any] = dict(command=command, shell=shell, script=script, env=env)
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
         spec.update(network=network, secrets=secrets, retry=retry, run_at=run_at)
-        spec.update(priority=priority, task=task, params=params, tool=tool)
+        spec.update(priority=priority, task=task, params=params, tool=tool, notify=notify)
         spec.update(worker_labels=worker_labels)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 
 from mcpexec.models import Attempt, Failure, FailureKind, Run, RunStatus
 from mcpexec.store._shared import FinishDecision, Row, from_us, to_us
-from mcpexec.store.base import AttemptOutcome, Claim, WorkerInfo
+from mcpexec.store.base import AttemptOutcome, Claim, HourStats, WorkerInfo
 
 
 def us_or_none(value: datetime | None) -> int | None:
@@ -186,3 +187,20 @@ def worker_args(info: WorkerInfo) -> dict[str, Any]:
         "heartbeat_at": to_us(info.heartbeat_at),
         "running": info.running,
     }
+
+
+def hours_of(rows: Iterable[Row]) -> list[HourStats]:
+    """``run_history``'s rows (hour, series, bucket, n; ordered by hour) as ``HourStats``."""
+    hours: dict[int, HourStats] = {}
+    for row in rows:
+        hour = hours.get(row["hour"])
+        if hour is None:
+            hour = hours[row["hour"]] = HourStats(hour=from_us(row["hour"]))
+        series, bucket, n = row["series"], row["bucket"], int(row["n"])
+        if series == "duration":
+            hour.duration[bucket] = n
+        elif series == "wait":
+            hour.wait[bucket] = n
+        else:
+            hour.finished[series] = n
+    return list(hours.values())

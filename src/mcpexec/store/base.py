@@ -15,6 +15,7 @@ The one contract test suite (``tests/contract``) runs against every implementati
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ from mcpexec.models import (
     Attempt,
     ExecSpec,
     Failure,
+    Notify,
     Page,
     Progress,
     RetryPolicy,
@@ -34,6 +36,35 @@ from mcpexec.models import (
 )
 from mcpexec.schedules import ScheduleSpec
 from mcpexec.tasks import TaskDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class RunCursor:
+    """Where the next page of a runs list starts: below ``seq``, or below
+    ``(created_at_us, seq)`` in a time window (see ``Store.list_runs``)."""
+
+    seq: int
+    created_at_us: int | None = None
+
+    def token(self) -> str:
+        """The opaque string a caller passes back: ``seq`` or ``created_at_us.seq``."""
+        return str(self.seq) if self.created_at_us is None else f"{self.created_at_us}.{self.seq}"
+
+    @classmethod
+    def parse(cls, token: str) -> RunCursor:
+        """The cursor ``token`` stands for; ``ValueError`` if it is not one ``token`` makes."""
+        at, dot, seq = token.partition(".")
+        if not dot:
+            return cls(seq=_non_negative(at))
+        return cls(seq=_non_negative(seq), created_at_us=_non_negative(at))
+
+
+def _non_negative(text: str) -> int:
+    """A decimal of at most 19 digits, capped at the stores' 64-bit maximum ("below
+    everything")."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ValueError(f"not a cursor: {text!r}")
+    return min(int(text), 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +87,8 @@ class NewRun:
     estimated_duration_ms: int | None = None
     #: The principal submitting (recorded on the run and in the audit log).
     owner: str | None = None
+    #: The webhook told when the run ends (issue 17).
+    notify: Notify | None = None
     #: The token it used (audit log only).
     token_id: str | None = None
     #: The tenant's queue limit when the tenant has none of its own (``TenantRecord``); checked
@@ -221,6 +254,32 @@ class Stats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
+#: The upper bounds (microseconds, inclusive) of the rollup's histogram buckets: 5 ms … 1 h;
+#: the bucket after the last holds everything longer. The SQL dialects' migration 0013 writes
+#: the same bounds in its trigger.
+ROLLUP_BOUNDS_US = (5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+                    2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000,
+                    900_000_000, 3_600_000_000)  # fmt: skip
+
+
+def rollup_bucket(us: int) -> int:
+    """The histogram bucket of a duration of ``us`` microseconds."""
+    return bisect.bisect_left(ROLLUP_BOUNDS_US, us)
+
+
+@dataclass(frozen=True, slots=True)
+class HourStats:
+    """The runs of one tenant (or all) that finished in one hour: counts by terminal status,
+    and histograms (bucket → runs, see ``ROLLUP_BOUNDS_US``) of their duration (first start
+    to finish) and queue wait (available to first start); runs cancelled before they started
+    count in ``finished`` only."""
+
+    hour: datetime
+    finished: dict[str, int] = field(default_factory=dict)
+    duration: dict[int, int] = field(default_factory=dict)
+    wait: dict[int, int] = field(default_factory=dict)
+
+
 class Store(abc.ABC):
     """Durable state. Implementations: ``MemoryStore`` (tests), ``SqliteStore`` (default)."""
 
@@ -268,11 +327,15 @@ class Store(abc.ABC):
         """The run, or ``None`` if unknown (or not of ``tenant`` when one is given)."""
 
     @abc.abstractmethod
-    async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
-        """Runs matching ``filter``, newest first (by ``seq``), at most ``limit``.
+    async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
+        """Runs matching ``filter``, newest first, at most ``limit``: by ``seq``, or by
+        ``(created_at, seq)`` when the filter has a time window (``created_after`` or
+        ``created_before``), so that a window is a range of an index whatever its age.
 
-        ``cursor`` is the ``seq`` to continue below (exclusive); ``Page.next_cursor`` is the
-        string form of the last returned ``seq`` when more may follow, else ``None``. Labels
+        ``cursor`` is where to continue below (exclusive); ``Page.next_cursor`` is the
+        ``RunCursor.token`` of the last returned run when more may follow, else ``None``. A
+        cursor of the other order (from a list with or without a window) keeps the runs below
+        its ``seq``: no cursor is refused. Labels
         filter by equality of every given key; ``created_after`` is inclusive and
         ``created_before`` exclusive; ``tool`` (``server.tool``) keeps the tool runs whose
         spec's ``tool`` is that server and name.
@@ -437,6 +500,12 @@ class Store(abc.ABC):
     async def stats(self, tenant: str | None = None) -> Stats:
         """Run counts by status."""
 
+    @abc.abstractmethod
+    async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
+        """The hours from the one holding ``since`` on in which runs finished, oldest first,
+        summed over tenants unless ``tenant`` is given. Kept with each finish (the SQL
+        dialects: a rollup by trigger, migration 0013) and kept after the runs are purged."""
+
     # -- the event log (issue 17) --------------------------------------------------------------
     @abc.abstractmethod
     async def read_events(self, query: EventQuery) -> EventBatch:
@@ -459,6 +528,67 @@ class Store(abc.ABC):
         """Delete up to ``limit`` of the oldest events that are beyond the newest ``keep`` or
         older than ``before``, never the newest event (its id tells readers where the log
         is); returns how many. Cheap when there is nothing to do (two indexed lookups)."""
+
+    # -- webhooks, alerts, leases (issue 17; migration 0012) -----------------------------------
+    @abc.abstractmethod
+    async def claim_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int = 20
+    ) -> list[Delivery]:
+        """Take up to ``limit`` pending deliveries due at ``now`` (oldest due first): each one's
+        ``attempts`` goes up by one and its ``next_at`` moves to ``lease_until``, so no other
+        process takes it until then (a process that dies holding it leaves it due again).
+        A run reaching a status its ``notify.on`` names queues a delivery (``body`` ``None``)
+        in the transaction of that change."""
+
+    @abc.abstractmethod
+    async def finish_delivery(
+        self,
+        delivery_id: int,
+        attempt: int,
+        now: datetime,
+        *,
+        delivered: bool,
+        error: str | None = None,
+        next_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome of attempt ``attempt`` (fenced: ``False`` and nothing written when
+        the delivery was claimed again since): ``delivered``; else due again at ``next_at``, or
+        ``failed`` for good without one."""
+
+    @abc.abstractmethod
+    async def prune_deliveries(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to ``limit`` delivered or failed deliveries created before ``before``;
+        how many (pending ones stay, whatever their age)."""
+
+    @abc.abstractmethod
+    async def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery is due (one index lookup)."""
+
+    @abc.abstractmethod
+    async def list_deliveries(
+        self, subject: str | None = None, tenant: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """Deliveries, newest first, of one subject and/or tenant."""
+
+    @abc.abstractmethod
+    async def record_alert(self, alert: AlertRecord, deliveries: list[NewDelivery]) -> None:
+        """Write an alert's state (one row per ``(rule, subject)``) and queue its deliveries,
+        in one transaction."""
+
+    @abc.abstractmethod
+    async def list_alerts(self, tenant: str | None = None) -> list[AlertRecord]:
+        """Alert states (of ``tenant`` when given), firing first, then newest change first."""
+
+    @abc.abstractmethod
+    async def alert_figures(self, since: datetime, now: datetime) -> AlertFigures:
+        """What the alert rules read, from indexes: runs finished since ``since`` by tenant,
+        task and status; each tenant's oldest due pending run; the running runs with an
+        estimated duration; the isolation of runs' last attempts finished since ``since``."""
+
+    @abc.abstractmethod
+    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Hold the lease ``name`` until ``until`` when it is free, expired (``expires_at <=
+        now``) or already ``holder``'s; ``False`` while another holder has it."""
 
     # -- tokens --------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -810,3 +940,62 @@ class WorkflowEvent:
 
 #: Outcomes of fires that count as skipped in a schedule's status.
 SKIPPED_OUTCOMES = frozenset({"skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A webhook delivery to queue (an alert's; a run's are queued by the store)."""
+
+    tenant: str
+    url: str
+    event: str
+    subject: str
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A webhook delivery: ``pending`` (due at ``next_at``), ``delivered`` or ``failed``.
+    ``body`` is ``None`` for a run's notification (built from the run when sent)."""
+
+    id: int
+    tenant: str
+    url: str
+    event: str
+    subject: str
+    body: str | None
+    status: str
+    attempts: int
+    created_at: datetime
+    next_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """The state of one alert: a rule and what it is about (``subject``: ``""`` for a rule
+    with one state, else a tenant, task, run or schedule id)."""
+
+    rule: str
+    subject: str
+    state: str  # firing, resolved
+    fired_at: datetime
+    updated_at: datetime
+    tenant: str | None = None
+    value: float | None = None
+    message: str = ""
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFigures:
+    """``Store.alert_figures``: ``finished`` (tenant, task or "") → (completed, failed);
+    ``oldest_due`` tenant → the oldest due pending run's ``available_at``; ``running``: (run
+    id, tenant, task, started_at, estimated_duration_ms); ``isolations``: isolation → count."""
+
+    finished: dict[tuple[str, str], tuple[int, int]]
+    oldest_due: dict[str, datetime]
+    running: list[tuple[str, str, str | None, datetime, int]]
+    isolations: dict[str, int]

@@ -29,9 +29,10 @@ from mcpexec.models import (
     Stream,
 )
 from mcpexec.store._memory_events import MemoryEvents
+from mcpexec.store._memory_hooks import MemoryHooks
 from mcpexec.store._memory_tenancy import MemoryTenancy
 from mcpexec.store._memory_workflows import MemoryWorkflows
-from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, utc
+from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, to_us, utc
 from mcpexec.store.base import (
     SKIPPED_OUTCOMES,
     AttemptOutcome,
@@ -40,13 +41,16 @@ from mcpexec.store.base import (
     FireBatch,
     FireRecord,
     HeartbeatReply,
+    HourStats,
     NewRun,
+    RunCursor,
     ScheduleChange,
     ScheduleRecord,
     Stats,
     Store,
     TaskRecord,
     WorkerInfo,
+    rollup_bucket,
 )
 from mcpexec.tasks import TaskDefinition, content_hash, next_version
 
@@ -88,7 +92,7 @@ def _copy_json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value))
 
 
-class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
+class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Store):
     def __init__(self) -> None:
         self._runs: dict[str, _Row] = {}
         self._by_key: dict[tuple[str, str], str] = {}
@@ -99,9 +103,16 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
         self._seq = 0
         self._work = WorkSignal()
         self._usage: dict[str, int] = {}  # bytes of logs + artifacts per tenant
+        self._retired: list[Run] = []  # purged finished runs, still in run_history
 
     async def open(self) -> None:
         pass
+
+    def _run_changed(self, old: Run, new: Run) -> None:
+        """Every change of a run: the event log, and its webhook when it ends (the triggers'
+        work in the SQL dialects)."""
+        self._event_log.run_changed(old, new)
+        self._hooks.run_changed(old, new)
 
     async def wait_for_work(self, timeout: float) -> bool:
         return await self._work.wait(timeout)
@@ -141,9 +152,10 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
             estimated_duration_ms=new.estimated_duration_ms,
             owner=new.owner,
             worker_labels=sorted(set(new.worker_labels)),
+            notify=new.notify,
         )
         log = self._event_log
-        row = _Row(run=run, available_at=run_at or created_at, on_change=log.run_changed)
+        row = _Row(run=run, available_at=run_at or created_at, on_change=self._run_changed)
         self._runs[new.id] = row
         log.run_submitted(run)
         if new.idempotency_key is not None:
@@ -157,15 +169,20 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
             return None
         return row.snapshot()
 
-    async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
+    async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
         after = utc(filter.created_after) if filter.created_after else None
         before = utc(filter.created_before) if filter.created_before else None
+        windowed = after is not None or before is not None
         found: list[Run] = []
         if limit <= 0:
             return Page(runs=found)
-        for row in sorted(self._runs.values(), key=lambda r: r.run.seq, reverse=True):
+
+        def key(run: Run) -> tuple[int, int]:
+            return (to_us(run.created_at) if windowed else 0, run.seq)
+
+        for row in sorted(self._runs.values(), key=lambda r: key(r.run), reverse=True):
             run = row.run
-            if cursor is not None and run.seq >= cursor:
+            if cursor is not None and not _below(cursor, run, windowed):
                 continue
             if filter.tenant is not None and run.tenant != filter.tenant:
                 continue
@@ -184,7 +201,9 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
             if (after and run.created_at < after) or (before and run.created_at >= before):
                 continue
             if len(found) == limit:
-                return Page(runs=found, next_cursor=str(found[-1].seq))
+                last = found[-1]
+                at = to_us(last.created_at) if windowed else None
+                return Page(runs=found, next_cursor=RunCursor(last.seq, at).token())
             found.append(row.snapshot())
         return Page(runs=found, next_cursor=None)
 
@@ -452,6 +471,7 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
         ids = [r.id for r in done[:limit]]
         for run_id in ids:
             run = self._runs.pop(run_id).run
+            self._retired.append(run)
             if run.idempotency_key is not None:
                 self._by_key.pop((run.tenant, run.idempotency_key), None)
             self._attempts.pop(run_id, None)
@@ -469,6 +489,28 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, Store):
     async def tenant_load(self, tenant: str) -> tuple[int, int]:
         runs = [r.run.status for r in self._runs.values() if r.run.tenant == tenant]
         return runs.count(RunStatus.RUNNING), runs.count(RunStatus.PENDING)
+
+    async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
+        # The runs still here, plus those purged (folded into _retired at the purge), as the
+        # SQL dialects' rollup keeps them.
+        hours: dict[datetime, HourStats] = {}
+        start = utc(since).replace(minute=0, second=0, microsecond=0)
+        for run in [r.run for r in self._runs.values()] + self._retired:
+            if not run.status.terminal or run.finished_at is None:
+                continue
+            if (tenant is not None and run.tenant != tenant) or run.finished_at < start:
+                continue
+            hour = run.finished_at.replace(minute=0, second=0, microsecond=0)
+            stats = hours.setdefault(hour, HourStats(hour=hour))
+            stats.finished[run.status.value] = stats.finished.get(run.status.value, 0) + 1
+            if run.started_at is not None:
+                for series, us in (
+                    (stats.duration, to_us(run.finished_at) - to_us(run.started_at)),
+                    (stats.wait, to_us(run.started_at) - to_us(run.run_at or run.created_at)),
+                ):
+                    bucket = rollup_bucket(us)
+                    series[bucket] = series.get(bucket, 0) + 1
+        return [hours[h] for h in sorted(hours)]
 
     async def stats(self, tenant: str | None = None) -> Stats:
         counts = dict.fromkeys((s.value for s in RunStatus), 0)
@@ -683,3 +725,10 @@ class _Definitions:
     tasks: dict[tuple[str, str], list[TaskRecord]] = dataclasses.field(default_factory=dict)
     schedules: dict[str, ScheduleRecord] = dataclasses.field(default_factory=dict)
     fires: dict[str, dict[str, FireRecord]] = dataclasses.field(default_factory=dict)
+
+
+def _below(cursor: RunCursor, run: Run, windowed: bool) -> bool:
+    """Whether ``run`` comes after ``cursor`` in its list (see ``Store.list_runs``)."""
+    if windowed and cursor.created_at_us is not None:
+        return (to_us(run.created_at), run.seq) < (cursor.created_at_us, cursor.seq)
+    return run.seq < cursor.seq

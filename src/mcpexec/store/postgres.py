@@ -39,14 +39,17 @@ from mcpexec.models import Artifact, Attempt, Page, Progress, Run, RunFilter, Ru
 from mcpexec.store._pg_blobs import PostgresBlobStore
 from mcpexec.store._pg_db import Conn, Database, queries
 from mcpexec.store._pg_events import PostgresEvents
+from mcpexec.store._pg_hooks import PostgresHooks
 from mcpexec.store._pg_tenancy import PostgresTenancy, check_queue, fetch_all, fetch_one
 from mcpexec.store._pg_workflows import PostgresWorkflows
+from mcpexec.store._run_list import list_runs_sql, page_of
 from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, from_us, to_us
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
     finish_attempt_args,
     finish_run_args,
+    hours_of,
     json_or_none,
     run_of,
     us_or_none,
@@ -60,7 +63,9 @@ from mcpexec.store.base import (
     Claim,
     ClaimLimits,
     HeartbeatReply,
+    HourStats,
     NewRun,
+    RunCursor,
     Stats,
     Store,
     WorkerInfo,
@@ -68,10 +73,9 @@ from mcpexec.store.base import (
 from mcpexec.tenancy import Candidate, fair_pick
 
 Q = queries()
-_NO_CURSOR = 2**63 - 1
 
 
-class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
+class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, PostgresHooks, Store):
     wakes_across_processes: ClassVar[bool] = True
 
     def __init__(self, url: str) -> None:
@@ -133,27 +137,13 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
 
         return await self._db.run(tx)
 
-    async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
+    async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
         if limit <= 0:
             return Page(runs=[])
-        args = {
-            "cursor": _NO_CURSOR if cursor is None else cursor,
-            "tenant": filter.tenant,
-            "statuses": sorted(s.value for s in filter.status) if filter.status else None,
-            "created_after": us_or_none(filter.created_after),
-            "created_before": us_or_none(filter.created_before),
-            "labels": json.dumps(filter.labels),
-            "task": filter.task,
-            "owner": filter.owner,
-            "tool": filter.tool,
-            "limit": limit + 1,
-        }
+        sql, args = list_runs_sql("postgres", filter, limit, cursor)
 
         async def tx(conn: Conn) -> Page:
-            runs = [run_of(r) for r in await fetch_all(conn, Q["list_runs"], args)]
-            if len(runs) > limit:
-                return Page(runs=runs[:limit], next_cursor=str(runs[limit - 1].seq))
-            return Page(runs=runs)
+            return page_of(filter, limit, await fetch_all(conn, sql, args))
 
         return await self._db.run(tx)
 
@@ -483,5 +473,13 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Store):
             for row in await fetch_all(conn, Q["stats"], {"tenant": tenant}):
                 counts[row["status"]] = row["n"]
             return Stats(by_status=counts)
+
+        return await self._db.run(tx)
+
+    async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
+        args = {"since": to_us(since), "tenant": tenant}
+
+        async def tx(conn: Conn) -> list[HourStats]:
+            return hours_of(await fetch_all(conn, Q["run_history"], args))
 
         return await self._db.run(tx)

@@ -33,14 +33,17 @@ from mcpexec.models import (
     Stream,
 )
 from mcpexec.store import _sqlite_tasks as tasks_sql
+from mcpexec.store._run_list import list_runs_sql, page_of
 from mcpexec.store._shared import CANCELLED_MESSAGE, WorkSignal, decide_finish, from_us, to_us
 from mcpexec.store._sqlite_db import Database, load_queries
 from mcpexec.store._sqlite_events import SqliteEvents
+from mcpexec.store._sqlite_hooks import SqliteHooks
 from mcpexec.store._sqlite_rows import (
     attempt_of,
     claim_of,
     finish_attempt_args,
     finish_run_args,
+    hours_of,
     json_or_none,
     run_of,
     us_or_none,
@@ -57,7 +60,9 @@ from mcpexec.store.base import (
     FireBatch,
     FireRecord,
     HeartbeatReply,
+    HourStats,
     NewRun,
+    RunCursor,
     ScheduleChange,
     ScheduleRecord,
     Stats,
@@ -68,7 +73,6 @@ from mcpexec.store.base import (
 from mcpexec.tasks import TaskDefinition
 
 Q = load_queries()
-_NO_CURSOR = 2**63 - 1  # "below everything": keeps the seq range in list_runs an index range
 
 
 def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) -> bool:
@@ -76,7 +80,7 @@ def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) 
     return conn.execute(Q["holds"], args).fetchone() is not None
 
 
-class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, Store):
+class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Store):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db = Database(self.path)
@@ -123,27 +127,14 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, Store):
 
         return await self._db.read(tx)
 
-    async def list_runs(self, filter: RunFilter, limit: int, cursor: int | None) -> Page:
+    async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
         if limit <= 0:
             return Page(runs=[])
-        args = {
-            "cursor": _NO_CURSOR if cursor is None else cursor,
-            "tenant": filter.tenant,
-            "statuses": json.dumps(sorted(filter.status)) if filter.status else None,
-            "created_after": us_or_none(filter.created_after),
-            "created_before": us_or_none(filter.created_before),
-            "labels": json.dumps(filter.labels),
-            "task": filter.task,
-            "owner": filter.owner,
-            "tool": filter.tool,
-            "limit": limit + 1,  # one more tells whether another page follows
-        }
+        sql, args = list_runs_sql("sqlite", filter, limit, cursor)
 
         def tx(conn: sqlite3.Connection) -> Page:
-            runs = [run_of(r) for r in conn.execute(Q["list_runs"], args)]
-            if len(runs) > limit:
-                return Page(runs=runs[:limit], next_cursor=str(runs[limit - 1].seq))
-            return Page(runs=runs)
+            rows = conn.execute(sql, args).fetchall()
+            return page_of(filter, limit, rows)
 
         return await self._db.read(tx)
 
@@ -434,6 +425,14 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, Store):
             for row in conn.execute(Q["stats"], {"tenant": tenant}):
                 counts[row["status"]] = row["n"]
             return Stats(by_status=counts)
+
+        return await self._db.read(tx)
+
+    async def run_history(self, since: datetime, tenant: str | None = None) -> list[HourStats]:
+        args = {"since": to_us(since), "tenant": tenant}
+
+        def tx(conn: sqlite3.Connection) -> list[HourStats]:
+            return hours_of(conn.execute(Q["run_history"], args))
 
         return await self._db.read(tx)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcpexec import __version__
 from mcpexec.api.deps import AppDep, PrincipalDep, get_principal
+from mcpexec.app import MAX_HISTORY_HOURS
+from mcpexec.history import HistoryPoint
 from mcpexec.models import RunStatus
 
 router = APIRouter()
@@ -42,6 +44,20 @@ async def stats(app: AppDep, principal: PrincipalDep) -> dict[str, Any]:
     return {"runs": {s.value: counts.get(s.value, 0) for s in RunStatus}}
 
 
+@router.get(
+    "/api/v1/stats/history",
+    tags=["admin"],
+    summary="Runs finished per hour, success rate, p50/p95 duration and queue wait",
+)
+async def stats_history(
+    app: AppDep,
+    principal: PrincipalDep,
+    hours: Annotated[int, Query(ge=1, le=MAX_HISTORY_HOURS, description="hours back")] = 24,
+) -> dict[str, Any]:
+    points = await app.run_history(principal, hours)
+    return {"hours": [history_view(p) for p in points]}
+
+
 @router.get("/api/v1/workers", tags=["admin"], summary="Registered workers (admin)")
 async def workers(app: AppDep, principal: PrincipalDep) -> dict[str, Any]:
     items = await app.list_workers(principal)
@@ -58,4 +74,19 @@ async def workers(app: AppDep, principal: PrincipalDep) -> dict[str, Any]:
             }
             for w in items
         ]
+    }
+
+
+def history_view(point: HistoryPoint) -> dict[str, Any]:
+    return {
+        "hour": point.hour.isoformat(),
+        "finished": point.finished,
+        "completed": point.completed,
+        "failed": point.failed,
+        "cancelled": point.cancelled,
+        "success_rate": point.success_rate,
+        "duration_p50_s": point.duration_p50_s,
+        "duration_p95_s": point.duration_p95_s,
+        "wait_p50_s": point.wait_p50_s,
+        "wait_p95_s": point.wait_p95_s,
     }

@@ -76,7 +76,10 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None,
-        Query(pattern="^[0-9]{1,15}$", description="next_cursor of the previous page"),
+        Query(
+            pattern=r"^[0-9]{1,19}(\.[0-9]{1,19})?$",
+            description="next_cursor of the previous page (of the same filters)",
+        ),
     ] = None,
     task: Annotated[str | None, Query(description="runs of this task")] = None,
     tool: Annotated[

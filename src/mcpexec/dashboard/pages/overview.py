@@ -1,13 +1,16 @@
-"""Overview: runs by status, success rate, this process's worker slots, the latest runs."""
+"""Overview: runs by status, success rate, this process's worker slots, charts of the last 24
+hours (throughput, success rate, p50/p95 duration and queue wait) and the latest runs."""
 
 from __future__ import annotations
 
 from starlette.responses import Response
 
+from mcpexec.dashboard.charts import overview_charts
 from mcpexec.dashboard.page import Get, Nav, View
 from mcpexec.models import RunFilter, RunStatus
 
 NAV = Nav("Overview", "/", 10)
+HOURS = 24
 
 
 async def overview(view: View) -> Response:
@@ -16,6 +19,7 @@ async def overview(view: View) -> Response:
     ended = counts["completed"] + counts["failed"]
     success = counts["completed"] / ended if ended else None
     latest = await view.app.list_runs(view.principal, RunFilter(), 10)
+    hours = await view.app.run_history(view.principal, HOURS)
     return view.render(
         "overview.html",
         title="Overview",
@@ -25,6 +29,8 @@ async def overview(view: View) -> Response:
         slots=view.app.worker_slots(),
         isolation=view.app.isolation,
         latest=latest.runs,
+        charts=overview_charts(hours),
+        hours=[h for h in hours if h.finished],
     )
 
 

@@ -18,11 +18,12 @@ SELECT * FROM runs WHERE tenant = %(tenant)s AND idempotency_key = %(idempotency
 -- inserts nothing (the caller reads the existing run); a duplicate id still raises.
 INSERT INTO runs (id, tenant, status, priority, spec, retry, labels, idempotency_key, rerun_of,
                   created_at, run_at, available_at, task, task_version, params,
-                  estimated_duration_ms, owner, worker_labels)
+                  estimated_duration_ms, owner, tool, notify,
+                  worker_labels)
 VALUES (%(id)s, %(tenant)s, 'pending', %(priority)s, %(spec)s, %(retry)s, %(labels)s,
         %(idempotency_key)s, %(rerun_of)s, %(created_at)s, %(run_at)s, %(available_at)s,
-        %(task)s, %(task_version)s, %(params)s, %(estimated_duration_ms)s, %(owner)s,
-        %(worker_labels)s)
+        %(task)s, %(task_version)s, %(params)s, %(estimated_duration_ms)s, %(owner)s, %(tool)s,
+        %(notify)s, %(worker_labels)s)
 ON CONFLICT (tenant, idempotency_key) DO NOTHING
 RETURNING *;
 
@@ -571,3 +572,11 @@ VALUES (%(run_id)s, %(at)s, %(kind)s, %(step)s, %(detail)s);
 SELECT * FROM workflow_events WHERE run_id = %(run_id)s AND seq > %(after)s
 ORDER BY seq
 LIMIT %(limit)s;
+
+-- name: run_history
+-- The hourly rollup (migration 0012) from %(since)s's hour on; the key leads with the hour.
+SELECT hour, series, bucket, SUM(n)::BIGINT AS n FROM run_rollup
+WHERE hour >= %(since)s - mod(%(since)s, 3600000000)
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+GROUP BY hour, series, bucket
+ORDER BY hour;

@@ -11,10 +11,11 @@ SELECT * FROM runs WHERE tenant = :tenant AND idempotency_key = :idempotency_key
 -- name: insert_run
 INSERT INTO runs (id, tenant, status, priority, spec, retry, labels, idempotency_key, rerun_of,
                   created_at, run_at, available_at, task, task_version, params,
-                  estimated_duration_ms, owner, worker_labels)
+                  estimated_duration_ms, owner, tool, notify,
+                  worker_labels)
 VALUES (:id, :tenant, 'pending', :priority, :spec, :retry, :labels, :idempotency_key, :rerun_of,
         :created_at, :run_at, :available_at, :task, :task_version, :params,
-        :estimated_duration_ms, :owner, :worker_labels)
+        :estimated_duration_ms, :owner, :tool, :notify, :worker_labels)
 RETURNING *;
 
 -- name: list_runs
@@ -433,3 +434,10 @@ WHERE schedule_id = :schedule_id AND fire_key = :fire_key;
 SELECT * FROM schedule_fires WHERE schedule_id = :schedule_id
 ORDER BY fire_at DESC, created_at DESC
 LIMIT :limit;
+
+-- name: run_history
+-- The hourly rollup (migration 0012) from :since's hour on; the key leads with the hour.
+SELECT hour, series, bucket, SUM(n) AS n FROM run_rollup
+WHERE hour >= :since - :since % 3600000000 AND (:tenant IS NULL OR tenant = :tenant)
+GROUP BY hour, series, bucket
+ORDER BY hour;
