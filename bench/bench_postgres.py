@@ -326,7 +326,7 @@ async def history(args: argparse.Namespace) -> None:
             print(
                 f"\nsteady load: submit + claim + heartbeat + finish at {args.soak_rate:g} runs/s "
                 f"for {args.soak_s:g}s on top of the history "
-                "(autovacuum at 1 % of the table, migration 0013)"
+                "(autovacuum at 1 % of the table, migration 0014)"
             )
             for line in await _soak(store, db.url, args.soak_s, args.soak_rate):
                 print(line)

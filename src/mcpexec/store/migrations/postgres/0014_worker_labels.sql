@@ -13,7 +13,7 @@ CREATE INDEX runs_tenant_ready_any ON runs (tenant, priority DESC, seq)
 -- the default autovacuum_vacuum_scale_factor (20 %) a table holding 1M runs of history is only
 -- vacuumed after 200k dead tuples (over half an hour at 50 runs/s, docs/benchmarks.md); at 1 %
 -- autovacuum keeps the queue's dead tuples to about 1 % of the table under steady load. (SQLite
--- has no counterpart: its 0013 adds the column and index only.)
+-- has no counterpart: its 0014 adds the column and index only.)
 ALTER TABLE runs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
                       autovacuum_analyze_scale_factor = 0.02);
 ALTER TABLE attempts SET (autovacuum_vacuum_scale_factor = 0.01,
