@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from .cluster import LEASE_S, Cluster, cluster, require_namespaces
-from .load import LEASE_EXPIRY, Audit, Load, audit, settle, submit_one, throughput
+from .load import LEASE_EXPIRY, Audit, Load, Submits, audit, settle, submit_one, throughput
 
 SOAK = os.environ.get("CHAOS_SOAK", "") == "1"
 #: (CI, soak) sizes.
@@ -116,7 +116,7 @@ class Figures:
 
 def batch(c: Cluster, phase: str, count: int, figures: Figures) -> float:
     """``count`` runs of ``true`` submitted at once; their throughput (runs/s)."""
-    seen = Load(c, lambda: {}, rate=1).seen
+    seen = Submits()
     with httpx.Client(timeout=30) as http:
         ids = [submit_one(c, http, body(phase, ["true"]), seen) for _ in range(count)]
     settle(c, phase, timeout_s=120)
@@ -243,7 +243,7 @@ def phase_partition(c: Cluster, figures: Figures) -> None:
     # cut (its report is late). Retries (attempt 2, elsewhere) end at once.
     hold = ["sh", "-c", '[ "$MCPEXEC_ATTEMPT" -gt 1 ] || sleep 60']
     late = ["sh", "-c", '[ "$MCPEXEC_ATTEMPT" -gt 1 ] || sleep 2']
-    seen = Load(c, lambda: {}, rate=1).seen
+    seen = Submits()
     assert other.proc is not None
     other.proc.send_signal(signal.SIGSTOP)  # so that machine 2 takes these four runs
     try:
