@@ -12,10 +12,16 @@ the end), a warm-up, then:
   (p50/p99): on PostgreSQL with separate workers this is the LISTEN/NOTIFY wake-up across
   processes plus the claim.
 
+``--history`` measures the store instead (no HTTP, one process): the claim at 1M rows of
+history, with and without a backlog of runs waiting for a worker label, and the dead tuples of
+``runs``/``attempts`` after a steady-load soak of ``--soak-s`` seconds (autovacuum on, the
+server's defaults).
+
 Usage::
 
     .venv/bin/python bench/bench_postgres.py            # N=1000 per configuration
     .venv/bin/python bench/bench_postgres.py --quick    # N=300
+    .venv/bin/python bench/bench_postgres.py --history  # 1M rows of history, 300 s soak
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -137,6 +144,196 @@ async def measure(setup: Setup, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+# -- the store at 1M rows of history (--history) -------------------------------------------------
+HISTORY_TEMPLATE = "bench-template"
+
+
+def _columns(conn: psycopg.Connection[Any]) -> list[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'runs' AND column_name NOT IN ('seq', 'id', 'idempotency_key') "
+        "ORDER BY ordinal_position"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def fill_history(url: str, rows: int, pending: int, labelled: int) -> None:
+    """``rows`` finished runs (copies of a real one, one attempt each), then ``labelled`` pending
+    runs asking for ``gpu`` at a higher priority than ``pending`` unlabelled ones: the worst
+    case for a worker without labels, whose claim must not walk the labelled ones."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # no event-log triggers
+        cols = _columns(conn)
+        listed = ", ".join(cols)
+        for start in range(0, rows, 100_000):
+            n = min(100_000, rows - start)
+            conn.execute(
+                f"INSERT INTO runs (id, {listed}) SELECT 'h' || g, {listed} "
+                f"FROM runs, generate_series({start}, {start + n - 1}) AS g "
+                "WHERE runs.id = %s",
+                [HISTORY_TEMPLATE],
+            )
+        conn.execute(
+            "INSERT INTO attempts (run_id, number, worker_id, status, started_at, finished_at) "
+            "SELECT id, 1, 'w', 'completed', created_at, created_at FROM runs "
+            "WHERE id LIKE 'h%'"
+        )
+        overrides = {
+            "status": "'pending'",
+            "started_at": "NULL",
+            "finished_at": "NULL",
+            "attempts": "0",
+            "exit_code": "NULL",
+            "worker_id": "NULL",
+        }
+        for prefix, count, prio, labels in (
+            ("p", pending, 0, "[]"),
+            ("g", labelled, 10, '["gpu"]'),
+        ):
+            values = {**overrides, "priority": str(prio), "worker_labels": f"'{labels}'"}
+            exprs = ", ".join(values.get(c, c) for c in cols)
+            conn.execute(
+                f"INSERT INTO runs (id, {listed}) SELECT '{prefix}' || g, {exprs} "
+                f"FROM runs, generate_series(1, {count}) AS g WHERE runs.id = %s",
+                [HISTORY_TEMPLATE],
+            )
+        conn.execute("ANALYZE runs")
+        conn.execute("ANALYZE attempts")
+
+
+async def _time_claims(store: Any, n: int, labels: frozenset[str]) -> tuple[float, float, int]:
+    """p50/p99 (ms) of ``n`` claims of one run each (then finished, as a worker does)."""
+    from mcpexec.store.base import AttemptOutcome, ClaimLimits
+
+    limits = ClaimLimits(worker_labels=labels)
+    times, claimed = [], 0
+    for _ in range(n):
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        claims = await store.claim("bench", 1, now, now + timedelta(seconds=30), limits)
+        times.append((time.perf_counter() - started) * 1000)
+        for c in claims:
+            claimed += 1
+            await store.finish_attempt(
+                c.run.id, c.attempt, "bench", AttemptOutcome(succeeded=True, exit_code=0), now, None
+            )
+    return percentile(times, 50), percentile(times, 99), claimed
+
+
+async def _template(store: Any) -> None:
+    from mcpexec.models import DEFAULT_RETRY, ExecSpec
+    from mcpexec.store.base import AttemptOutcome, NewRun
+
+    now = datetime.now(UTC)
+    new = NewRun(
+        id=HISTORY_TEMPLATE, tenant="default", spec=ExecSpec(command=["true"]),
+        retry=DEFAULT_RETRY, priority=0, labels={}, created_at=now,
+    )  # fmt: skip
+    await store.enqueue(new)
+    [claim] = await store.claim("bench", 1, now, now + timedelta(seconds=30))
+    outcome = AttemptOutcome(succeeded=True, exit_code=0)
+    await store.finish_attempt(claim.run.id, claim.attempt, "bench", outcome, now, None)
+
+
+def _dead(url: str) -> dict[str, tuple[int, int, int]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count FROM pg_stat_user_tables "
+            "WHERE relname IN ('runs', 'attempts', 'events') ORDER BY relname"
+        ).fetchall()
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+async def _soak(store: Any, url: str, seconds: float, rate: float) -> list[str]:
+    """Submit, claim, finish at ``rate`` runs/s for ``seconds``; dead tuples every minute."""
+    from mcpexec.models import DEFAULT_RETRY, ExecSpec
+    from mcpexec.store.base import AttemptOutcome, NewRun
+
+    lines, done = [], 0
+    start = time.monotonic()
+    next_report = start
+    while (elapsed := time.monotonic() - start) < seconds:
+        if time.monotonic() >= next_report:
+            dead = _dead(url)
+            lines.append(
+                f"  t={elapsed:5.0f}s  runs {done:6d}  "
+                + "  ".join(f"{t}: live {v[0]} dead {v[1]} autovac {v[2]}" for t, v in dead.items())
+            )
+            next_report += 60
+        now = datetime.now(UTC)
+        new = NewRun(
+            id=f"s{done}", tenant="default", spec=ExecSpec(command=["true"]),
+            retry=DEFAULT_RETRY, priority=0, labels={}, created_at=now,
+        )  # fmt: skip
+        await store.enqueue(new)
+        claims = await store.claim("bench", 1, now, now + timedelta(seconds=30))
+        for c in claims:
+            lease = now + timedelta(seconds=30)
+            await store.heartbeat("bench", [(c.run.id, c.attempt)], now, lease)
+            outcome = AttemptOutcome(succeeded=True, exit_code=0)
+            await store.finish_attempt(c.run.id, c.attempt, "bench", outcome, now, None)
+        done += 1
+        await asyncio.sleep(max(done / rate - (time.monotonic() - start), 0))  # the rate
+    dead = _dead(url)
+    lines.append(
+        f"  t={time.monotonic() - start:5.0f}s  runs {done:6d}  "
+        + "  ".join(f"{t}: live {v[0]} dead {v[1]} autovac {v[2]}" for t, v in dead.items())
+    )
+    return lines
+
+
+async def history(args: argparse.Namespace) -> None:
+    from mcpexec.store.postgres import PostgresStore
+
+    with Database(args.pg) as db:
+        store = PostgresStore(db.url)
+        await store.open()
+        try:
+            await _template(store)
+            started = time.monotonic()
+            fill_history(db.url, args.history_rows, pending=2000, labelled=20_000)
+            print(
+                f"history: {args.history_rows} finished runs (+1 attempt each), 20000 pending "
+                f"runs asking for 'gpu' at priority 10, 2000 unlabelled pending at priority 0 "
+                f"(filled in {time.monotonic() - started:.0f}s)\n"
+            )
+            print(f"{'claim of one run (then finished), 300 each':58} {'p50':>8} {'p99':>8}")
+            for name, labels in (
+                ("worker without labels (skips the 20000 'gpu' runs)", frozenset()),
+                ("worker --labels gpu,cuda (takes the 'gpu' runs)", frozenset({"gpu", "cuda"})),
+            ):
+                p50, p99, n = await _time_claims(store, 300, labels)
+                print(f"{name:58} {p50:6.2f}ms {p99:6.2f}ms" + ("" if n == 300 else f" ({n})"))
+            with psycopg.connect(db.url, autocommit=True) as conn:
+                conn.execute("DROP INDEX runs_tenant_ready_any")
+                conn.execute("ANALYZE runs")
+            p50, p99, _ = await _time_claims(store, 300, frozenset())
+            print(f"{'  the same without the partial index runs_tenant_ready_any':58} "
+                  f"{p50:6.2f}ms {p99:6.2f}ms")  # fmt: skip
+            with psycopg.connect(db.url, autocommit=True) as conn:
+                conn.execute(
+                    "CREATE INDEX runs_tenant_ready_any ON runs (tenant, priority DESC, seq) "
+                    "WHERE status = 'pending' AND worker_labels = '[]'"
+                )
+                conn.execute("DELETE FROM runs WHERE status = 'pending' AND id LIKE 'g%'")
+                conn.execute("VACUUM ANALYZE runs")
+            p50, p99, _ = await _time_claims(store, 300, frozenset())
+            print(f"{'worker without labels, no labelled run pending':58} "
+                  f"{p50:6.2f}ms {p99:6.2f}ms")  # fmt: skip
+            with psycopg.connect(db.url, autocommit=True) as conn:
+                conn.execute("DELETE FROM runs WHERE status = 'pending'")
+                conn.execute("VACUUM ANALYZE runs")
+            print(
+                f"\nsteady load: submit + claim + heartbeat + finish at {args.soak_rate:g} runs/s "
+                f"for {args.soak_s:g}s on top of the history "
+                "(autovacuum at 1 % of the table, migration 0014)"
+            )
+            for line in await _soak(store, db.url, args.soak_s, args.soak_rate):
+                print(line)
+        finally:
+            await store.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="runs per throughput measurement")
@@ -145,7 +342,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="N=300, 100 warm-up, 50 idle runs")
     parser.add_argument("--pg", default=DEFAULT_PG, help="a PostgreSQL server (admin database)")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--history", action="store_true", help="the store at 1M rows of history")
+    parser.add_argument("--history-rows", type=int, default=1_000_000)
+    parser.add_argument("--soak-s", type=float, default=300.0, help="steady-load soak (seconds)")
+    parser.add_argument("--soak-rate", type=float, default=50.0, help="runs/s in the soak")
     args = parser.parse_args()
+    if args.history:
+        print(
+            f"mcpexec PostgreSQL store at scale — {platform.node()} · {os.cpu_count()} CPUs · "
+            f"{datetime.now():%Y-%m-%d %H:%M} · load {os.getloadavg()[0]:.1f}"
+        )
+        asyncio.run(history(args))
+        return 0
     if args.quick:
         args.n, args.warmup, args.latency_n = 300, 100, 50
     print(

@@ -340,11 +340,12 @@ class App:
             run_at=request.run_at,
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
+            worker_labels=tuple(request.worker_labels),
             notify=request.notify,
         )
         run, created = await self.enqueue(new, principal)
         if not created and not run.same_request(
-            new.spec, new.retry, new.priority, new.labels, new.run_at
+            new.spec, new.retry, new.priority, new.labels, new.run_at, new.worker_labels
         ):
             raise IdempotencyConflict(key=new.idempotency_key, run_id=run.id)
         return run, created
@@ -490,6 +491,7 @@ class App:
                 "retry": old.retry,
                 "priority": old.priority,
                 "labels": _unreserved(old.labels),
+                "worker_labels": old.worker_labels,
             }
         )
         run, _ = await self.submit(request, principal, rerun_of=old.id)

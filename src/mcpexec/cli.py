@@ -98,6 +98,10 @@ def version() -> None:
     help="Run no workers here (API, MCP, scheduler, reaper): `mcpexec worker` processes "
     "sharing the store (MCPEXEC_DATABASE_URL) execute the runs.",
 )
+@click.option(
+    "--worker-labels",
+    help="Labels of this process's workers, comma-separated (MCPEXEC_WORKER_LABELS).",
+)
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
 @log_level_option
 @log_format_option
@@ -111,6 +115,7 @@ def serve(
     port: int | None,
     workers: int | None,
     no_workers: bool,
+    worker_labels: str | None,
     home: Path | None,
     log_level: str | None,
     log_format: str | None,
@@ -124,6 +129,7 @@ def serve(
             host=host,
             port=port,
             workers=0 if no_workers else workers,
+            worker_labels=worker_labels,
             home=home,
             log_level=log_level,
             log_format=log_format,
@@ -133,18 +139,33 @@ def serve(
 
 @main.command()
 @click.option("--workers", type=int, help="Worker slots (default 4).")
+@click.option(
+    "--labels",
+    help="This worker's labels, comma-separated: it also runs the runs asking for them "
+    "(worker_labels; MCPEXEC_WORKER_LABELS).",
+)
 @click.option("--home", type=click.Path(path_type=Path), help="Data directory ($MCPEXEC_HOME).")
 @log_level_option
 @log_format_option
 def worker(
-    workers: int | None, home: Path | None, log_level: str | None, log_format: str | None
+    workers: int | None,
+    labels: str | None,
+    home: Path | None,
+    log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Run workers alone against the store (MCPEXEC_DATABASE_URL, else the one in
     $MCPEXEC_HOME), no HTTP: as many worker processes on as many machines as wanted."""
     from mcpexec.serving import run_worker
 
     with _startup_errors():
-        run_worker(workers=workers, home=home, log_level=log_level, log_format=log_format)
+        run_worker(
+            workers=workers,
+            worker_labels=labels,
+            home=home,
+            log_level=log_level,
+            log_format=log_format,
+        )
 
 
 @main.command()
@@ -278,6 +299,8 @@ def _build_spec(opts: dict[str, Any], command: tuple[str, ...]) -> dict[str, Any
         spec["env"] = _key_values(opts["env"], "--env")
     if opts["label"]:
         spec["labels"] = _key_values(opts["label"], "--label")
+    if opts["worker_label"]:
+        spec["worker_labels"] = list(opts["worker_label"])
     if opts["input"]:
         spec["inputs"] = _inputs(opts["input"])
     if opts["network"]:
@@ -317,6 +340,11 @@ def _submit_options(f: Any) -> Any:
         click.option("--run-at", help="Start no sooner than this ISO 8601 time."),
         click.option("--env", multiple=True, help="KEY=VALUE for the task (repeatable)."),
         click.option("--label", multiple=True, help="KEY=VALUE label (repeatable)."),
+        click.option(
+            "--worker-label",
+            multiple=True,
+            help="Only a worker with this label runs it (repeatable: all of them).",
+        ),
         click.option("--input", multiple=True, help="NAME=text or NAME=@file (repeatable)."),
         click.option("--cpu-s", type=int, help="CPU-seconds limit."),
         click.option("--memory-mb", type=int, help="Memory limit in MiB (cgroup in the sandbox)."),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ _QUEUE_FIELDS = {
     "task",
     "params",
     "notify",
+    "worker_labels",
 }
 
 
@@ -126,6 +127,7 @@ class TaskOps:
             record,
             request.params or {},
             labels=dict(request.labels),
+            worker_labels=request.worker_labels,
             run_at=request.run_at,
             priority=request.priority if "priority" in given else None,
             retry=request.retry,
@@ -143,6 +145,7 @@ class TaskOps:
         params: Mapping[str, Any],
         *,
         labels: dict[str, str],
+        worker_labels: Sequence[str] = (),
         run_at: datetime | None = None,
         priority: int | None = None,
         retry: RetryPolicy | None = None,
@@ -168,6 +171,8 @@ class TaskOps:
             retry=retry or task.retry or DEFAULT_RETRY,
             priority=task.priority if priority is None else priority,
             labels={**task.labels, **labels},
+            # the task's and the request's: a worker must have them all
+            worker_labels=tuple(sorted({*task.worker_labels, *worker_labels})),
             created_at=utcnow(),
             run_at=run_at,
             idempotency_key=idempotency_key,
@@ -200,6 +205,7 @@ def rerun_request(old: Run) -> RunRequest:
         priority=old.priority,
         retry=old.retry,
         labels={k: v for k, v in old.labels.items() if not k.startswith(RESERVED_LABEL_PREFIX)},
+        worker_labels=old.worker_labels,
     )
 
 

@@ -36,6 +36,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _INPUT_NAME = re.compile(r"[A-Za-z0-9._-][A-Za-z0-9._/-]{0,254}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 _PRIORITY_NUMBER = re.compile(r"-?[0-9]{1,4}")
+_WORKER_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,30}[a-z0-9])?")
 
 # The same rules in JSON Schema (ECMA-262 patterns) for the OpenAPI document, so that what the
 # document calls valid is accepted and the rest refused.
@@ -45,6 +46,11 @@ INPUT_NAME_PATTERN = (
 )
 LABEL_KEY_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"
 NO_NUL_PATTERN = "^[^\\u0000]*$"
+#: A worker label (``worker_labels`` of a run, ``--labels`` of a worker): 1-32 lower-case
+#: letters, digits, '.', '_', '-', starting and ending with a letter or digit.
+WORKER_LABEL_PATTERN = "^[a-z0-9](?:[a-z0-9._-]{0,30}[a-z0-9])?$"
+#: At most this many worker labels on a run (and on a worker).
+MAX_WORKER_LABELS = 16
 TASK_NAME_PATTERN = "^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
 #: ``name`` or ``name@version``; a version is 1, 2, ... (no leading zero, so one spelling each).
 TASK_REF_PATTERN = "^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?(?:@[1-9][0-9]{0,17})?$"
@@ -625,6 +631,41 @@ Priority = Annotated[
         }
     ),
 ]
+
+
+def check_worker_labels(labels: Any) -> list[str]:
+    """Worker labels as stored: each matching ``WORKER_LABEL_PATTERN``, at most
+    ``MAX_WORKER_LABELS`` distinct ones, sorted and without repeats (a run asking ``gpu`` twice
+    asks for ``gpu``). Raises ``ValueError`` naming the bad label."""
+    if not isinstance(labels, list | tuple | set | frozenset):
+        raise ValueError("worker_labels must be a list of strings")
+    if len(labels) > MAX_WORKER_LABELS:
+        raise ValueError(f"at most {MAX_WORKER_LABELS} worker labels")
+    for label in labels:
+        if not isinstance(label, str) or not _WORKER_LABEL.fullmatch(label):
+            raise ValueError(
+                f"worker label {label!r}: 1-32 lower-case letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+    return sorted(set(labels))
+
+
+#: The labels a run asks its worker to have (every one of them); ``[]``: any worker.
+WorkerLabels = Annotated[
+    list[str],
+    BeforeValidator(check_worker_labels),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": WORKER_LABEL_PATTERN},
+            "maxItems": MAX_WORKER_LABELS,
+            "description": "only a worker having every one of these labels runs it "
+            "(mcpexec worker --labels); none: any worker",
+        }
+    ),
+]
+
+
 #: Labels as the document has them (``check_labels_shape`` checks them).
 Labels = Annotated[
     dict[Text, Text],
@@ -679,6 +720,7 @@ class RunRequest(ExecSpec):
     run_at: IsoDateTime | None = Field(default=None, description="do not start before (ISO 8601)")
     retry: RetryPolicy | None = None
     labels: Labels = Field(default_factory=dict)
+    worker_labels: WorkerLabels = Field(default_factory=list)
     idempotency_key: Text | None = Field(default=None, min_length=1, max_length=200)
     # A run of a defined task (issue 11): ``task`` instead of command/shell/script.
     task: Text | None = Field(
@@ -780,6 +822,8 @@ class Run(BaseModel):
     estimated_duration_ms: int | None = None
     #: The principal that submitted the run (issue 10); ``None`` for runs stored before.
     owner: str | None = None
+    #: Only a worker with every one of these labels claims the run (issue 13); ``[]``: any.
+    worker_labels: list[str] = Field(default_factory=list)
     #: The webhook told when the run ends (issue 17).
     notify: Notify | None = None
 
@@ -794,6 +838,7 @@ class Run(BaseModel):
         priority: int,
         labels: dict[str, str],
         run_at: datetime | None,
+        worker_labels: list[str] | tuple[str, ...] = (),
     ) -> bool:
         """Whether a submit with these values asks for this run (an idempotent retry) rather
         than for a different one under the same idempotency key. Compared as validated values,
@@ -804,6 +849,7 @@ class Run(BaseModel):
             and self.priority == priority
             and _lasting(self.labels) == _lasting(labels)
             and self.run_at == run_at
+            and self.worker_labels == list(worker_labels)
         )
 
 

@@ -90,10 +90,11 @@ def run_server(
     log_level: str | None = None,
     spool: Path | None = None,
     log_format: str | None = None,
+    worker_labels: str | None = None,
 ) -> None:
     settings = load_settings(
         host=host, port=port, workers=workers, home=home, log_level=log_level,
-        log_format=log_format,
+        log_format=log_format, worker_labels=worker_labels,
     )  # fmt: skip
     _configure_logging(settings)
     # A store that cannot be opened (bad URL, unreachable, newer schema) is one line at the
@@ -137,8 +138,15 @@ def run_worker(
     home: Path | None = None,
     log_level: str | None = None,
     log_format: str | None = None,
+    worker_labels: str | None = None,
 ) -> None:
-    settings = load_settings(workers=workers, home=home, log_level=log_level, log_format=log_format)
+    settings = load_settings(
+        workers=workers,
+        home=home,
+        log_level=log_level,
+        log_format=log_format,
+        worker_labels=worker_labels,
+    )
     _configure_logging(settings)
     asyncio.run(_worker_main(settings.workers, settings))
 
@@ -151,7 +159,11 @@ async def _worker_main(slots: int, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    logging.getLogger(__name__).info("worker running with %d slot(s)", max(slots, 1))
+    logging.getLogger(__name__).info(
+        "worker running with %d slot(s), labels %s",
+        max(slots, 1),
+        ",".join(settings.worker_labels) or "(none)",
+    )
     with _metrics_endpoint(app, settings):
         await stop.wait()
     await app.close()

@@ -25,6 +25,7 @@ from pydantic_settings import (
 from mcpexec import config_file as config_file_
 from mcpexec.alert_rules import AlertRule
 from mcpexec.errors import ConfigError
+from mcpexec.models import check_worker_labels
 from mcpexec.paths import config_file, default_home
 
 MIB = 1024 * 1024
@@ -121,6 +122,13 @@ class Settings(BaseSettings):
     )
 
     workers: int = Field(default=4, ge=0, le=256, description="worker slots in this process")
+    #: Worker labels / routing (issue 13): this process's workers claim the runs asking for
+    #: labels all among these, and the runs asking for none.
+    worker_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="labels of this process's workers (comma-separated in the environment): "
+        "they also run the runs whose worker_labels are all among them",
+    )
     lease_s: float = Field(default=30.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
     poll_s: float = Field(default=1.0, gt=0, description="claim poll when no wake-up arrives")
@@ -327,6 +335,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [h.strip() for h in value.split(",") if h.strip()]
         return value
+
+    @field_validator("worker_labels", mode="before")
+    @classmethod
+    def _worker_labels(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [label.strip() for label in value.split(",") if label.strip()]
+        return check_worker_labels(value)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

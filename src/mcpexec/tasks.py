@@ -44,6 +44,7 @@ from mcpexec.models import (
     Priority,
     RetryPolicy,
     Text,
+    WorkerLabels,
     check_labels_shape,
 )
 from mcpexec.params import PARAMS_FILE, check_params_schema, param_inputs, validate_params
@@ -64,6 +65,8 @@ class TaskDefinition(ExecSpec):
     retry: RetryPolicy | None = None
     priority: Priority = 0
     labels: Labels = Field(default_factory=dict)
+    #: Only workers with all of these run the task's runs (with those a submit adds).
+    worker_labels: WorkerLabels = Field(default_factory=list)
     inputs: dict[Text, str | InputFile] = Field(
         default_factory=dict,
         description=f"files written into the working directory first ({PARAMS_FILE!r}: reserved)",

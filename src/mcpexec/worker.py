@@ -94,6 +94,8 @@ class WorkerOptions:
     limits_for: Callable[[ExecSpec], EffectiveLimits]
     #: Running attempts per tenant when the tenant sets none (issue 10; ``None``: no limit).
     tenant_max_concurrent: int | None = None
+    #: This worker's labels: it claims runs whose ``worker_labels`` are all among them (issue 13).
+    worker_labels: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings, concurrency: int) -> WorkerOptions:
@@ -101,8 +103,9 @@ class WorkerOptions:
         named: dict[str, Any] = {
             f.name: getattr(settings, f.name)
             for f in dataclasses.fields(cls)
-            if f.name not in ("concurrency", "limits_for")
+            if f.name not in ("concurrency", "limits_for", "worker_labels")
         }
+        named["worker_labels"] = frozenset(settings.worker_labels)
         return cls(
             concurrency=concurrency,
             limits_for=partial(effective_limits, settings=settings),
@@ -304,7 +307,10 @@ class Worker:
             now = utcnow()
             lease = now + timedelta(seconds=self.options.lease_s)
             try:
-                limits = ClaimLimits(default_max_concurrent=self.options.tenant_max_concurrent)
+                limits = ClaimLimits(
+                    default_max_concurrent=self.options.tenant_max_concurrent,
+                    worker_labels=self.options.worker_labels,
+                )
                 claims = await self.store.claim(self.id, free, now, lease, limits)
             except Exception:
                 # A store that is briefly busy or unavailable must not end the worker: nothing
@@ -342,7 +348,7 @@ class Worker:
         """Seconds until the earliest pending run becomes claimable, at most ``poll``. A run
         made by another process after this query is still seen within ``poll``."""
         try:
-            due = await self.store.next_available_at()
+            due = await self.store.next_available_at(self.options.worker_labels)
         except Exception:
             log.exception("reading the next due time failed; polling")
             return poll

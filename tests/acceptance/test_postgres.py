@@ -72,8 +72,11 @@ def test_db_migrate_is_idempotent_and_refuses_a_newer_database(db_url: str, tmp_
 class Worker:
     """A ``mcpexec worker`` process on the shared database."""
 
-    def __init__(self, server: Server, slots: int, home: Path | None = None) -> None:
-        """On ``server``'s home, or on ``home`` (another machine: nothing shared but the DB)."""
+    def __init__(
+        self, server: Server, slots: int, home: Path | None = None, labels: str | None = None
+    ) -> None:
+        """On ``server``'s home, or on ``home`` (another machine: nothing shared but the DB),
+        with ``labels`` (``--labels``)."""
         env = server.env()
         if home is not None:
             home.mkdir(exist_ok=True)
@@ -81,7 +84,8 @@ class Worker:
         self.log_path = (home or server.home) / f"worker-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [MCPEXEC, "worker", "--workers", str(slots)],
+                [MCPEXEC, "worker", "--workers", str(slots)]
+                + ([] if labels is None else ["--labels", labels]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -290,3 +294,42 @@ def test_a_separate_workers_events_reach_the_api_process_stream(
         assert len(started) == 10
         everything = [e["id"] for e in client.events_page(after=0, limit=1000)["events"]]
         assert everything == sorted(set(everything))
+
+
+def test_runs_asking_for_worker_labels_go_to_the_workers_having_them(
+    cluster: tuple[Server, Worker],
+) -> None:
+    server, _ = cluster
+    gpu = Worker(server, slots=2, labels="gpu,cuda")
+    try:
+        with server.client() as client:
+            deadline = time.monotonic() + 60
+            while len(client.workers()) < 2:  # the labelled worker registered
+                assert gpu.proc.poll() is None, gpu.log()
+                assert time.monotonic() < deadline, gpu.log()
+                time.sleep(0.05)  # another process's start-up: nothing to await but its row
+            by_pid = {w["pid"]: w["id"] for w in client.workers()}
+            routed = [
+                client.submit({"command": ["true"], "worker_labels": ["gpu"]})["id"]
+                for _ in range(20)
+            ]
+            by_cli = server.cli("submit", "--worker-label", "gpu", "--", "true")
+            assert by_cli.returncode == 0, by_cli.stderr
+            routed.append(by_cli.stdout.strip())
+            anywhere = [client.submit({"command": ["true"]})["id"] for _ in range(20)]
+            done = _wait_all(client, routed + anywhere, timeout_s=120)
+            assert {r["status"] for r in done.values()} == {"completed"}
+            assert all(done[i]["worker_labels"] == ["gpu"] for i in routed)
+            assert {done[i]["worker_id"] for i in routed} == {by_pid[gpu.proc.pid]}
+            assert all(done[i]["worker_labels"] == [] for i in anywhere)
+            again = client.wait(client.rerun(routed[0])["id"], timeout_s=60)
+            assert (again["worker_labels"], again["worker_id"]) == (["gpu"], by_pid[gpu.proc.pid])
+            # nobody has "tpu": the run waits (and the workers do not spin on it)
+            waiting = client.submit({"command": ["true"], "worker_labels": ["tpu"]})["id"]
+            assert client.get(waiting)["status"] == "pending"
+            with pytest.raises(ApiError) as bad:
+                client.submit({"command": ["true"], "worker_labels": ["GPU!"]})
+            assert bad.value.status == 422
+            assert "worker label 'GPU!'" in str(bad.value)
+    finally:
+        gpu.stop()

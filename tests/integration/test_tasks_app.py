@@ -146,3 +146,21 @@ async def test_tasks_are_scoped_by_tenant_and_archive_keeps_history(tmp_path: Pa
             await app.schedules.create(ScheduleRequest(task="report", every="1m"), ALICE)
         assert (await app.get(run.id, ALICE)).task == "report"  # history stays readable
         assert (await app.tasks.get("report@1", ALICE)).archived
+
+
+async def test_a_tasks_worker_labels_route_its_runs_with_the_requests_own(
+    tmp_path: Path,
+) -> None:
+    async with real_app(tmp_path, worker_labels=["cuda", "gpu", "big"]) as app:
+        await app.tasks.define(task("shell: echo on-gpu\nworker_labels: [gpu]\n", "train"), ADMIN)
+        run, _ = await app.submit(RunRequest(task="train", worker_labels=["cuda"]), ADMIN)
+        assert run.worker_labels == ["cuda", "gpu"]  # the task's and the request's
+        await until(app, run.id, "completed")  # this app's workers have both
+        again, _ = await app.submit(RunRequest(task="train"), ADMIN)
+        assert again.worker_labels == ["gpu"]
+        await until(app, again.id, "completed")
+    async with real_app(tmp_path) as app:  # unlabelled workers leave them alone
+        waiting, _ = await app.submit(RunRequest(task="train"), ADMIN)
+        plain, _ = await app.submit(RunRequest(shell="true"), ADMIN)
+        await until(app, plain.id, "completed")
+        assert (await app.get(waiting.id, ADMIN)).status == "pending"

@@ -209,3 +209,33 @@ def test_bounds_reach_the_document_as_json_schema() -> None:
     found = set().union(*(keys(m.model_json_schema()) for m in models))
     assert "minimum" in found
     assert not found & {"ge", "le", "gt", "lt"}
+
+
+def test_worker_labels_are_checked_sorted_and_deduplicated() -> None:
+    request = RunRequest.model_validate(
+        {"command": ["true"], "worker_labels": ["gpu", "cuda-12", "gpu"]}
+    )
+    assert request.worker_labels == ["cuda-12", "gpu"]
+    assert RunRequest.model_validate({"command": ["true"]}).worker_labels == []
+    for bad, message in (
+        (["GPU"], "worker label 'GPU'"),
+        (["-gpu"], "worker label '-gpu'"),
+        (["a" * 33], "worker label"),
+        ([""], "worker label ''"),
+        ([1], "worker label 1"),
+        ("gpu", "must be a list"),
+        ([f"l{i}" for i in range(17)], "at most 16 worker labels"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            RunRequest.model_validate({"command": ["true"], "worker_labels": bad})
+
+
+def test_worker_labels_setting_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcpexec.errors import ConfigError
+    from mcpexec.settings import load_settings
+
+    monkeypatch.setenv("MCPEXEC_WORKER_LABELS", "gpu, cuda,gpu")
+    assert load_settings().worker_labels == ["cuda", "gpu"]
+    assert load_settings(worker_labels="arm64").worker_labels == ["arm64"]
+    with pytest.raises(ConfigError, match="worker label 'Big GPU'"):
+        load_settings(worker_labels="Big GPU")

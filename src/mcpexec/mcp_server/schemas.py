@@ -231,6 +231,7 @@ def tool_schemas(settings: Settings) -> dict[str, tuple[Schema, Schema]]:
             **bare(spec),
             "priority": {"type": "integer", "minimum": -100, "maximum": 100, "default": 0},
             "run_at": {"type": "string", "format": "date-time", "description": "start no sooner"},
+            "worker_labels": {"type": "array", "items": STR},
             "notify": {"type": "object", "description": "{webhook: URL, on: [failed, ...]}"},
         },
         description=ONE_KIND,

@@ -61,6 +61,8 @@ Shell = str | None
 Env = dict[str, str] | None
 Inputs = dict[str, str | InputFile] | None
 Labels = dict[str, str] | None
+#: Only a worker with all of these runs it (``mcpexec worker --labels``).
+WorkerLabelList = list[str] | None
 Secrets = list[str] | None
 IdemKey = str | None
 TaskRef = str | None  # a defined task, NAME or NAME@VERSION (issue 11)
@@ -143,6 +145,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         secrets: Secrets = None,
         retry: RetryPolicy | None = None,
         labels: Labels = None,
+        worker_labels: WorkerLabelList = None,
         priority: Annotated[int, Field(ge=-100, le=100)] = 0,
         run_at: datetime | None = None,
         idempotency_key: IdemKey = None,
@@ -154,6 +157,7 @@ def register_tools(server: MCPServer[Any], deps: Deps) -> None:  # noqa: PLR0915
         spec.update(inputs=inputs, timeout_s=timeout_s, limits=limits, labels=labels)
         spec.update(network=network, secrets=secrets, retry=retry, run_at=run_at)
         spec.update(priority=priority, task=task, params=params, tool=tool, notify=notify)
+        spec.update(worker_labels=worker_labels)
         request = build_request({**spec, "idempotency_key": idempotency_key})
         principal = deps.principal()
         with tool_errors():

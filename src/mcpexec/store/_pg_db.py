@@ -25,7 +25,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -50,6 +50,17 @@ POOL_MIN, POOL_MAX = 1, 10
 POOL_WAIT_S = 5.0  # a request waits this long for a connection, then 503
 RETRIES = POOL_MAX + 2  # every pooled connection may be dead after a server restart
 LISTEN_BACKOFF_S = (0.05, 2.0)
+#: libpq's TCP settings for every connection: a connection to a server that became unreachable
+#: (a cut network, not a refused one) fails within seconds instead of hanging for the kernel's
+#: ~15 minutes of retransmissions, so a worker cut off from the database sees its store fail,
+#: and reconnects when the network is back. Settings given in the URL win.
+TCP_SETTINGS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms unacknowledged
+}
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.migrate', 0))"
 
 
@@ -86,9 +97,18 @@ def describe(url: str) -> str:
     return f"postgresql://{host}:{info.get('port', 5432)}/{db}"
 
 
+def _tcp_settings(url: str) -> dict[str, int]:
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return dict(TCP_SETTINGS)
+    return {k: v for k, v in TCP_SETTINGS.items() if k not in given}
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.tcp: dict[str, Any] = _tcp_settings(url)
         self.origin = uuid.uuid4().hex  # this store object, in NOTIFY payloads
         self.work = WorkSignal()
         self.version = 0
@@ -110,6 +130,7 @@ class Database:
                 row_factory=dict_row,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name=APPLICATION_NAME,
+                **self.tcp,
             )
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -141,6 +162,7 @@ class Database:
                 "row_factory": dict_row,
                 "connect_timeout": CONNECT_TIMEOUT_S,
                 "application_name": APPLICATION_NAME,
+                **self.tcp,
             },
             configure=configure,
             min_size=POOL_MIN,

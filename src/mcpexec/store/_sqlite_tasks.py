@@ -50,6 +50,7 @@ def run_args(new: NewRun) -> dict[str, Any]:
         "params": json_or_none(new.params),
         "estimated_duration_ms": new.estimated_duration_ms,
         "owner": new.owner,
+        "worker_labels": json.dumps(sorted(set(new.worker_labels))),
         "tool": None if new.spec.tool is None else new.spec.tool.qualified,
         "notify": None if new.notify is None else new.notify.model_dump_json(),
     }

@@ -159,6 +159,8 @@ def pick_claims(
     """The seqs one claim takes (inside the claim's tx): ``fair_pick`` over each ready tenant's
     first ``limit`` claimable runs, under each tenant's ``max_concurrent``."""
     default = None if limits is None else limits.default_max_concurrent
+    have = frozenset() if limits is None else limits.worker_labels
+    heads = q["claim_heads_labelled"] if have else q["claim_heads"]
     tenants = conn.execute(q["claim_ready_tenants"], {"default_max_concurrent": default}).fetchall()
     running = {r["tenant"]: r["running"] for r in tenants}
     caps = {r["tenant"]: r["max_concurrent"] for r in tenants}
@@ -169,9 +171,11 @@ def pick_claims(
         if want <= 0:
             continue
         args = {"tenant": row["tenant"], "now": now_us, "limit": want}
+        if have:
+            args["have"] = json.dumps(sorted(have))
         candidates.extend(
             Candidate(key=r["seq"], tenant=r["tenant"], priority=r["priority"], seq=r["seq"])
-            for r in conn.execute(q["claim_heads"], args)
+            for r in conn.execute(heads, args)
         )
     return fair_pick(candidates, running, caps, limit)
 

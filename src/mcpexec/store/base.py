@@ -96,6 +96,9 @@ class NewRun:
     default_max_queued: int | None = None
     #: Pending runs of all tenants together (the server's ``max_queued``); ``None``: no limit.
     global_max_queued: int | None = None
+    #: Only a worker having every one of these labels may claim the run (sorted, distinct;
+    #: empty: any worker).
+    worker_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,9 @@ class ClaimLimits:
     own, else this default; ``None``: no limit), counted in the claim's own transaction."""
 
     default_max_concurrent: int | None = None
+    #: The claiming worker's labels: it takes a run only if these include every one of the
+    #: run's ``worker_labels`` (a run asking none is taken by any worker).
+    worker_labels: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,14 +358,19 @@ class Store(abc.ABC):
         several processes never over-admit. Each becomes ``running`` with
         ``attempts + 1``, ``worker_id``, the lease, ``started_at`` (set on the first attempt only)
         and a new attempt row (status ``running``). Never hands a run to two workers.
-        Runs with ``cancel_requested`` are never claimed (cancel makes them terminal anyway)."""
+        Runs with ``cancel_requested`` are never claimed (cancel makes them terminal anyway),
+        nor runs asking for a worker label the claimer lacks (``limits.worker_labels``)."""
 
     @abc.abstractmethod
-    async def next_available_at(self) -> datetime | None:
+    async def next_available_at(
+        self, worker_labels: Collection[str] = frozenset()
+    ) -> datetime | None:
         """The earliest time a pending run becomes claimable (its ``run_at`` or retry's
         ``next_attempt_at``; a time in the past for a run claimable now), or ``None`` when no
-        run is pending. Runs with ``cancel_requested`` do not count. Workers sleep until then
-        instead of until their next poll, so a sub-second retry delay is honoured."""
+        run is pending. Runs with ``cancel_requested`` do not count, nor runs asking for a
+        worker label not in ``worker_labels`` (the asking worker could not claim them). Workers
+        sleep until then instead of until their next poll, so a sub-second retry delay is
+        honoured."""
 
     @abc.abstractmethod
     async def heartbeat(

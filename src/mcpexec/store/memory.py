@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -151,6 +151,7 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
             params=_copy_json(new.params),
             estimated_duration_ms=new.estimated_duration_ms,
             owner=new.owner,
+            worker_labels=sorted(set(new.worker_labels)),
             notify=new.notify,
         )
         log = self._event_log
@@ -215,12 +216,14 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
         limits: ClaimLimits | None = None,
     ) -> list[Claim]:
         now, lease = utc(now), utc(lease_expires_at)
+        have = frozenset() if limits is None else limits.worker_labels
         ready = [
             (r.run.id, r.run.tenant, r.run.priority, r.run.seq)
             for r in self._runs.values()
             if r.run.status == RunStatus.PENDING
             and r.available_at <= now
             and not r.run.cancel_requested
+            and have.issuperset(r.run.worker_labels)
         ]
         running: dict[str, int] = {}
         for r in self._runs.values():
@@ -250,11 +253,16 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
             claims.append(Claim(run=row.snapshot(), attempt=number, lease_expires_at=lease))
         return claims
 
-    async def next_available_at(self) -> datetime | None:
+    async def next_available_at(
+        self, worker_labels: Collection[str] = frozenset()
+    ) -> datetime | None:
+        have = frozenset(worker_labels)
         due = [
             r.available_at
             for r in self._runs.values()
-            if r.run.status == RunStatus.PENDING and not r.run.cancel_requested
+            if r.run.status == RunStatus.PENDING
+            and not r.run.cancel_requested
+            and have.issuperset(r.run.worker_labels)
         ]
         return min(due, default=None)
 

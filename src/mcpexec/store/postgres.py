@@ -27,6 +27,8 @@ stays the fallback: the listener reconnects after a dropped connection and wakes
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -157,6 +159,10 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
             return []
         now_us = to_us(now)
         default = None if limits is None else limits.default_max_concurrent
+        have = frozenset() if limits is None else limits.worker_labels
+        heads_args: dict[str, Any] = {"now": now_us}
+        if have:
+            heads_args["have"] = json.dumps(sorted(have))
 
         async def tx(conn: Conn) -> list[Claim]:
             ready = await fetch_all(
@@ -180,8 +186,8 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
                 return []
             heads = await fetch_all(
                 conn,
-                Q["claim_heads"],
-                {"tenants": list(wants), "wants": list(wants.values()), "now": now_us},
+                Q["claim_heads_labelled"] if have else Q["claim_heads"],
+                {**heads_args, "tenants": list(wants), "wants": list(wants.values())},
             )
             candidates = [
                 Candidate(key=r["seq"], tenant=r["tenant"], priority=r["priority"], seq=r["seq"])
@@ -206,9 +212,13 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
 
         return await self._db.run(tx)
 
-    async def next_available_at(self) -> datetime | None:
+    async def next_available_at(
+        self, worker_labels: Collection[str] = frozenset()
+    ) -> datetime | None:
+        args = {"have": json.dumps(sorted(worker_labels))}
+
         async def tx(conn: Conn) -> datetime | None:
-            row = await fetch_one(conn, Q["next_available_at"], {})
+            row = await fetch_one(conn, Q["next_available_at"], args)
             return None if row is None or row["at"] is None else from_us(row["at"])
 
         return await self._db.run(tx)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -169,9 +170,13 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
             return []
         return await self._db.write(tx)
 
-    async def next_available_at(self) -> datetime | None:
+    async def next_available_at(
+        self, worker_labels: Collection[str] = frozenset()
+    ) -> datetime | None:
+        args = {"have": json.dumps(sorted(worker_labels))}
+
         def tx(conn: sqlite3.Connection) -> datetime | None:
-            value = conn.execute(Q["next_available_at"]).fetchone()[0]
+            value = conn.execute(Q["next_available_at"], args).fetchone()[0]
             return None if value is None else from_us(value)
 
         return await self._db.read(tx)

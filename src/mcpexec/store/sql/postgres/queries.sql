@@ -18,11 +18,12 @@ SELECT * FROM runs WHERE tenant = %(tenant)s AND idempotency_key = %(idempotency
 -- inserts nothing (the caller reads the existing run); a duplicate id still raises.
 INSERT INTO runs (id, tenant, status, priority, spec, retry, labels, idempotency_key, rerun_of,
                   created_at, run_at, available_at, task, task_version, params,
-                  estimated_duration_ms, owner, tool, notify)
+                  estimated_duration_ms, owner, tool, notify,
+                  worker_labels)
 VALUES (%(id)s, %(tenant)s, 'pending', %(priority)s, %(spec)s, %(retry)s, %(labels)s,
         %(idempotency_key)s, %(rerun_of)s, %(created_at)s, %(run_at)s, %(available_at)s,
         %(task)s, %(task_version)s, %(params)s, %(estimated_duration_ms)s, %(owner)s, %(tool)s,
-        %(notify)s)
+        %(notify)s, %(worker_labels)s)
 ON CONFLICT (tenant, idempotency_key) DO NOTHING
 RETURNING *;
 
@@ -86,13 +87,28 @@ GROUP BY tenant;
 
 -- name: claim_heads
 -- The first few claimable runs of each tenant in its claim order, locked; rows another claimer
--- holds are skipped, not waited for.
+-- holds are skipped, not waited for. For a worker without labels: only runs asking for none
+-- (the partial index runs_tenant_ready_any, so labelled runs never lengthen the scan).
+SELECT heads.seq, heads.tenant, heads.priority
+FROM unnest(%(tenants)s::text[], %(wants)s::integer[]) AS w(tenant, want)
+CROSS JOIN LATERAL (
+    SELECT seq, tenant, priority FROM runs
+    WHERE status = 'pending' AND tenant = w.tenant AND available_at <= %(now)s
+      AND NOT cancel_requested AND worker_labels = '[]'
+    ORDER BY priority DESC, seq
+    LIMIT w.want
+    FOR UPDATE SKIP LOCKED) AS heads;
+
+-- name: claim_heads_labelled
+-- The same for a worker with labels (%(have)s, a JSON array): runs asking for none, or for
+-- labels all among them (jsonb array containment).
 SELECT heads.seq, heads.tenant, heads.priority
 FROM unnest(%(tenants)s::text[], %(wants)s::integer[]) AS w(tenant, want)
 CROSS JOIN LATERAL (
     SELECT seq, tenant, priority FROM runs
     WHERE status = 'pending' AND tenant = w.tenant AND available_at <= %(now)s
       AND NOT cancel_requested
+      AND (worker_labels = '[]' OR worker_labels::jsonb <@ %(have)s::jsonb)
     ORDER BY priority DESC, seq
     LIMIT w.want
     FOR UPDATE SKIP LOCKED) AS heads;
@@ -114,7 +130,10 @@ attempt_rows AS (
 SELECT * FROM claimed;
 
 -- name: next_available_at
-SELECT MIN(available_at) AS at FROM runs WHERE status = 'pending' AND NOT cancel_requested;
+-- Runs asking for a label outside %(have)s (a JSON array) are not this worker's to wait for.
+SELECT MIN(available_at) AS at FROM runs
+WHERE status = 'pending' AND NOT cancel_requested
+  AND (worker_labels = '[]' OR worker_labels::jsonb <@ %(have)s::jsonb);
 
 -- name: holds
 -- Locks the run: a finish (or the reaper) waits for this write, and appends to one stream

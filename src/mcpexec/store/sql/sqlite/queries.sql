@@ -11,10 +11,11 @@ SELECT * FROM runs WHERE tenant = :tenant AND idempotency_key = :idempotency_key
 -- name: insert_run
 INSERT INTO runs (id, tenant, status, priority, spec, retry, labels, idempotency_key, rerun_of,
                   created_at, run_at, available_at, task, task_version, params,
-                  estimated_duration_ms, owner, tool, notify)
+                  estimated_duration_ms, owner, tool, notify,
+                  worker_labels)
 VALUES (:id, :tenant, 'pending', :priority, :spec, :retry, :labels, :idempotency_key, :rerun_of,
         :created_at, :run_at, :available_at, :task, :task_version, :params,
-        :estimated_duration_ms, :owner, :tool, :notify)
+        :estimated_duration_ms, :owner, :tool, :notify, :worker_labels)
 RETURNING *;
 
 -- name: list_runs
@@ -57,9 +58,22 @@ FROM ready LEFT JOIN tenants ON tenants.id = ready.tenant
 WHERE ready.tenant IS NOT NULL;
 
 -- name: claim_heads
--- The first :limit claimable runs of one tenant, in the tenant's claim order.
+-- The first :limit claimable runs of one tenant, in the tenant's claim order, for a worker
+-- without labels: only runs asking for none (the partial index runs_tenant_ready_any).
 SELECT seq, tenant, priority FROM runs
 WHERE status = 'pending' AND tenant = :tenant AND available_at <= :now AND cancel_requested = 0
+  AND worker_labels = '[]'
+ORDER BY priority DESC, seq
+LIMIT :limit;
+
+-- name: claim_heads_labelled
+-- The same for a worker with labels (:have, a JSON array): runs asking for none, or for labels
+-- all among :have.
+SELECT seq, tenant, priority FROM runs
+WHERE status = 'pending' AND tenant = :tenant AND available_at <= :now AND cancel_requested = 0
+  AND (worker_labels = '[]'
+       OR NOT EXISTS (SELECT 1 FROM json_each(runs.worker_labels) AS want
+                      WHERE want.value NOT IN (SELECT value FROM json_each(:have))))
 ORDER BY priority DESC, seq
 LIMIT :limit;
 
@@ -76,7 +90,12 @@ RETURNING *;
 
 -- name: next_available_at
 -- The partial index runs_available (available_at WHERE status = 'pending') answers the MIN.
-SELECT MIN(available_at) FROM runs WHERE status = 'pending' AND cancel_requested = 0;
+-- Runs asking for a label outside :have (a JSON array) are not this worker's to wait for.
+SELECT MIN(available_at) FROM runs
+WHERE status = 'pending' AND cancel_requested = 0
+  AND (worker_labels = '[]'
+       OR NOT EXISTS (SELECT 1 FROM json_each(runs.worker_labels) AS want
+                      WHERE want.value NOT IN (SELECT value FROM json_each(:have))));
 
 -- name: insert_attempt
 INSERT INTO attempts (run_id, number, worker_id, status, started_at)
