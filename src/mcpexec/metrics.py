@@ -148,6 +148,14 @@ class Metrics:
             "mcpexec_schedule_missed", "Schedule fires skipped (older than the catch-up window)",
             ["tenant"], registry=r,
         )  # fmt: skip
+        self.workflow_steps = Counter(
+            "mcpexec_workflow_steps", "Workflow steps finished, by status",
+            ["tenant", "workflow", "status"], registry=r,
+        )  # fmt: skip
+        self.spool_jobs = Counter(
+            "mcpexec_spool_jobs", "Spool jobs finished (their result file written), by status",
+            ["status"], registry=r,
+        )  # fmt: skip
         self.sandbox_degraded = Counter(
             "mcpexec_sandbox_degraded", "Attempts run with less isolation than the sandbox "
             "asks for, by what was missing", ["missing"], registry=r,
@@ -182,6 +190,12 @@ class Metrics:
             self.retries.labels(run.tenant, kind).inc()
         elif run.terminal:
             self.finished(run)
+
+    def workflow_step(self, tenant: str, workflow: str, status: str) -> None:
+        self.workflow_steps.labels(tenant, workflow, status).inc()
+
+    def spool_job(self, status: str) -> None:
+        self.spool_jobs.labels(status).inc()
 
     def finished(self, run: Run) -> None:
         self.tracing.run_finished(run)

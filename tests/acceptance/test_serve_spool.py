@@ -48,6 +48,10 @@ def test_serve_with_a_spool_runs_its_jobs_as_runs(tmp_path: Path) -> None:
         assert result["stdout"] == "Hello, World!\n"
         run = server.client().get(result["run_id"])
         assert run["status"] == "completed"
+        scrape = httpx.get(
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.token}"}
+        ).text
+        assert 'mcpexec_spool_jobs_total{status="completed"} 1.0' in scrape
         # the dashboard's spool page reads the same directory, through the App
         slow = spool / "pending" / ".slow.json.tmp"
         slow.write_text(json.dumps({"command": "sleep", "args": ["60"]}))

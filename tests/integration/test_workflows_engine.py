@@ -48,6 +48,9 @@ async def test_four_phase_pipeline_end_to_end(tmp_path: Path) -> None:
         assert (workspace / "checkpoints/tester.json").stat().st_mode & 0o777 == 0o600
         lines = [json.loads(line) for line in telemetry.read_text().splitlines()]
         assert [line["event"] for line in lines] == kinds  # every event, as JSON lines
+        labels = {"tenant": "default", "workflow": "pipeline", "status": "completed"}
+        steps_done = app.metrics.registry.get_sample_value("mcpexec_workflow_steps_total", labels)
+        assert steps_done == 5  # /metrics counts the steps finished
         assert {line["workflow_run"] for line in lines} == {rec.id}
 
 

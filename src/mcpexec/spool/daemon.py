@@ -269,6 +269,7 @@ class Spool:
                 error = exc if isinstance(exc, InvalidJob) else InvalidSpec(f"{name}: {exc}")
                 self.events.event("invalid", name, code=error.code, message=error.message)
                 await asyncio.to_thread(finish.write_invalid, self.dirs, claimed, error)
+                self.app.metrics.spool_job("invalid")
                 return
             self.state.set(name, run.id, run.status.value)
             self.events.event(
@@ -292,6 +293,7 @@ class Spool:
                 full,
                 self.app.settings.spool_result_output_bytes,
             )
+            self.app.metrics.spool_job(run.status.value)
             self.events.event(
                 "finished",
                 name,

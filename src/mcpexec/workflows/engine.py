@@ -189,7 +189,11 @@ class WorkflowEngine:
         await self._saved.wait(run_id, timeout)
 
     def emit(self, rec: WorkflowRunRecord, events: list[WorkflowEvent]) -> None:
-        """Telemetry: the events as JSON lines (``workflow_events_file``), once stored."""
+        """Telemetry, once stored: the steps finished counted (``/metrics``), and the events
+        as JSON lines (``workflow_events_file``)."""
+        for e in events:
+            if e.kind == "step_finished":
+                self.app.metrics.workflow_step(rec.tenant, rec.workflow, str(e.detail["status"]))
         target = self.app.settings.workflow_events_file
         if not target or not events:
             return
