@@ -272,7 +272,10 @@ class Worker:
 
     async def _register(self) -> None:
         now = utcnow()
-        info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), self.concurrency, now, now)
+        info = WorkerInfo(
+            self.id, socket.gethostname(), os.getpid(), self.concurrency, now, now,
+            labels=tuple(sorted(self.options.worker_labels)),
+        )  # fmt: skip
         await self.store.register_worker(info)
 
     def stop(self) -> None:

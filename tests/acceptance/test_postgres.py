@@ -309,6 +309,8 @@ def test_runs_asking_for_worker_labels_go_to_the_workers_having_them(
                 assert time.monotonic() < deadline, gpu.log()
                 time.sleep(0.05)  # another process's start-up: nothing to await but its row
             by_pid = {w["pid"]: w["id"] for w in client.workers()}
+            shown = {w["pid"]: w["labels"] for w in client.workers()}
+            assert shown[gpu.proc.pid] == ["cuda", "gpu"]  # GET /api/v1/workers shows them
             routed = [
                 client.submit({"command": ["true"], "worker_labels": ["gpu"]})["id"]
                 for _ in range(20)

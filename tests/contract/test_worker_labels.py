@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from mcpexec.store.base import ClaimLimits, NewRun, Store
+from mcpexec.store.base import ClaimLimits, NewRun, Store, WorkerInfo
 
 from .contract_helpers import LEASE, T0, enqueue, new_run, t
 
@@ -63,3 +63,15 @@ async def test_next_available_at_ignores_runs_the_worker_cannot_take(store: Stor
     assert await store.next_available_at(frozenset({"gpu", "cpu"})) == T0
     await store.claim("w1", 5, t(60), t(90))
     assert await store.next_available_at() is None
+
+
+async def test_a_registered_worker_keeps_its_labels(store: Store) -> None:
+    await store.register_worker(WorkerInfo("w1", "host", 1, 4, T0, T0, labels=("cuda", "gpu")))
+    await store.register_worker(WorkerInfo("w2", "host", 2, 4, T0, T0))
+    await store.heartbeat("w1", [], t(5), t(35))  # a heartbeat leaves them alone
+    workers = {w.id: w for w in await store.list_workers()}
+    assert workers["w1"].labels == ("cuda", "gpu")
+    assert workers["w1"].heartbeat_at == t(5)
+    assert workers["w2"].labels == ()
+    await store.register_worker(WorkerInfo("w1", "host", 1, 4, T0, t(6), labels=("gpu",)))
+    assert {w.id: w.labels for w in await store.list_workers()}["w1"] == ("gpu",)

@@ -128,6 +128,7 @@ def worker_of(row: Row) -> WorkerInfo:
         started_at=from_us(row["started_at"]),
         heartbeat_at=from_us(row["heartbeat_at"]),
         running=row["running"],
+        labels=tuple(json.loads(row["labels"])),
     )
 
 
@@ -186,6 +187,7 @@ def worker_args(info: WorkerInfo) -> dict[str, Any]:
         "started_at": to_us(info.started_at),
         "heartbeat_at": to_us(info.heartbeat_at),
         "running": info.running,
+        "labels": json.dumps(sorted(info.labels)),
     }
 
 

@@ -184,6 +184,9 @@ class WorkerInfo:
     started_at: datetime
     heartbeat_at: datetime
     running: int = 0
+    #: The worker's labels (``mcpexec worker --labels``), sorted: it claims the runs whose
+    #: ``worker_labels`` are all among them.
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ async def workers(app: AppDep, principal: PrincipalDep) -> dict[str, Any]:
                 "pid": w.pid,
                 "concurrency": w.concurrency,
                 "running": w.running,
+                "labels": list(w.labels),
                 "started_at": w.started_at.isoformat(),
                 "heartbeat_at": w.heartbeat_at.isoformat(),
             }

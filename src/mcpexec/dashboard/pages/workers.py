@@ -12,6 +12,7 @@ NAV = Nav("Workers", "/workers", 50, admin=True)
 COLUMNS = [
     Column("Worker", mono=True),
     Column("Host"),
+    Column("Labels"),
     Column("PID"),
     Column("Running"),
     Column("Slots"),
@@ -26,6 +27,7 @@ async def workers(view: View) -> Response:
         {
             "Worker": w.id,
             "Host": w.hostname,
+            "Labels": ", ".join(w.labels) or "—",
             "PID": w.pid,
             "Running": w.running,
             "Slots": w.concurrency,

@@ -288,12 +288,13 @@ SET attempt = excluded.attempt, size = excluded.size, sha256 = excluded.sha256,
 SELECT * FROM artifacts WHERE run_id = %(run_id)s ORDER BY name;
 
 -- name: upsert_worker
-INSERT INTO workers (id, hostname, pid, concurrency, started_at, heartbeat_at, running)
+INSERT INTO workers (id, hostname, pid, concurrency, started_at, heartbeat_at, running, labels)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(concurrency)s, %(started_at)s, %(heartbeat_at)s,
-        %(running)s)
+        %(running)s, %(labels)s)
 ON CONFLICT (id) DO UPDATE
 SET hostname = excluded.hostname, pid = excluded.pid, concurrency = excluded.concurrency,
     started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+    labels = excluded.labels,
     running = excluded.running;
 
 -- name: delete_worker

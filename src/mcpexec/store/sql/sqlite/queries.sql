@@ -237,8 +237,9 @@ SET attempt = excluded.attempt, size = excluded.size, sha256 = excluded.sha256,
 SELECT * FROM artifacts WHERE run_id = :run_id ORDER BY name;
 
 -- name: upsert_worker
-INSERT OR REPLACE INTO workers (id, hostname, pid, concurrency, started_at, heartbeat_at, running)
-VALUES (:id, :hostname, :pid, :concurrency, :started_at, :heartbeat_at, :running);
+INSERT OR REPLACE INTO workers (id, hostname, pid, concurrency, started_at, heartbeat_at, running,
+                                labels)
+VALUES (:id, :hostname, :pid, :concurrency, :started_at, :heartbeat_at, :running, :labels);
 
 -- name: delete_worker
 DELETE FROM workers WHERE id = :worker_id;
