@@ -1,16 +1,30 @@
-"""The engine job on SQLite vs PostgreSQL, with the workers in the API process or in 1 and 2
-separate ``mcpexec worker`` processes, all in one run; ratios to the SQLite baseline measured in
-the same run.
+"""The benchmark job on SQLite vs PostgreSQL, with the workers in the API process or in 1, 2 and 4
+separate ``mcpexec worker`` processes, and Procrastinate (the Python PostgreSQL job queue, with
+LISTEN/NOTIFY) on the same job, all in one run; ratios to the SQLite row and to Procrastinate's.
+
+The job of every row is a ``sh -c 'echo hello'`` subprocess whose stdout and exit code are stored
+as the job's result, 4 at a time per worker process.
 
 Each configuration gets a fresh ``MCPEXEC_HOME`` (and, on PostgreSQL, a fresh throwaway database
 ``mcpexec_bench_<random>`` on ``--pg`` (default: the loopback server, user postgres), dropped at
 the end), a warm-up, then:
 
-- throughput: N runs of ``{"command": ["true"]}`` POSTed by 8 concurrent submitters, from the
-  first submit until all are terminal (``bench_engine.submit_and_drain``);
+- throughput: N runs POSTed by 8 concurrent submitters, from the first submit until all are
+  terminal (``bench_engine.submit_and_drain``);
 - submit→start at idle: sequential submit + long-poll, ``started_at - created_at`` of each run
   (p50/p99): on PostgreSQL with separate workers this is the LISTEN/NOTIFY wake-up across
   processes plus the claim.
+
+Procrastinate is never a dependency of mcpexec: it runs in its own venv (``--procrastinate-python``,
+default ``/tmp/procvenv/bin/python``; made with ``uv venv /tmp/procvenv && VIRTUAL_ENV=/tmp/procvenv
+uv pip install procrastinate 'psycopg[binary]'``; without it the row is skipped with a note). The
+module ``PROCRASTINATE_APP`` is written to a temporary directory and run with that python, on its
+own throwaway database: one ``worker`` process (``run_worker(concurrency=4)``, its defaults
+otherwise: LISTEN/NOTIFY on) and a driver that defers with 8 concurrent ``defer_async`` callers
+and counts jobs done by a NOTIFY from a trigger on Procrastinate's status change to
+``succeeded``; the task stores stdout, stderr and exit code in a table (Procrastinate keeps no
+results). Its submit→start is its ``started`` event minus its ``deferred`` event, jobs deferred
+one at a time at idle.
 
 ``--history`` measures the store instead (no HTTP, one process): the claim at 1M rows of
 history, with and without a backlog of runs waiting for a worker label, and the dead tuples of
@@ -21,6 +35,7 @@ Usage::
 
     .venv/bin/python bench/bench_postgres.py            # N=1000 per configuration
     .venv/bin/python bench/bench_postgres.py --quick    # N=300
+    .venv/bin/python bench/bench_postgres.py --no-procrastinate   # mcpexec's rows only
     .venv/bin/python bench/bench_postgres.py --history  # 1M rows of history, 300 s soak
 """
 
@@ -28,14 +43,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import secrets
+import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +62,12 @@ import psycopg
 from bench_engine import MCPEXEC, Api, Serve, idle_latency, percentile, submit_and_drain
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+JOB = ["sh", "-c", "echo hello"]  # the job of every row, mcpexec's and Procrastinate's
+PROCRASTINATE_PYTHON = "/tmp/procvenv/bin/python"
+PROCRASTINATE_INSTALL = (
+    "uv venv /tmp/procvenv && "
+    "VIRTUAL_ENV=/tmp/procvenv uv pip install procrastinate 'psycopg[binary]'"
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +83,15 @@ SETUPS = [
     Setup("postgres, serve --workers 4", True, 4, 0),
     Setup("postgres, serve --no-workers + 1 worker process", True, 0, 1),
     Setup("postgres, serve --no-workers + 2 worker processes", True, 0, 2),
+    Setup("postgres, serve --no-workers + 4 worker processes", True, 0, 4),
 ]
+
+
+class JobApi(Api):
+    """The benchmark's job instead of bench_engine's ``true``."""
+
+    async def submit(self) -> dict[str, Any]:
+        return await self._json("POST", "/api/v1/runs", json={"command": JOB})
 
 
 class Database:
@@ -114,7 +147,7 @@ async def measure(setup: Setup, args: argparse.Namespace) -> dict[str, float]:
     try:
         serve.start()
         workers = [start_worker(serve, settings) for _ in range(setup.worker_processes)]
-        api = Api(serve, connections=16)
+        api = JobApi(serve, connections=16)
         try:
             await wait_registered(api, 1)
             await wait_registered(api, setup.worker_processes)
@@ -138,10 +171,192 @@ async def measure(setup: Setup, args: argparse.Namespace) -> dict[str, float]:
             db.__exit__()
     return {
         "runs_per_s": batch.runs_per_s,
+        "submit_per_s": args.n / batch.submit_seconds,
         "failed": batch.failed,
         "start_p50": percentile(latency.start_ms, 50),
         "start_p99": percentile(latency.start_ms, 99),
     }
+
+
+# -- Procrastinate on the same job ---------------------------------------------------------------
+# The Procrastinate side runs in its own venv (``--procrastinate-python``), never in mcpexec's:
+# this module is written to a temporary directory and run with that python. ``drive`` applies
+# Procrastinate's schema to the throwaway database, starts ``worker`` (concurrency 4, LISTEN/NOTIFY
+# on, the defaults otherwise) as a separate process, and prints one JSON line of figures.
+PROCRASTINATE_APP = r"""
+import asyncio, json, os, signal, subprocess, sys, time
+
+import psycopg
+from procrastinate import App, PsycopgConnector
+
+JOB = json.loads(os.environ["BENCH_JOB"])
+app = App(connector=PsycopgConnector(conninfo=os.environ["BENCH_DB"]))
+
+
+@app.task(name="job", pass_context=True)
+async def job(context):
+    # the job: a subprocess, its stdout and exit code stored as the job's result (Procrastinate
+    # keeps no task results, so a table of ours does)
+    proc = await asyncio.create_subprocess_exec(
+        *JOB, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    await app.connector.execute_query_async(
+        "INSERT INTO bench_results (job_id, stdout, stderr, exit_code) "
+        "VALUES (%(id)s, %(out)s, %(err)s, %(code)s)",
+        id=context.job.id, out=out.decode(), err=err.decode(), code=proc.returncode,
+    )
+
+
+# A job is done when Procrastinate has marked it succeeded (or failed): a trigger tells the driver.
+DONE_TRIGGER = '''
+CREATE FUNCTION bench_done() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('bench_done', NEW.id::text);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER bench_done AFTER UPDATE OF status ON procrastinate_jobs FOR EACH ROW
+    WHEN (NEW.status IN ('succeeded', 'failed') AND OLD.status <> NEW.status)
+    EXECUTE FUNCTION bench_done();
+'''
+
+
+def percentile(values, p):
+    values = sorted(values)
+    k = (len(values) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+async def wait_done(listener, count, timeout_s):
+    got, deadline = 0, time.monotonic() + timeout_s
+    while got < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError(f"{count - got} jobs not done within {timeout_s:g}s")
+        async for _ in listener.notifies(timeout=left, stop_after=count - got):
+            got += 1
+
+
+async def defer_and_drain(listener, n, deferrers, timeout_s):
+    queue = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+
+    async def deferrer():
+        while not queue.empty():
+            queue.get_nowait()
+            await job.defer_async()
+
+    started = time.perf_counter()
+    done = asyncio.ensure_future(wait_done(listener, n, timeout_s))
+    await asyncio.gather(*(deferrer() for _ in range(deferrers)))
+    deferred = time.perf_counter() - started
+    await done
+    return time.perf_counter() - started, deferred
+
+
+async def drive(n, warmup, latency_n, timeout_s):
+    db = os.environ["BENCH_DB"]
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        await app.connector.execute_query_async(
+            "CREATE TABLE bench_results (job_id bigint PRIMARY KEY, stdout text, stderr text, "
+            "exit_code int, stored_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await app.connector.execute_query_async(DONE_TRIGGER)
+        worker = subprocess.Popen([sys.executable, __file__, "worker"], env=os.environ)
+        try:
+            listener = await psycopg.AsyncConnection.connect(db, autocommit=True)
+            await listener.execute("LISTEN bench_done")
+            deadline = time.monotonic() + 30
+            while not await (
+                await listener.execute("SELECT 1 FROM procrastinate_workers")
+            ).fetchone():
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise RuntimeError("the Procrastinate worker did not register")
+                await asyncio.sleep(0.05)  # another process's start-up: nothing to await
+            await defer_and_drain(listener, warmup, 8, timeout_s)
+            ids = []
+            for _ in range(latency_n):  # at idle: one job at a time, deferred then awaited
+                ids.append(await job.defer_async())
+                await wait_done(listener, 1, 30)
+            rows = await (await listener.execute(
+                "SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d "
+                "JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started' "
+                "WHERE d.type = 'deferred' AND d.job_id = ANY(%s)", [ids]
+            )).fetchall()
+            start_ms = [float(r[0]) for r in rows]
+            seconds, deferred = await defer_and_drain(listener, n, 8, timeout_s)
+            bad = await (await listener.execute(
+                "SELECT (SELECT count(*) FROM bench_results WHERE exit_code <> 0 "
+                "OR stdout <> E'hello\\n'), "
+                "(SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'), "
+                "(SELECT count(*) FROM bench_results)"
+            )).fetchone()
+            expected = warmup + latency_n + n
+            await listener.close()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+    print(json.dumps({
+        "runs_per_s": n / seconds, "submit_per_s": n / deferred,
+        "failed": int(bad[0]) + int(bad[1]) + expected - int(bad[2]),
+        "start_p50": percentile(start_ms, 50), "start_p99": percentile(start_ms, 99),
+    }))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "worker":
+        app.run_worker(concurrency=4)
+    else:
+        n, warmup, latency_n, timeout_s = sys.argv[2:6]
+        asyncio.run(drive(int(n), int(warmup), int(latency_n), float(timeout_s)))
+"""
+
+
+def procrastinate_version(python: str) -> str | None:
+    """Procrastinate's version in ``python``'s environment, None when it is not installed."""
+    if not os.path.exists(python):
+        return None
+    probe = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('procrastinate'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def measure_procrastinate(args: argparse.Namespace) -> dict[str, float]:
+    with Database(args.pg) as db, tempfile.TemporaryDirectory(prefix="procbench-") as tmp:
+        module = Path(tmp) / "procbench_app.py"
+        module.write_text(PROCRASTINATE_APP)
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": tmp,
+            "BENCH_DB": db.url,
+            "BENCH_JOB": json.dumps(JOB),
+        }
+        counts = [str(args.n), str(args.warmup), str(args.latency_n), str(args.timeout)]
+        done = subprocess.run(
+            [args.procrastinate_python, str(module), "drive", *counts],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout * 3 + 120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the Procrastinate run failed:\n{done.stdout}{done.stderr[-3000:]}")
+        result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
 
 
 # -- the store at 1M rows of history (--history) -------------------------------------------------
@@ -346,6 +561,12 @@ def main() -> int:
     parser.add_argument("--history-rows", type=int, default=1_000_000)
     parser.add_argument("--soak-s", type=float, default=300.0, help="steady-load soak (seconds)")
     parser.add_argument("--soak-rate", type=float, default=50.0, help="runs/s in the soak")
+    parser.add_argument(
+        "--procrastinate-python",
+        default=PROCRASTINATE_PYTHON,
+        help="a python whose environment has procrastinate and psycopg (never mcpexec's venv)",
+    )
+    parser.add_argument("--no-procrastinate", action="store_true", help="mcpexec's rows only")
     args = parser.parse_args()
     if args.history:
         print(
@@ -356,26 +577,49 @@ def main() -> int:
         return 0
     if args.quick:
         args.n, args.warmup, args.latency_n = 300, 100, 50
+    version = None if args.no_procrastinate else procrastinate_version(args.procrastinate_python)
     print(
         f"mcpexec PostgreSQL benchmark — {platform.node()} · {os.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · {datetime.now():%Y-%m-%d %H:%M}"
     )
     print(
-        f"N={args.n} runs of `true` per configuration, 8 HTTP submitters, "
-        f"{args.latency_n} idle runs, MCPEXEC_SANDBOX=none, load {os.getloadavg()[0]:.1f}\n"
+        f"N={args.n} jobs of `{shlex.join(JOB)}` per configuration (stdout and exit code "
+        f"stored), 8 concurrent submitters, {args.latency_n} idle jobs, MCPEXEC_SANDBOX=none, "
+        f"load {os.getloadavg()[0]:.1f}"
     )
-    results = [(setup, asyncio.run(measure(setup, args))) for setup in SETUPS]
-    base = results[0][1]["runs_per_s"]
-    header = f"{'configuration':52} {'runs/s':>8} {'ratio':>6} {'start p50':>10} {'p99':>8}"
+    rows = [(setup.name, asyncio.run(measure(setup, args))) for setup in SETUPS]
+    if version is not None:
+        name = f"procrastinate {version}, 1 worker --concurrency 4"
+        rows.append((name, measure_procrastinate(args)))
+    elif not args.no_procrastinate:
+        print(
+            f"Procrastinate skipped: not in {args.procrastinate_python} ({PROCRASTINATE_INSTALL})"
+        )
+    print(f"load after the run {os.getloadavg()[0]:.1f}\n")
+    base = rows[0][1]["runs_per_s"]
+    procrastinate = rows[-1][1]["runs_per_s"] if version is not None else None
+    header = (
+        f"{'configuration':52} {'jobs/s':>8} {'vs sqlite':>9}"
+        + (f" {'vs procr':>8}" if procrastinate else "")
+        + f" {'submit/s':>9} {'start p50':>10} {'p99':>8}"
+    )
     print(header)
     print("-" * len(header))
-    for setup, r in results:
+    for name, r in rows:
         print(
-            f"{setup.name:52} {r['runs_per_s']:8.0f} {r['runs_per_s'] / base:6.2f} "
-            f"{r['start_p50']:8.1f}ms {r['start_p99']:6.1f}ms"
+            f"{name:52} {r['runs_per_s']:8.0f} {r['runs_per_s'] / base:9.2f}"
+            + (f" {r['runs_per_s'] / procrastinate:8.2f}" if procrastinate else "")
+            + f" {r['submit_per_s']:9.0f} {r['start_p50']:8.1f}ms {r['start_p99']:6.1f}ms"
             + (f"  ({int(r['failed'])} failed)" if r["failed"] else "")
         )
-    print(f"\nratio: runs/s over the SQLite baseline measured in this run ({base:.0f} runs/s)")
+    print(
+        f"\njobs/s from the first submit (mcpexec: POST /api/v1/runs; Procrastinate: defer_async) "
+        f"until all are done; vs sqlite: over the SQLite row ({base:.0f} jobs/s)"
+        + (f", vs procr: over Procrastinate ({procrastinate:.0f} jobs/s)" if procrastinate else "")
+        + "; submit/s: N over the time until the last submit returned"
+        "; start: submit→start at idle (mcpexec: started_at - created_at; Procrastinate: its "
+        "'started' event - its 'deferred' event)"
+    )
     return 0
 
 
