@@ -14,6 +14,7 @@ import pytest
 
 from mcpexec.models import ExecSpec, Run, RunFilter, RunStatus, ToolCall
 from mcpexec.store._run_list import list_runs_sql
+from mcpexec.store._sqlite_hooks import FINISHED_COUNTS, ISOLATIONS
 from mcpexec.store.base import ROLLUP_BOUNDS_US, HourStats, RunCursor, Store, rollup_bucket
 from mcpexec.store.sqlite import SqliteStore
 
@@ -186,3 +187,28 @@ async def test_a_cursor_of_the_other_order_keeps_the_runs_below_its_seq(store: S
     windowed = await store.list_runs(window, 500, RunCursor(seq=middle.seq))
     below = sorted((r for r in every if r.seq < middle.seq), key=lambda r: (r.created_at, r.seq))
     assert [r.id for r in windowed.runs] == [r.id for r in reversed(below)]
+
+
+async def test_sqlite_alert_figures_walk_the_window_of_finishes(tmp_path: Path) -> None:
+    """With the statistics of a large history (ANALYZE), SQLite preferred to walk every run
+    in tenant order for the GROUP BY: 214 ms at 1M runs on each scrape and alert round."""
+    store = SqliteStore(tmp_path / "figures.db")
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "figures.db")
+    try:
+        conn.execute("ANALYZE")  # creates sqlite_stat1; then a million runs' statistics
+        conn.execute("DELETE FROM sqlite_stat1")
+        conn.executemany(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('runs', ?, ?)",
+            [("runs_tenant", "1000000 500000 1"), ("runs_finished", "1000000 2"),
+             ("runs_status", "1000000 200000 1"), (None, "1000000")],
+        )  # fmt: skip
+        conn.commit()
+        conn.execute("ANALYZE sqlite_schema")  # reload the statistics
+        args = {"since": 0, "now": 0}
+        for sql in (FINISHED_COUNTS, ISOLATIONS):
+            plan = " / ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            assert "USING INDEX runs_finished (finished_at>?)" in plan, plan
+    finally:
+        conn.close()

@@ -18,9 +18,12 @@ from mcpexec.store.base import AlertFigures, AlertRecord, Delivery, NewDelivery
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 
+_INDEXED_BY = re.compile(r" INDEXED BY \w+")
+
+
 def pg(sql: str) -> str:
-    """``:name`` → ``%(name)s``."""
-    return _PLACEHOLDER.sub(r"%(\1)s", sql)
+    """``:name`` → ``%(name)s``; SQLite's ``INDEXED BY`` dropped (the planner chooses)."""
+    return _PLACEHOLDER.sub(r"%(\1)s", _INDEXED_BY.sub("", sql))
 
 
 _CLAIM = pg(lite.CLAIM.format(lock=" FOR UPDATE SKIP LOCKED"))

@@ -52,8 +52,11 @@ RETURNING holder"""
 _ALERT_ORDER = "ORDER BY CASE state WHEN 'firing' THEN 0 ELSE 1 END, updated_at DESC, rule"
 _ALL_ALERTS = f"SELECT * FROM alerts {_ALERT_ORDER}"  # noqa: S608 - constant fragments
 _TENANT_ALERTS = f"SELECT * FROM alerts WHERE tenant = :tenant {_ALERT_ORDER}"  # noqa: S608
+# INDEXED BY: with statistics (ANALYZE) and :since unknown at planning, SQLite preferred
+# walking all of runs_tenant to skip the GROUP BY's sort: 214 ms at 1M runs, against a range
+# of the window's finishes.
 FINISHED_COUNTS = """
-SELECT tenant, COALESCE(task, '') AS task, status, COUNT(*) AS n FROM runs
+SELECT tenant, COALESCE(task, '') AS task, status, COUNT(*) AS n FROM runs INDEXED BY runs_finished
 WHERE finished_at >= :since AND status IN ('completed', 'failed')
 GROUP BY tenant, COALESCE(task, ''), status"""
 OLDEST_DUE = """
@@ -63,7 +66,7 @@ RUNNING = """
 SELECT id, tenant, task, started_at, estimated_duration_ms FROM runs
 WHERE status = 'running' AND estimated_duration_ms IS NOT NULL AND started_at IS NOT NULL"""
 ISOLATIONS = """
-SELECT a.isolation AS isolation, COUNT(*) AS n FROM runs r
+SELECT a.isolation AS isolation, COUNT(*) AS n FROM runs r INDEXED BY runs_finished
 JOIN attempts a ON a.run_id = r.id AND a.number = r.attempts
 WHERE r.finished_at >= :since AND a.isolation IS NOT NULL GROUP BY a.isolation"""
 _EVENT = """
