@@ -265,6 +265,11 @@ class Webhooks:
     async def deliver_due(self, now: datetime | None = None) -> int:
         """Claim the due deliveries and send them (concurrently); how many were sent."""
         now = now or utcnow()
+        # Every run change in this process wakes the loop: look (a read) before claiming (a
+        # write transaction, SQLite's one writer), so that runs without webhooks cost no write.
+        due = await self.store.next_delivery_at()
+        if due is None or due > now:
+            return 0
         claimed = await self.store.claim_deliveries(now, now + timedelta(seconds=LEASE_S))
         if not claimed:
             return 0

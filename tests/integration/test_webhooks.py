@@ -167,3 +167,30 @@ async def test_mcp_submit_run_takes_notify(tmp_path: Path) -> None:
             assert "webhook_allow" in block.text
     finally:
         receiver.stop()
+
+
+async def test_runs_without_webhooks_take_no_claim(tmp_path: Path) -> None:
+    """Every run change wakes the delivery loop: with nothing due it only looks (a read), never
+    claims (a write transaction, which SQLite's one writer would queue behind)."""
+    async with real_app(tmp_path, **LOOPBACK) as app:
+        claims = 0
+        claim = app.store.claim_deliveries
+
+        async def counted(*args: Any, **kwargs: Any) -> list[Delivery]:
+            nonlocal claims
+            claims += 1
+            return await claim(*args, **kwargs)
+
+        app.store.claim_deliveries = counted  # type: ignore[method-assign]
+        run, _ = await app.submit(RunRequest(shell="exit 0"), ADMIN)
+        await until(app, run.id, "completed")
+        assert await app.webhooks.deliver_due() == 0
+        assert claims == 0
+        receiver = Receiver(0).start()
+        try:
+            noted, _ = await app.submit(request(receiver.url), ADMIN)
+            await until(app, noted.id, "completed")
+            await settled(app, noted.id)
+            assert claims >= 1  # a due delivery is claimed
+        finally:
+            receiver.stop()
