@@ -52,6 +52,10 @@ SIGNATURE_HEADER = "Mcpexec-Signature"
 LEASE_S = 60.0
 _RESOLVE_TIMEOUT_S = 5.0
 PRUNE_EVERY = timedelta(hours=1)
+#: After a round woken by a run change, changes that arrive within this time share the next
+#: round: at 200 finishes a second a round per change would be several reads per run, for
+#: webhooks that fire on a few of them. A delivery is at most this much later.
+SETTLE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,23 +248,26 @@ class Webhooks:
         pruned_at: datetime | None = None
         while True:
             try:
-                await self.deliver_due()
                 now = utcnow()
                 if pruned_at is None or now - pruned_at > PRUNE_EVERY:
                     # Finished deliveries are kept as long as runs (``retention_days``).
                     keep = timedelta(days=self.settings.retention_days)
                     await self.store.prune_deliveries(now - keep)
                     pruned_at = now
+                # One read per round; a second only after sending (the next due time moved).
                 due = await self.store.next_delivery_at()
+                if due is not None and due <= now:
+                    await self._send_due(now)
+                    due = await self.store.next_delivery_at()
             except Exception:  # a store hiccup: try again on the next round
                 log.exception("webhook deliveries: round failed")
                 due = None
             wait = poll
             if due is not None:
                 wait = min(poll, max((due - utcnow()).total_seconds(), 0.0))
+            if wait > 0 and await wait_event(self._wake, wait):
+                await asyncio.sleep(min(SETTLE_S, wait))  # let a burst of changes gather
             self._wake.clear()
-            if wait > 0:
-                await wait_event(self._wake, wait)
 
     async def deliver_due(self, now: datetime | None = None) -> int:
         """Claim the due deliveries and send them (concurrently); how many were sent."""
@@ -270,6 +277,9 @@ class Webhooks:
         due = await self.store.next_delivery_at()
         if due is None or due > now:
             return 0
+        return await self._send_due(now)
+
+    async def _send_due(self, now: datetime) -> int:
         claimed = await self.store.claim_deliveries(now, now + timedelta(seconds=LEASE_S))
         if not claimed:
             return 0
