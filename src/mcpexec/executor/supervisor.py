@@ -321,7 +321,9 @@ class AttemptSupervisor:
             if reason is not None or not tree.empty():
                 tree.terminate(spare=self.hooks.spared_by_sigterm(self.transport.get_pid()))
                 await self._wait_gone(proto, grace_end)
-            tree.kill()
+                tree.kill()
+            # else: the main process exited and the tree is empty. Nothing can join an empty
+            # tree (a member must fork, or we must place one), so there is nothing to KILL.
             await self._wait_gone(proto, time.monotonic() + REAP_TIMEOUT_S)
             if not proto.exited.done():
                 self.notes.append("the main process did not exit after SIGKILL")

@@ -33,6 +33,7 @@ from mcpexec.models import Progress
 CONTROL_DIR = ".mcpexec"
 OUTPUT_DIR = "output"
 TMP_DIR = "tmp"
+_LAYOUT = (CONTROL_DIR, OUTPUT_DIR, TMP_DIR)  # what every workdir starts with
 PROGRESS_FILE = f"{CONTROL_DIR}/progress.jsonl"
 RESULT_FILE = f"{CONTROL_DIR}/result.json"
 RESULT_MAX_BYTES = 1024 * 1024
@@ -101,7 +102,7 @@ class Workdir:
                 os.rmdir(path)
                 raise
         fd = os.open(path, _DIR)
-        for name in (CONTROL_DIR, OUTPUT_DIR, TMP_DIR):
+        for name in _LAYOUT:
             os.mkdir(name, 0o700, dir_fd=fd)
         return cls(path, fd)
 
@@ -114,7 +115,15 @@ class Workdir:
         """Delete the tree. Only once every process of the run is dead: ``rmtree`` works from
         directory descriptors and does not follow symlinks."""
         self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        # Most runs leave the fresh layout as it was made: three empty directories. rmdir
+        # refuses anything else (never follows a symlink), and then rmtree does the full walk;
+        # the walk costs about twice the syscalls of these four rmdirs, on every run.
+        try:
+            for name in _LAYOUT:
+                os.rmdir(self.path / name)
+            os.rmdir(self.path)
+        except OSError:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def _walk(self, dirs: list[str], create: bool) -> int:
         """A descriptor for the directory ``dirs`` beneath the workdir (caller closes it)."""
