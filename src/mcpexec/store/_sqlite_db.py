@@ -79,8 +79,11 @@ class Database:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        # Durable writes waiting for the next group commit (see ``write``).
-        self._group: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]] = []
+        # Writes waiting for the next group commit (see ``write``), durable and not.
+        self._groups: dict[bool, list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]] = {
+            True: [],
+            False: [],
+        }
         self._group_lock = threading.Lock()
 
     @property
@@ -107,26 +110,39 @@ class Database:
         finally:
             executor.shutdown(wait=True)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+    async def write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = False,
+        grouped: bool = False,
+    ) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (retried whole when busy).
 
         ``durable`` commits with ``synchronous = FULL`` (the WAL is fsynced before COMMIT returns):
         used where an answer promises durability to a client, e.g. the 202 of a submit, so that
         not even an OS crash loses an accepted run. Everything else can be redone or reaped.
-        Durable writes are group-committed: those that arrive while one fsync is under way share
-        the next transaction (each in its own savepoint, so one failing changes nothing of the
-        others), which keeps one fsync per batch instead of one per submit.
+
+        Durable writes, and those marked ``grouped``, are group-committed: writes that arrive
+        while the thread is busy share the next transaction (each in its own savepoint, so one
+        failing changes nothing of the others). For durable writes that is one fsync per batch
+        instead of one per submit; for the frequent small writes of the executing runs
+        (finishes, log chunks, progress) one BEGIN/COMMIT and one write of the pages they share
+        (the same index leaves, the event log's tail) per batch. A grouped write may run before
+        an ungrouped one submitted earlier; callers await their own write and never rely on the
+        order of writes they did not await.
         """
-        if not durable:
+        if not (durable or grouped):
             return await self._submit(lambda: self._transaction("BEGIN IMMEDIATE", fn))
         if self._executor is None:
             raise StoreError("the store is not open")
         future: Future[Any] = Future()
         with self._group_lock:
-            self._group.append((fn, future))
-            schedule = len(self._group) == 1
+            group = self._groups[durable]
+            group.append((fn, future))
+            schedule = len(group) == 1
         if schedule:
-            self._executor.submit(self._commit_group)
+            self._executor.submit(self._commit_group, durable)
         result: T = await asyncio.wrap_future(future)
         return result
 
@@ -182,9 +198,9 @@ class Database:
 
         return self._retry_busy(attempt)
 
-    def _commit_group(self) -> None:
+    def _commit_group(self, durable: bool) -> None:
         with self._group_lock:
-            batch, self._group = self._group, []
+            batch, self._groups[durable] = self._groups[durable], []
         # A caller that gave up before its turn is skipped; once started, a write runs to COMMIT.
         batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         if not batch:
@@ -203,7 +219,10 @@ class Database:
             return outcomes
 
         try:
-            outcomes = self._durable_transaction(run_all)
+            if durable:
+                outcomes = self._durable_transaction(run_all)
+            else:
+                outcomes = self._transaction("BEGIN IMMEDIATE", run_all)
         except BaseException as exc:
             for _, fut in batch:
                 fut.set_exception(exc)

@@ -222,7 +222,7 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
             "progress": progress.model_dump_json(),
         }
         return await self._db.write(
-            lambda conn: conn.execute(Q["record_progress"], args).rowcount == 1
+            lambda conn: conn.execute(Q["record_progress"], args).rowcount == 1, grouped=True
         )
 
     async def finish_attempt(
@@ -263,7 +263,7 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
             ).fetchone()
             return run_of(updated)
 
-        finished = await self._db.write(tx)
+        finished = await self._db.write(tx, grouped=True)
         if finished is not None and finished.status == RunStatus.PENDING:
             self._work.notify()
         return finished
@@ -322,7 +322,7 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
                 conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
             return offset
 
-        return await self._db.write(tx)
+        return await self._db.write(tx, grouped=True)
 
     async def read_log(
         self, run_id: str, stream: Stream, offset: int, limit: int
