@@ -168,6 +168,11 @@ class Database:
             self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Statement journals (a savepoint of the group commit, a statement whose triggers
+            # write other tables) in memory: on disk each was a file created, written and
+            # unlinked in /var/tmp for every such transaction. They hold one transaction's
+            # undo pages, a few KB, and are gone at its end; not the database's durability.
+            conn.execute("PRAGMA temp_store = MEMORY")
             self._conn = conn
             self._transaction("BEGIN IMMEDIATE", _migrate)
         except BaseException:
