@@ -346,3 +346,18 @@ def test_scrub_paths_hides_server_paths_longest_first() -> None:
     assert scrub_paths(msg, paths) == (
         "No space left on device: '/work/in.txt' (in <work root>/i-1)"
     )
+
+
+def test_command_searched_on_path_finds_only_executable_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "tool").mkdir()  # a directory by that name: skipped
+    (first / "other").write_text("#!/bin/sh\n")  # not executable: skipped
+    (second / "tool").write_text("#!/bin/sh\n")
+    (second / "tool").chmod(0o755)
+    path = f"{first}:{second}"
+    found = command_for(ExecSpec(command=["tool"]), path=path, cwd=tmp_path, home=tmp_path)
+    assert found.executable == str(second / "tool")
+    with pytest.raises(CommandError, match="command not found: other"):
+        command_for(ExecSpec(command=["other"]), path=path, cwd=tmp_path, home=tmp_path)

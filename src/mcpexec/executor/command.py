@@ -49,10 +49,13 @@ def command_for(spec: ExecSpec, *, path: str, cwd: Path, home: Path) -> Command:
     ``home`` the workdir as the run's process sees it (they differ in the sandbox)."""
     if spec.command is not None:
         exe = _which(spec.command[0], path, cwd)
-        if exe is None or not os.path.exists(exe):  # a path that names nothing
+        # A PATH search returns only executables that are not directories; a path given with
+        # a "/" is checked here, because the exec wrapper would turn a failed exec into exit
+        # 126/127.
+        given = "/" in spec.command[0]
+        if exe is None or (given and not os.path.exists(exe)):  # a path that names nothing
             raise CommandError(f"command not found: {spec.command[0]} (PATH={path})")
-        # Checked here because the exec wrapper would turn a failed exec into exit 126/127.
-        if not os.path.isfile(exe) or not os.access(exe, os.X_OK):
+        if given and (not os.path.isfile(exe) or not os.access(exe, os.X_OK)):
             raise CommandError(
                 f"cannot execute {spec.command[0]}: Permission denied (not an executable file)"
             )
