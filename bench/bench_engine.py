@@ -3,7 +3,9 @@
 One run measures, in this order:
 
 (a) the raw ceiling: asyncio spawning ``true`` (pipes read, process awaited), C concurrent; measured
-    before serve starts and after it stopped, the mean is used;
+    before serve starts and after it stopped, the mean is used. With ``MCPEXEC_SANDBOX=default``
+    (or ``strict``) serve runs sandboxed and the ceiling spawns the same bubblewrap command line
+    mcpexec builds for a run (``BwrapCeiling``), so bwrap's own cost is not the engine's;
 (d1) serve's RSS after a warm-up of the first runs;
 (c) latency at idle: sequential submit + long-poll, submit→start and submit→completed;
 (b) end to end throughput: N runs of ``true`` submitted over HTTP by a few concurrent submitters
@@ -16,6 +18,7 @@ Usage::
 
     .venv/bin/python bench/bench_engine.py            # the full run (about a minute or two)
     .venv/bin/python bench/bench_engine.py --quick    # a smoke run (seconds)
+    MCPEXEC_SANDBOX=default .venv/bin/python bench/bench_engine.py   # the sandboxed row
     .venv/bin/python bench/bench_engine.py --n 4000 --json out.json
     # the same phases for each variant of serve's settings (or checkout, PYTHONPATH=.../src),
     # one serve after the other, the ceiling measured before, between and after them; each
@@ -43,12 +46,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from mcpexec.executor import bwrap, seccomp
+from mcpexec.executor.sandbox import SandboxExecutor
+from mcpexec.executor.sandbox_hooks import SandboxConfig, SandboxRuntime
 
 MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -161,12 +169,96 @@ async def _spawn_true(sem: asyncio.Semaphore) -> None:
             raise RuntimeError(f"true exited {proc.returncode}")
 
 
-async def raw_ceiling(n: int, concurrency: int, timeout_s: float) -> float:
-    """Runs per second of asyncio spawning ``true`` with ``concurrency`` in flight."""
+class BwrapCeiling:
+    """The sandboxed ceiling: a plain asyncio loop spawning ``true`` under the bubblewrap command
+    line mcpexec builds for a run (``executor.bwrap.build`` with the runtime the sandbox
+    executor probes at start: the same binds, seccomp filter, status-reporting pid 1 and, as
+    root, the drop to the sandbox uid), so that bwrap's own cost is not counted against the
+    engine. What it leaves out is the engine's: the per-run workdir (here one directory, bound
+    as the sandbox's home for every spawn), the cgroup leaf and the tmpfs workdir mount."""
+
+    def __init__(self, strict: bool) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="mcpexec-bench-bwrap-"))
+        root = os.geteuid() == 0
+        work = Path("/tmp/mcpexec-sandbox") if root else self.tmp / "work"
+        self.executor = SandboxExecutor(
+            work, SandboxConfig(strict=strict), run_path="/usr/bin:/bin"
+        )
+        self.home = self.tmp / "home"
+
+    @property
+    def runtime(self) -> SandboxRuntime:
+        assert self.executor.runtime is not None, "not started"
+        return self.executor.runtime
+
+    async def __aenter__(self) -> BwrapCeiling:
+        await self.executor.start()
+        rt = self.runtime
+        self.home.mkdir(mode=0o700)
+        if rt.root:
+            os.chmod(self.tmp, 0o711)
+            os.chown(self.home, rt.uid, rt.gid)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.executor.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def describe(self) -> str:
+        return f"bwrap({self.runtime.mode}) `true`"
+
+    async def spawn(self, sem: asyncio.Semaphore) -> None:
+        rt = self.runtime
+        async with sem:
+            status: tuple[str, int] | None = None
+            fds: list[int] = []
+            if rt.status_init is not None:
+                read_end, write_end = os.pipe()
+                fds += [read_end, write_end]
+                status = (rt.status_init, write_end)
+            spawned = bwrap.build(
+                rt.bwrap,
+                ["true"],
+                workdir=str(self.home),
+                env={"PATH": "/usr/bin:/bin", "HOME": bwrap.SANDBOX_HOME},
+                uid=rt.uid,
+                gid=rt.gid,
+                network=False,
+                tmp_bytes=rt.config.tmp_mb * 1024 * 1024,
+                seccomp_fd=None if rt.probe.seccomp_error else seccomp.filter_fd(rt.config.strict),
+                extra_ro=rt.config.ro_binds,
+                status=status,
+            )
+            drop = {"user": rt.uid, "group": rt.gid, "extra_groups": []} if rt.root else {}
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *spawned.argv,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    pass_fds=(*spawned.pass_fds, *([] if status is None else [status[1]])),
+                    **drop,  # type: ignore[arg-type]
+                )
+            finally:
+                spawned.close()
+                if status is not None:
+                    os.close(status[1])
+            _, err = await proc.communicate()
+            if fds:
+                os.close(fds[0])
+            if proc.returncode != 0:
+                raise RuntimeError(f"bwrap true exited {proc.returncode}: {err.decode()[-300:]}")
+
+
+async def raw_ceiling(
+    n: int, concurrency: int, timeout_s: float, bwrap_ceiling: BwrapCeiling | None = None
+) -> float:
+    """Runs per second of asyncio spawning ``true`` (bare, or under bwrap) with
+    ``concurrency`` in flight."""
+    spawn = _spawn_true if bwrap_ceiling is None else bwrap_ceiling.spawn
     sem = asyncio.Semaphore(concurrency)
-    await asyncio.wait_for(_spawn_true(sem), timeout_s)  # warm-up: import and path lookup
+    await asyncio.wait_for(spawn(sem), timeout_s)  # warm-up: import and path lookup
     started = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(_spawn_true(sem) for _ in range(n))), timeout_s)
+    await asyncio.wait_for(asyncio.gather(*(spawn(sem) for _ in range(n))), timeout_s)
     return n / (time.perf_counter() - started)
 
 
@@ -421,14 +513,34 @@ class Variant:
 async def bench(cfg: Config, keep_home: bool, variants: list[Variant]) -> list[dict[str, Any]]:
     """Each variant against its own serve; the raw ceiling before, between and after them (on a
     shared machine the ceiling itself drifts: a variant's ratio uses the two around it)."""
-    ceilings = [await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s)]
+    async with contextlib.AsyncExitStack() as stack:
+        box = None
+        if SANDBOX != "none":
+            box = await stack.enter_async_context(BwrapCeiling(strict=SANDBOX == "strict"))
+
+        async def ceiling() -> float:
+            return await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s, box)
+
+        ceiling_of = "`true`" if box is None else box.describe()
+        return await _variants(cfg, keep_home, variants, ceiling, ceiling_of)
+
+
+async def _variants(
+    cfg: Config,
+    keep_home: bool,
+    variants: list[Variant],
+    ceiling: Callable[[], Awaitable[float]],
+    ceiling_of: str,
+) -> list[dict[str, Any]]:
+    ceilings = [await ceiling()]
     out = []
     for variant in variants:
         results: dict[str, Any] = {"config": asdict(cfg), "variant": asdict(variant)}
         results.update(await _one_serve(cfg, keep_home, variant))
-        ceilings.append(await raw_ceiling(cfg.raw_n, cfg.concurrency, cfg.timeout_s))
+        ceilings.append(await ceiling())
         before, after = ceilings[-2:]
         raw = (before + after) / 2
+        results["ceiling_of"] = ceiling_of
         results["raw_runs_per_s"] = raw
         results["raw_runs_per_s_before_after"] = [before, after]
         results["ratio"] = results["serve_runs_per_s"] / raw
@@ -530,7 +642,7 @@ def report(r: dict[str, Any]) -> str:
     growth = r["rss_growth_mb"]
     rows = [
         (
-            "(a) raw ceiling: asyncio spawn `true`",
+            f"(a) raw ceiling: asyncio spawn {r['ceiling_of']}",
             f"{r['raw_runs_per_s']:.0f} runs/s (before {before:.0f}, after {after:.0f})",
             "",
             "",
