@@ -394,7 +394,15 @@ class Worker:
             workspace = run.labels.get(WORKSPACE_LABEL)
             spec = _attempt_spec(run, workspace, span.traceparent)
             limits = self.options.limits_for(run.spec)
-            request = ExecRequest(run.id, claim.attempt, spec, limits, workspace or None)
+            # The output left at the end travels with the finish (one store write fewer).
+            request = ExecRequest(
+                run.id,
+                claim.attempt,
+                spec,
+                limits,
+                workspace or None,
+                output_tail_in_result=True,
+            )
             sink = _AttemptSink(self, claim, stop)
             try:
                 result = await self.executor.execute(request, sink, held.cancel)
@@ -409,7 +417,7 @@ class Worker:
             if sink.store_failure is not None:
                 # Output or artifacts are missing from the record: the attempt cannot count.
                 failure = Failure(kind=FailureKind.STORE_ERROR, message=sink.store_failure)
-                result = dataclasses.replace(result, succeeded=False, failure=failure)
+                result = dataclasses.replace(result, succeeded=False, failure=failure, log_tail=())
             held.reporting = True
             report = self._finish_args(claim, result, shutdown=held.shutdown)
             failed = report[0].failure

@@ -1,9 +1,10 @@
-"""Concurrent reports of executing runs: what SQLite's grouped writes (finishes, log chunks,
+"""Reports of executing runs: what SQLite's grouped writes (finishes, log chunks,
 progress sharing a transaction) must not change about any store."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -54,3 +55,25 @@ async def test_concurrent_finishes_logs_and_progress_each_answered_and_fenced(
         data, end = await store.read_log(run_id, Stream.STDOUT, 0, 1000)
         assert data == f"{run_id}:0;{run_id}:1;{run_id}:2;".encode()
         assert end == len(data)
+
+
+async def test_finish_appends_the_log_tail_in_its_own_transaction(store: Store) -> None:
+    await enqueue(store, new_run("tail"), new_run("fenced"))
+    claims = await store.claim("w1", 2, T0, T0 + LEASE)
+    assert len(claims) == 2
+    used = await store.storage_used()
+    assert await store.append_log("tail", 1, "w1", Stream.STDOUT, b"live;") == 0
+    tail = ((Stream.STDOUT, b"last;"), (Stream.STDERR, b"err"), (Stream.STDOUT, b"[marker]"))
+    outcome = dataclasses.replace(OK, log_tail=tail)
+    # Another worker's finish with a tail: fenced out, none of its bytes land.
+    assert await store.finish_attempt("fenced", 1, "w-other", outcome, t(1), None) is None
+    done = await store.finish_attempt("tail", 1, "w1", outcome, t(1), None)
+    assert done is not None
+    assert done.status == RunStatus.COMPLETED
+    assert await store.read_log("tail", Stream.STDOUT, 0, 100) == (b"live;last;[marker]", 18)
+    assert await store.read_log("tail", Stream.STDERR, 0, 100) == (b"err", 3)
+    assert await store.read_log("fenced", Stream.STDOUT, 0, 100) == (b"", 0)
+    assert await store.storage_used() == used + len(b"live;last;[marker]err")
+    # Finished: a retried report (the same outcome) is fenced out and appends nothing again.
+    assert await store.finish_attempt("tail", 1, "w1", outcome, t(2), None) is None
+    assert await store.read_log("tail", Stream.STDOUT, 0, 100) == (b"live;last;[marker]", 18)

@@ -57,6 +57,9 @@ class ExecRequest:
     limits: EffectiveLimits
     #: A workflow step's workspace (issue 16): the sandbox binds it writable at the same path.
     workspace: str | None = None
+    #: Hand the output still buffered when the process ends back in ``ExecResult.log_tail``
+    #: instead of delivering it to the sink (the worker stores it with the finish).
+    output_tail_in_result: bool = False
 
 
 class ExecSink(Protocol):
@@ -91,6 +94,9 @@ class ExecResult:
     #: ``"none"``) and the limits in force, each named with how it was enforced.
     isolation: str | None = None
     limits: dict[str, Any] | None = None
+    #: With ``ExecRequest.output_tail_in_result``: the output not delivered to the sink, in
+    #: order (``(stream, bytes)``; the omitted-bytes markers and tails included).
+    log_tail: tuple[tuple[Stream, bytes], ...] = ()
 
 
 class Executor(abc.ABC):

@@ -143,11 +143,11 @@ class OutputPump:
             if not self._closed:
                 # Give a chatty run a moment to fill the batch, unless it already did.
                 await wait_event(self._full, self._flush_interval)
+            if self._closed:
+                return  # finish() takes what is left
             self._any.clear()
             self._full.clear()
             await self._flush()
-            if self._closed:
-                return
 
     async def _flush(self) -> None:
         for stream, capture in self._streams.items():
@@ -159,9 +159,10 @@ class OutputPump:
                 if self.pauser is not None:
                     self.pauser(stream, False)
 
-    async def finish(self) -> None:
-        """Flush what is left, then the omitted-bytes markers and tails. Call once, after the
-        pipes are closed (or abandoned)."""
+    async def finish(self, *, deliver: bool = True) -> tuple[tuple[Stream, bytes], ...]:
+        """What is left, then the omitted-bytes markers and tails: delivered to the sink, or
+        with ``deliver=False`` returned in that order (the caller stores them). Call once,
+        after the pipes are closed (or abandoned)."""
         if self._redactor is not None:
             for stream in self._streams:
                 self._capture(stream, self._redactor.flush(stream))
@@ -169,12 +170,15 @@ class OutputPump:
         self._any.set()
         self._full.set()
         if self._task is not None:
-            await self._task
-        await self._flush()
-        for stream, capture in self._streams.items():
-            closing = capture.closing()
-            if closing:
-                await self._sink.output(stream, closing)
+            await self._task  # a flush under way ends first: the order of the bytes holds
+        left = [(stream, capture.take()) for stream, capture in self._streams.items()]
+        left += [(stream, capture.closing()) for stream, capture in self._streams.items()]
+        chunks = tuple((stream, data) for stream, data in left if data)
+        if not deliver:
+            return chunks
+        for stream, data in chunks:
+            await self._sink.output(stream, data)
+        return ()
 
     def abort(self) -> None:
         """Stop the flusher without delivering more (the caller is being cancelled)."""

@@ -335,7 +335,7 @@ class AttemptSupervisor:
         finally:
             cancelled.cancel()
         await progress.finish()
-        await pump.finish()
+        tail = await pump.finish(deliver=not self.request.output_tail_in_result)
         result, note = wd.read_result()
         if note:
             self.notes.append(note)
@@ -376,6 +376,7 @@ class AttemptSupervisor:
             duration_s=duration,
             refused_artifacts=refused,
             notes=self.notes,
+            log_tail=tail,
         )
 
     async def _wait_gone(self, proto: _Protocol, deadline: float) -> None:

@@ -164,6 +164,10 @@ class AttemptOutcome:
     #: Recorded with the attempt: the isolation actually applied and the limits in force.
     isolation: str | None = None
     limits: dict[str, Any] | None = None
+    #: The attempt's last output, not yet appended: ``(stream, bytes)`` in order, appended to
+    #: the logs in the finish's own transaction (one write fewer per run than an
+    #: ``append_log`` before the finish), fenced with it.
+    log_tail: tuple[tuple[Stream, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +413,9 @@ class Store(abc.ABC):
         With ``lease_expired_before`` the write also requires the lease to have expired at or
         before that time (the reaper uses it so that a renewal that won the race keeps the
         attempt).
+
+        ``outcome.log_tail`` is appended to the logs first, in order, exactly as ``append_log``
+        would (offsets, storage usage); fenced out, nothing of it is written.
 
         The attempt gets ``finished_at``, exit code, signal, failure, truncation, and status
         ``completed``/``failed``/``cancelled``. The run then becomes:

@@ -317,6 +317,8 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
                 return None
         result = _copy_json(outcome.result)  # refuse non-JSON before changing anything
         now = utc(now)
+        for stream, data in outcome.log_tail:
+            self._append_log(row, run_id, stream, data)
         decision = decide_finish(
             outcome,
             row.run.cancel_requested,
@@ -414,6 +416,9 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
         row = self._held(run_id, attempt, worker_id)
         if row is None:
             return None
+        return self._append_log(row, run_id, stream, data)
+
+    def _append_log(self, row: _Row, run_id: str, stream: Stream, data: bytes) -> int:
         log = self._logs.setdefault((run_id, stream), bytearray())
         offset = len(log)
         log += data

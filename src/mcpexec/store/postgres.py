@@ -75,6 +75,17 @@ from mcpexec.tenancy import Candidate, fair_pick
 Q = queries()
 
 
+async def _append(conn: Conn, run_id: str, attempt: int, stream: Stream, data: bytes) -> int:
+    """Append ``data`` to the stream's log (the caller holds the attempt); its offset."""
+    args = {"run_id": run_id, "stream": stream.value, "attempt": attempt, "data": data}
+    end = await fetch_one(conn, Q["log_end"], args)
+    offset: int = 0 if end is None else end["end_offset"]
+    if data:
+        await conn.execute(Q["insert_log"], {**args, "byte_offset": offset})
+        await conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
+    return offset
+
+
 class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, PostgresHooks, Store):
     wakes_across_processes: ClassVar[bool] = True
 
@@ -288,6 +299,8 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
             row = await fetch_one(conn, Q["held_run"], fence)
             if row is None:
                 return None
+            for stream, data in outcome.log_tail:
+                await _append(conn, run_id, attempt, stream, data)
             decision = decide_finish(
                 outcome, bool(row["cancel_requested"]), retry_at is not None, row["has_artifacts"]
             )
@@ -361,17 +374,10 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
     async def append_log(
         self, run_id: str, attempt: int, worker_id: str, stream: Stream, data: bytes
     ) -> int | None:
-        args = {"run_id": run_id, "stream": stream.value, "attempt": attempt, "data": data}
-
         async def tx(conn: Conn) -> int | None:
             if not await self._holds(conn, run_id, attempt, worker_id):
                 return None
-            end = await fetch_one(conn, Q["log_end"], args)
-            offset: int = 0 if end is None else end["end_offset"]
-            if data:
-                await conn.execute(Q["insert_log"], {**args, "byte_offset": offset})
-                await conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
-            return offset
+            return await _append(conn, run_id, attempt, stream, data)
 
         return await self._db.run(tx)
 

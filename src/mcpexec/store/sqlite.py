@@ -75,6 +75,19 @@ from mcpexec.tasks import TaskDefinition
 Q = load_queries()
 
 
+def _append(
+    conn: sqlite3.Connection, run_id: str, attempt: int, stream: Stream, data: bytes
+) -> int:
+    """Append ``data`` to the stream's log (the caller holds the attempt); its offset."""
+    args = {"run_id": run_id, "stream": stream.value, "attempt": attempt, "data": data}
+    end = conn.execute(Q["log_end"], args).fetchone()
+    offset: int = 0 if end is None else end[0]
+    if data:  # an empty chunk would collide with the next one's offset
+        conn.execute(Q["insert_log"], {**args, "byte_offset": offset})
+        conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
+    return offset
+
+
 def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) -> bool:
     args = {"run_id": run_id, "attempt": attempt, "worker_id": worker_id}
     return conn.execute(Q["holds"], args).fetchone() is not None
@@ -248,6 +261,8 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
             row = conn.execute(Q["held_run"], fence).fetchone()
             if row is None:
                 return None
+            for stream, data in outcome.log_tail:
+                _append(conn, run_id, attempt, stream, data)
             decision = decide_finish(
                 outcome,
                 bool(row["cancel_requested"]),
@@ -314,13 +329,7 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
         def tx(conn: sqlite3.Connection) -> int | None:
             if not _holds(conn, run_id, attempt, worker_id):
                 return None
-            args = {"run_id": run_id, "stream": stream.value, "attempt": attempt, "data": data}
-            end = conn.execute(Q["log_end"], args).fetchone()
-            offset: int = 0 if end is None else end[0]
-            if data:  # an empty chunk would collide with the next one's offset
-                conn.execute(Q["insert_log"], {**args, "byte_offset": offset})
-                conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
-            return offset
+            return _append(conn, run_id, attempt, stream, data)
 
         return await self._db.write(tx, grouped=True)
 
