@@ -9,8 +9,10 @@ operation started, the operation never runs; once started, it runs to COMMIT or 
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A process crash loses nothing
 that was committed; an OS crash or power loss may lose the last transactions (never corrupts
-the file). ``FULL`` would fsync every commit at about a third of the throughput, so only the
-writes that answer a durability promise (enqueue: the 202) commit with ``FULL``; a lost claim,
+the file). An fsync per commit would cost about a third of the throughput, so only the writes
+that answer a durability promise (enqueue: the 202) are ``durable``: they return once the WAL
+holding them is fsynced, by :class:`~mcpexec.store._sqlite_sync.WalSyncer` on its own thread
+(what ``synchronous=FULL`` does, without blocking this thread during the fsync). A lost claim,
 heartbeat or log write after an OS crash is recovered by the lease and retry machinery.
 
 Migrations: numbered files ``migrations/sqlite/NNNN_name.sql``, as the design asks, applied by
@@ -38,6 +40,7 @@ from typing import Any, TypeVar
 from mcpexec.errors import McpexecError, StoreError
 from mcpexec.store._migrations import Migration, migrate
 from mcpexec.store._migrations import load_queries as named_queries
+from mcpexec.store._sqlite_sync import WalSyncer
 
 T = TypeVar("T")
 
@@ -85,6 +88,7 @@ class Database:
             False: [],
         }
         self._group_lock = threading.Lock()
+        self._syncer = WalSyncer(path)
 
     @property
     def is_open(self) -> bool:
@@ -109,6 +113,8 @@ class Database:
             await asyncio.wrap_future(executor.submit(self._disconnect))
         finally:
             executor.shutdown(wait=True)
+            self._syncer.close()
+            self._syncer = WalSyncer(self.path)  # the store may be opened again
 
     async def write(
         self,
@@ -119,9 +125,10 @@ class Database:
     ) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction (retried whole when busy).
 
-        ``durable`` commits with ``synchronous = FULL`` (the WAL is fsynced before COMMIT returns):
-        used where an answer promises durability to a client, e.g. the 202 of a submit, so that
-        not even an OS crash loses an accepted run. Everything else can be redone or reaped.
+        ``durable`` returns once the WAL holding the commit is fsynced (as ``synchronous = FULL``
+        would, but the fsync runs on the syncer's thread, not this one): used where an answer
+        promises durability to a client, e.g. the 202 of a submit, so that not even an OS crash
+        loses an accepted run. Everything else can be redone or reaped.
 
         Durable writes, and those marked ``grouped``, are group-committed: writes that arrive
         while the thread is busy share the next transaction (each in its own savepoint, so one
@@ -224,29 +231,29 @@ class Database:
             return outcomes
 
         try:
-            if durable:
-                outcomes = self._durable_transaction(run_all)
-            else:
-                outcomes = self._transaction("BEGIN IMMEDIATE", run_all)
+            outcomes = self._transaction("BEGIN IMMEDIATE", run_all)
         except BaseException as exc:
             for _, fut in batch:
                 fut.set_exception(exc)
             return
-        for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
 
-    def _durable_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        if conn is None:
-            raise StoreError("the store is not open")
-        conn.execute("PRAGMA synchronous = FULL")
+        def answer(sync_error: BaseException | None) -> None:
+            for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
+                if sync_error is not None:
+                    # Committed but maybe not on the disk: the caller must not promise it.
+                    fut.set_exception(sync_error)
+                elif ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+        if not durable:
+            answer(None)
+            return
         try:
-            return self._transaction("BEGIN IMMEDIATE", fn)
-        finally:
-            conn.execute("PRAGMA synchronous = NORMAL")
+            self._syncer.after_commit(answer)
+        except StoreError as exc:  # closing: nobody will sync it
+            answer(exc)
 
     @staticmethod
     def _retry_busy(fn: Callable[[], T]) -> T:
