@@ -885,6 +885,8 @@ class RunFilter(BaseModel):
     owner: str | None = None
     #: ``server.tool``: only tool runs of that tool (seed 003's filter, issue 14).
     tool: str | None = None
+    #: Only the runs of these ids (the bulk status read, issue 12); ``None``: any.
+    ids: frozenset[str] | None = None
 
 
 class Page(BaseModel):
