@@ -105,6 +105,17 @@ class TaskOps:
         """Submit ``request.task`` with ``request.params``: validated (422 naming the param),
         pinned to the version resolved now. Queueing fields of the request override the task's
         defaults (labels are merged); its run spec is the task's alone."""
+        new = await self.prepare(request, principal, rerun_of, reserved)
+        return await self.app.enqueue(new, principal)
+
+    async def prepare(
+        self,
+        request: RunRequest,
+        principal: Principal,
+        rerun_of: str | None = None,
+        reserved: Collection[str] = (),
+    ) -> NewRun:
+        """The checked run of ``submit``, not yet stored (the batch submit enqueues many)."""
         self.app._require_submit(principal)
         self.app.check_labels(request.labels, reserved=reserved)
         assert request.task is not None
@@ -136,7 +147,7 @@ class TaskOps:
         )
         if request.notify is not None:
             new = dataclasses.replace(new, notify=request.notify)
-        return await self.app.enqueue(new, principal)
+        return new
 
     async def new_run(
         self,

@@ -889,6 +889,31 @@ class RunFilter(BaseModel):
     ids: frozenset[str] | None = None
 
 
+#: The most runs one batch submit holds (``POST /api/v1/runs:batch``, issue 12).
+MAX_BATCH = 1000
+
+
+class BatchRequest(BaseModel):
+    """The body of ``POST /api/v1/runs:batch``: each of ``runs`` is the body of a single
+    ``POST /api/v1/runs`` (schema ``RunRequest``), validated on its own, so that one bad item
+    is reported with its index and costs the others nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runs: list[dict[str, Any]] = Field(
+        description=f"at most {MAX_BATCH} run requests, each as the body of POST /api/v1/runs",
+        json_schema_extra={
+            "maxItems": MAX_BATCH,
+            "items": {
+                "type": "object",
+                "description": "a RunRequest (#/components/schemas/RunRequest), checked alone",
+            },
+        },
+    )
+    #: Store nothing unless every item is accepted (409 ``batch_refused`` otherwise).
+    all_or_nothing: StrictBool = False
+
+
 class Page(BaseModel):
     """One page of runs, newest first; ``next_cursor`` fetches the next page."""
 
