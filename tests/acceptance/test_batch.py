@@ -226,3 +226,31 @@ def test_the_cli_submits_a_jsonl_file_and_reads_statuses(srv: Server, tmp_path: 
         assert refused.stderr.startswith("mcpexec: batch_refused: nothing was stored")
         assert len(refused.stderr.strip().splitlines()) == 1
         assert len(_marked(client, marker)) == 2
+
+
+def test_a_task_run_in_a_batch_is_checked_and_pinned_like_a_single_one(
+    srv: Server, client: Client
+) -> None:
+    marker = uuid.uuid4().hex
+    name = f"greet-{marker[:8]}"
+    body = {
+        "shell": "echo hello $MCPEXEC_PARAM_WHO",
+        "params": {"type": "object", "properties": {"who": {"type": "string"}}},
+    }
+    client._json("PUT", f"/api/v1/tasks/{name}", json=body)
+    labels = {"m": marker}
+    answer = client.submit_batch(
+        [
+            {"task": name, "params": {"who": "batch"}, "labels": labels},
+            {"task": name, "params": {"who": 7}, "labels": labels},  # not a string: 422
+            {"task": name, "params": {"who": "x"}, "shell": "echo no", "labels": labels},
+        ]
+    )
+    results = answer["results"]
+    assert [r["status"] for r in results] == [202, 422, 422]
+    run = results[0]["run"]
+    assert (run["task"], run["task_version"], run["params"]) == (name, 1, {"who": "batch"})
+    done = client.wait(run["id"], timeout_s=60)
+    assert done["status"] == "completed"
+    assert client.logs(run["id"])["data"] == "hello batch\n"
+    assert [r["id"] for r in _marked(client, marker)] == [run["id"]]
