@@ -73,6 +73,26 @@ def run_fields_view(run: Run, fields: Collection[str], base_url: str = "") -> di
     return data
 
 
+#: A run as each item of a batch submit answers it: enough to follow it (``GET`` it, or read
+#: many statuses at once, for the rest); the whole ``run_view`` of 1,000 runs cost more than
+#: storing them.
+_BRIEF = {"id", "status", "created_at", "idempotency_key", "task", "task_version"}
+
+
+def run_brief(run: Run, base_url: str = "") -> dict[str, Any]:
+    """``id``, ``status``, ``created_at``, ``idempotency_key``, ``task``, ``task_version`` and
+    the links of ``run_view``."""
+    data: dict[str, Any] = wire_safe(run.model_dump(mode="json", include=_BRIEF))
+    url = f"{base_url}/api/v1/runs/{run.id}"
+    data |= {
+        "url": url,
+        "logs_url": f"{url}/logs",
+        "cancel_url": url,
+        "artifacts_url": f"{url}/artifacts",
+    }
+    return data
+
+
 def attempt_view(attempt: Attempt) -> dict[str, Any]:
     data: dict[str, Any] = wire_safe(attempt.model_dump(mode="json"))
     data["duration_s"] = attempt.duration_s

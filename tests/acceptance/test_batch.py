@@ -71,7 +71,11 @@ def test_a_batch_answers_per_item_and_stores_every_valid_run(srv: Server, client
     assert [results[i]["created"] for i in (0, 1, 4, 7)] == [True, True, False, True]
     assert results[4]["run"]["id"] == results[1]["run"]["id"]
     ids = [results[i]["run"]["id"] for i in (0, 1, 7)]
-    assert results[0]["run"]["url"].endswith(f"/api/v1/runs/{ids[0]}")
+    brief = results[0]["run"]
+    assert brief["url"].endswith(f"/api/v1/runs/{ids[0]}")
+    assert brief["logs_url"] == brief["url"] + "/logs"
+    assert (brief["status"], brief["idempotency_key"], brief["task"]) == ("pending", None, None)
+    assert results[1]["run"]["idempotency_key"] == key
     # exactly the valid runs were stored, and they run like any other
     assert sorted(str(r["id"]) for r in _marked(client, marker)) == sorted(ids)
     done = [client.wait(run_id, timeout_s=60) for run_id in ids]
@@ -249,8 +253,8 @@ def test_a_task_run_in_a_batch_is_checked_and_pinned_like_a_single_one(
     results = answer["results"]
     assert [r["status"] for r in results] == [202, 422, 422]
     run = results[0]["run"]
-    assert (run["task"], run["task_version"], run["params"]) == (name, 1, {"who": "batch"})
+    assert (run["task"], run["task_version"]) == (name, 1)
     done = client.wait(run["id"], timeout_s=60)
-    assert done["status"] == "completed"
+    assert (done["status"], done["params"]) == ("completed", {"who": "batch"})
     assert client.logs(run["id"])["data"] == "hello batch\n"
     assert [r["id"] for r in _marked(client, marker)] == [run["id"]]

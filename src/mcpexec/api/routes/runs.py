@@ -29,6 +29,7 @@ from mcpexec.views import (
     attempt_view,
     byte_range,
     download_headers,
+    run_brief,
     run_fields_view,
     run_view,
 )
@@ -103,7 +104,7 @@ async def submit_batch(
             continue
         run, created = result
         counts["created" if created else "replayed"] += 1
-        view = run_view(run, base)
+        view = run_brief(run, base)
         answers.append({"index": index, "status": 202, "created": created, "run": view})
     return SafeJSONResponse({"results": answers, **counts}, status_code=202)
 
