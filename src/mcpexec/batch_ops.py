@@ -99,7 +99,9 @@ class BatchOps:
                     created = True
             if created:
                 app.events.work_available()
-        return [r for r in results if r is not None]
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(requests), "every item has its result"
+        return answered
 
     async def _tenant_limits(self, tenant: str) -> _Limits:
         """The tenant's limits, looked up once for the whole batch."""

@@ -258,3 +258,30 @@ def test_a_task_run_in_a_batch_is_checked_and_pinned_like_a_single_one(
     assert (done["status"], done["params"]) == ("completed", {"who": "batch"})
     assert client.logs(run["id"])["data"] == "hello batch\n"
     assert [r["id"] for r in _marked(client, marker)] == [run["id"]]
+
+
+@pytest.mark.slow
+def test_a_batch_on_postgresql_end_to_end(tmp_path: Path) -> None:
+    from pg_server import fresh_schema
+
+    with fresh_schema() as url:
+        server = make_server(tmp_path, workers=2, MCPEXEC_SANDBOX="none", MCPEXEC_DATABASE_URL=url)
+        server.start()
+        try:
+            with server.client() as client:
+                specs = [{"shell": f"echo {i}", "idempotency_key": f"k{i}"} for i in range(50)]
+                answer = client.submit_batch([*specs, {"shell": 1}, specs[0]])
+                assert (answer["created"], answer["replayed"], answer["failed"]) == (50, 1, 1)
+                assert answer["results"][50]["error"]["code"] == "invalid_request"
+                ids = [r["run"]["id"] for r in answer["results"][:50]]
+                refused = _post(server, {"runs": [{"shell": "true"}, {}], "all_or_nothing": True})
+                assert refused.status_code == 409
+                for run_id in ids:
+                    client.wait(run_id, timeout_s=60)
+                found = client.statuses([*ids, "nope"])
+                assert sorted(found) == sorted(ids)
+                assert {(v["status"], v["exit_code"]) for v in found.values()} == {("completed", 0)}
+                assert client.logs(ids[7])["data"] == "7\n"
+                assert client._json("GET", "/api/v1/stats")["runs"]["completed"] == 50
+        finally:
+            server.stop()
