@@ -135,7 +135,8 @@ class Client:
 
     def submit_many(self, specs: Iterable[Json], batch_size: int = MAX_BATCH) -> Json:
         """Any number of specs, in batches of ``batch_size`` (one transaction each): the
-        results of every batch together, ``index`` counted over all of ``specs``."""
+        results of every batch together, ``index`` counted over all of ``specs``. A batch
+        refused as a whole (401, 403) raises ``ApiError``; the batches before it are stored."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
         total: Json = {"results": [], "created": 0, "replayed": 0, "failed": 0}
