@@ -12,7 +12,14 @@ One run measures, in this order:
     to a live ``mcpexec serve --workers 4``, timed from the first submit until all completed;
 (e) serve's CPU per run over (b) (utime+stime of serve and of its helper processes, the spawn
     helper and the watchdog; the runs' own, their reaped children's, is reported apart);
-(d2) serve's RSS after the total run count (default 5,000) is reached.
+(d2) serve's RSS after the total run count (default 5,000) is reached;
+(f) submitting: N runs as single ``POST /api/v1/runs`` against N runs in batches of
+    ``--batch-size`` (``POST /api/v1/runs:batch``), the same submitters in flight, each with
+    serve's CPU per run; the runs are due in a day, so that the workers do not compete with
+    the submits being measured;
+(g) reading statuses: the statuses of those runs as single ``GET /api/v1/runs/{id}`` against
+    bulk reads (``GET /api/v1/runs?ids=…&fields=status,exit_code``, ``--ids-per-read`` each).
+    (f) and (g) report each as a ratio against its single-request baseline of the same run.
 
 Usage::
 
@@ -48,7 +55,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -469,6 +476,85 @@ async def idle_latency(api: Api, n: int, timeout_s: float) -> Latency:
     return result
 
 
+# --- (f) batch submit and (g) bulk status read -------------------------------------------------
+
+
+async def _in_flight(jobs: list[Any], width: int) -> list[Any]:
+    """Await the coroutines of ``jobs`` with at most ``width`` in flight, results in order."""
+    sem = asyncio.Semaphore(width)
+
+    async def one(job: Any) -> Any:
+        async with sem:
+            return await job
+
+    return await asyncio.gather(*(one(j) for j in jobs))
+
+
+async def submit_rates(
+    api: Api, serve: Serve, n: int, batch_size: int, submitters: int, timeout_s: float
+) -> dict[str, Any]:
+    """(f): ``n`` single submits, then ``n`` runs in batches; both phases timed alone."""
+    later = (datetime.now().astimezone() + timedelta(days=1)).isoformat()
+    spec = {**TRUE_RUN, "run_at": later}
+    helpers = helper_pids(serve.pid)
+    out: dict[str, Any] = {"n": n, "batch_size": batch_size}
+
+    cpu0, started = serve_cpu(serve.pid, helpers), time.perf_counter()
+    singles = [api._json("POST", "/api/v1/runs", json=spec) for _ in range(n)]
+    runs = await asyncio.wait_for(_in_flight(singles, submitters), timeout_s)
+    seconds, cpu = time.perf_counter() - started, serve_cpu(serve.pid, helpers) - cpu0
+    out["single"] = {"seconds": seconds, "runs_per_s": n / seconds, "cpu_ms": cpu.own * 1e3 / n}
+    ids = [r["id"] for r in runs]
+
+    sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+    cpu0, started = serve_cpu(serve.pid, helpers), time.perf_counter()
+    batches = [
+        api._json("POST", "/api/v1/runs:batch", json={"runs": [spec] * size}) for size in sizes
+    ]
+    answers = await asyncio.wait_for(_in_flight(batches, submitters), timeout_s)
+    seconds, cpu = time.perf_counter() - started, serve_cpu(serve.pid, helpers) - cpu0
+    created = sum(a["created"] for a in answers)
+    if created != n:
+        raise RuntimeError(f"batch submit stored {created} of {n} runs")
+    out["batch"] = {"seconds": seconds, "runs_per_s": n / seconds, "cpu_ms": cpu.own * 1e3 / n}
+    out["ratio"] = out["batch"]["runs_per_s"] / out["single"]["runs_per_s"]
+    out["ids"] = ids + [r["run"]["id"] for a in answers for r in a["results"]]
+    return out
+
+
+async def read_rates(
+    api: Api, ids: list[str], per_read: int, submitters: int, timeout_s: float
+) -> dict[str, Any]:
+    """(g): the status of every run of ``ids``, by single GETs, then by bulk reads."""
+    started = time.perf_counter()
+    singles = [api._json("GET", f"/api/v1/runs/{run_id}") for run_id in ids]
+    await asyncio.wait_for(_in_flight(singles, submitters), timeout_s)
+    single_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    reads = [
+        api._json(
+            "GET",
+            "/api/v1/runs",
+            params={"ids": ",".join(ids[i : i + per_read]), "fields": "status,exit_code"},
+        )
+        for i in range(0, len(ids), per_read)
+    ]
+    pages = await asyncio.wait_for(_in_flight(reads, submitters), timeout_s)
+    bulk_s = time.perf_counter() - started
+    found = sum(len(p["runs"]) for p in pages)
+    if found != len(ids):
+        raise RuntimeError(f"the bulk reads found {found} of {len(ids)} runs")
+    n = len(ids)
+    return {
+        "n": n,
+        "per_read": per_read,
+        "single": {"seconds": single_s, "statuses_per_s": n / single_s},
+        "bulk": {"seconds": bulk_s, "statuses_per_s": n / bulk_s},
+        "ratio": single_s / bulk_s,
+    }
+
+
 # --- the whole benchmark ------------------------------------------------------------------------
 
 
@@ -483,6 +569,8 @@ class Config:
     rss_early: int
     rss_total: int
     timeout_s: float
+    batch_size: int = 100
+    ids_per_read: int = 500
 
 
 @dataclass(frozen=True)
@@ -615,6 +703,12 @@ async def _against_serve(cfg: Config, serve: Serve, api: Api) -> dict[str, Any]:
     out["rss_total_runs"] = total
     out["rss_growth_mb"] = out["rss_total_mb"] - out["rss_early_mb"]
     out["failed_runs"] = warm.failed + batch.failed
+
+    # Last: (f) leaves 2N runs pending (due in a day) and (g) reads their statuses.
+    submits = await submit_rates(api, serve, cfg.n, cfg.batch_size, cfg.submitters, cfg.timeout_s)
+    ids = submits.pop("ids")
+    out["batch_submit"] = submits
+    out["bulk_read"] = await read_rates(api, ids, cfg.ids_per_read, cfg.submitters, cfg.timeout_s)
     return out
 
 
@@ -693,6 +787,7 @@ def report(r: dict[str, Any]) -> str:
         ("    children CPU per run (not above)", f"{r['children_cpu_ms_per_run']:.2f} ms", "", ""),
         ("    bench client CPU per run", f"{r['client_cpu_ms_per_run']:.2f} ms", "", ""),
         ("    serve CPU utilisation in (b)", f"{r['cpu_utilisation']:.0%} of one core", "", ""),
+        *_batch_rows(r),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     header = ("metric", "result", "target", "verdict")
@@ -720,6 +815,42 @@ def report(r: dict[str, Any]) -> str:
     if r["serve_log_errors"]:
         lines.append("serve logged errors: " + " | ".join(r["serve_log_errors"]))
     return "\n".join(lines)
+
+
+def _batch_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(f) and (g): each against its single-request baseline of the same run."""
+    f, g = r.get("batch_submit"), r.get("bulk_read")
+    if f is None or g is None:
+        return []
+    one, many = f["single"], f["batch"]
+    return [
+        (
+            f"(f) submit {f['n']} runs, single POST",
+            f"{one['runs_per_s']:.0f} runs/s, serve CPU {one['cpu_ms']:.2f} ms/run",
+            "",
+            "",
+        ),
+        (
+            f"    in batches of {f['batch_size']}",
+            f"{many['runs_per_s']:.0f} runs/s, serve CPU {many['cpu_ms']:.2f} ms/run",
+            "",
+            "",
+        ),
+        ("    ratio batch/single", f"{f['ratio']:.1f}x", "", ""),
+        (
+            f"(g) read {g['n']} statuses, single GET",
+            f"{g['single']['statuses_per_s']:.0f} statuses/s",
+            "",
+            "",
+        ),
+        (
+            f"    bulk reads of {g['per_read']} ids",
+            f"{g['bulk']['statuses_per_s']:.0f} statuses/s",
+            "",
+            "",
+        ),
+        ("    ratio bulk/single", f"{g['ratio']:.1f}x", "", ""),
+    ]
 
 
 def compare(runs: list[dict[str, Any]]) -> str:
@@ -754,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-early", type=int, default=500, help="first RSS mark (runs)")
     parser.add_argument("--rss-total", type=int, default=5000, help="second RSS mark (runs)")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on each phase (s)")
+    parser.add_argument("--batch-size", type=int, default=100, help="runs per batch in (f)")
+    parser.add_argument("--ids-per-read", type=int, default=500, help="ids per bulk read (g)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-home", action="store_true", help="keep serve's temporary home")
     parser.add_argument(
@@ -777,6 +910,8 @@ def main(argv: list[str] | None = None) -> int:
         rss_early=args.rss_early,
         rss_total=max(args.rss_total, args.rss_early + args.latency_n + args.n),
         timeout_s=args.timeout,
+        batch_size=args.batch_size,
+        ids_per_read=args.ids_per_read,
     )
     variants = args.variant or [Variant("default", {})]
     runs = asyncio.run(bench(cfg, args.keep_home, variants))

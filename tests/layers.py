@@ -71,6 +71,7 @@ DOMAIN = {
     "events",
     # The durable event log as App operations (issue 17).
     "event_ops",
+    "batch_ops",  # the batch submit (issue 12)
     # Hourly run history for the overview's charts: quantiles from the store's rollup (17).
     "history",
     # OpenTelemetry spans of runs and attempts; the W3C traceparent carried through (17).
@@ -113,6 +114,7 @@ CLI_MODULES = {
     "cli_tools",  # tools, call, servers (issue 14)
     "cli_workflows",  # workflows (issue 16)
     "cli_events",  # events (issue 17)
+    "cli_batch",  # batch, status (issue 12)
     "client_workflows",
 }
 #: Command modules that live beside the adapter they start but belong to the CLI.

@@ -13,17 +13,17 @@ import logging
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcpexec.alerts import AlertOps
+from mcpexec.batch_ops import BatchOps, replay_conflict
 from mcpexec.definitions import TaskOps, rerun_request
 from mcpexec.errors import (
     ArtifactNotFound,
     Forbidden,
-    IdempotencyConflict,
     InvalidRequest,
     NotFound,
     RunNotFound,
@@ -40,6 +40,7 @@ from mcpexec.models import (
     DEFAULT_TENANT,
     Artifact,
     Attempt,
+    ExecSpec,
     LogChunk,
     Page,
     Run,
@@ -151,6 +152,8 @@ class App:
         self.webhooks = Webhooks(settings, store, self.events)
         # Alert rules evaluated once per store under a lease (issue 17): alerts.py.
         self.alerts = AlertOps(self)
+        # The batch submit (issue 12): batch_ops.py.
+        self.batch = BatchOps(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shutting_down = False
 
@@ -313,6 +316,29 @@ class App:
         it names (the MCP tasks binding's ``mcp/task``). A full queue raises
         ``QuotaExceeded`` (429). ``traceparent`` (W3C, from the caller) continues its trace
         (``tracing.py``)."""
+        new = await self.prepare(
+            request, principal, rerun_of, reserved=reserved, traceparent=traceparent
+        )
+        run, created = await self.enqueue(new, principal)
+        conflict = None if created else replay_conflict(new, run)
+        if conflict is not None:
+            raise conflict
+        return run, created
+
+    async def prepare(
+        self,
+        request: RunRequest,
+        principal: Principal,
+        rerun_of: str | None = None,
+        *,
+        reserved: Collection[str] = (),
+        traceparent: str | None = None,
+        limit_spec: Callable[[ExecSpec], Awaitable[ExecSpec]] | None = None,
+    ) -> NewRun:
+        """The run ``request`` asks for, checked (access, labels, spec, webhook, task and its
+        parameters) and put under the tenant's limits, not yet stored: ``submit`` and the
+        batch submit (``batch_ops``) enqueue it. ``limit_spec`` replaces the tenant lookup of
+        ``tenancy.limit_spec`` (a batch looks its tenant up once)."""
         trace = self.metrics.tracing.run_label(traceparent)
         if trace is not None:
             request = request.model_copy(update={"labels": {**request.labels, TRACE_LABEL: trace}})
@@ -321,7 +347,7 @@ class App:
             self._require_submit(principal)
             await self.webhooks.check(request.notify.webhook)
         if request.task is not None:  # a run of a defined task (definitions.py)
-            return await self.tasks.submit(request, principal, rerun_of, reserved)
+            return await self.tasks.prepare(request, principal, rerun_of, reserved)
         self._require_submit(principal)
         self.check_labels(request.labels, reserved=reserved)
         problem = self.executor.check_spec(request)
@@ -329,10 +355,15 @@ class App:
             raise InvalidRequest(problem)
         if request.tool is not None:  # unknown_tool / invalid_arguments now, where known
             self.tools.check_tool_run(request.tool)
-        new = NewRun(
+        spec = request.exec_spec()
+        if limit_spec is None:
+            spec = await self.tenancy.limit_spec(principal.tenant, spec)
+        else:
+            spec = await limit_spec(spec)
+        return NewRun(
             id=uuid.uuid4().hex,
             tenant=principal.tenant,
-            spec=await self.tenancy.limit_spec(principal.tenant, request.exec_spec()),
+            spec=spec,
             retry=request.retry or DEFAULT_RETRY,
             priority=request.priority,
             labels=dict(request.labels),
@@ -343,12 +374,6 @@ class App:
             worker_labels=tuple(request.worker_labels),
             notify=request.notify,
         )
-        run, created = await self.enqueue(new, principal)
-        if not created and not run.same_request(
-            new.spec, new.retry, new.priority, new.labels, new.run_at, new.worker_labels
-        ):
-            raise IdempotencyConflict(key=new.idempotency_key, run_id=run.id)
-        return run, created
 
     async def enqueue(self, new: NewRun, principal: Principal) -> tuple[Run, bool]:
         """The one way a new run gets in, for every submitter (a request, a task's run, a

@@ -659,5 +659,14 @@ def _register_events() -> None:
 
 _register_events()  # events (issue 17)
 
+
+def _register_batch() -> None:
+    from mcpexec.cli_batch import register
+
+    register(main)
+
+
+_register_batch()  # batch, status (issue 12)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

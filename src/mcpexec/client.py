@@ -12,9 +12,10 @@ where start-up does not matter) uses httpx and httpx-sse.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
@@ -25,6 +26,12 @@ from mcpexec.http_call import HttpConnection, Response, TransportFailure
 
 Json = dict[str, Any]
 DEFAULT_URL = "http://127.0.0.1:8002"
+#: The most specs one batch submit holds (the server's ``models.MAX_BATCH``; the client does
+#: not import pydantic).
+MAX_BATCH = 1000
+#: Ids per bulk status read: 200 ids of 32 characters keep the URL under 8 KiB, which every
+#: proxy passes (the server takes up to 500).
+IDS_PER_READ = 200
 
 
 class ApiError(McpexecError):
@@ -116,6 +123,46 @@ class Client:
     def submit(self, spec: Json, idempotency_key: str | None = None) -> Json:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._json("POST", "/api/v1/runs", json=spec, headers=headers)
+
+    def submit_batch(self, specs: Sequence[Json], *, all_or_nothing: bool = False) -> Json:
+        """One ``POST /api/v1/runs:batch`` of at most ``MAX_BATCH`` specs (each the body of
+        ``submit``), stored in one transaction: ``{"results": [...], "created", "replayed",
+        "failed"}``, a result per spec in order (``status`` 202 with ``run``, or ``error``).
+        ``all_or_nothing`` stores nothing if any spec fails (``ApiError`` 409
+        ``batch_refused``, ``details["errors"]`` by index)."""
+        body = {"runs": list(specs), "all_or_nothing": all_or_nothing}
+        return self._json("POST", "/api/v1/runs:batch", json=body)
+
+    def submit_many(self, specs: Iterable[Json], batch_size: int = MAX_BATCH) -> Json:
+        """Any number of specs, in batches of ``batch_size`` (one transaction each): the
+        results of every batch together, ``index`` counted over all of ``specs``. A batch
+        refused as a whole (401, 403) raises ``ApiError``; the batches before it are stored."""
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be 1..{MAX_BATCH}")
+        total: Json = {"results": [], "created": 0, "replayed": 0, "failed": 0}
+        items = iter(specs)
+        while chunk := list(itertools.islice(items, batch_size)):
+            answer = self.submit_batch(chunk)
+            offset = len(total["results"])
+            total["results"] += [{**r, "index": r["index"] + offset} for r in answer["results"]]
+            for key in ("created", "replayed", "failed"):
+                total[key] += answer[key]
+        return total
+
+    def statuses(
+        self, run_ids: Iterable[str], fields: Sequence[str] = ("status", "exit_code")
+    ) -> dict[str, Json]:
+        """The status (and other ``fields``) of many runs in few requests (``GET
+        /api/v1/runs?ids=…&fields=…``, ``IDS_PER_READ`` ids each): ``{id: {"id", ...}}`` for
+        the runs this token may see; an unknown id, or another tenant's, is simply absent."""
+        wanted = list(dict.fromkeys(run_ids))
+        found: dict[str, Json] = {}
+        for start in range(0, len(wanted), IDS_PER_READ):
+            ids = ",".join(wanted[start : start + IDS_PER_READ])
+            params = {"ids": ids, "fields": ",".join(fields)}
+            page = self._json("GET", "/api/v1/runs", params=params)
+            found |= {run["id"]: run for run in page["runs"]}
+        return found
 
     def get(self, run_id: str) -> Json:
         return self._json("GET", f"/api/v1/runs/{run_id}")

@@ -95,16 +95,17 @@ class TaskOps:
         return await self.get(name, principal)
 
     # -- runs of a task -----------------------------------------------------------------------
-    async def submit(
+    async def prepare(
         self,
         request: RunRequest,
         principal: Principal,
         rerun_of: str | None = None,
         reserved: Collection[str] = (),
-    ) -> tuple[Run, bool]:
-        """Submit ``request.task`` with ``request.params``: validated (422 naming the param),
-        pinned to the version resolved now. Queueing fields of the request override the task's
-        defaults (labels are merged); its run spec is the task's alone."""
+    ) -> NewRun:
+        """The run of ``request.task`` with ``request.params``, checked (422 naming the param)
+        and pinned to the version resolved now, not yet stored (``App.submit`` and the batch
+        submit enqueue it). Queueing fields of the request override the task's defaults
+        (labels are merged); its run spec is the task's alone."""
         self.app._require_submit(principal)
         self.app.check_labels(request.labels, reserved=reserved)
         assert request.task is not None
@@ -136,7 +137,7 @@ class TaskOps:
         )
         if request.notify is not None:
             new = dataclasses.replace(new, notify=request.notify)
-        return await self.app.enqueue(new, principal)
+        return new
 
     async def new_run(
         self,

@@ -254,3 +254,27 @@ class WebhookRefused(McpexecError):
 
     code = "webhook_refused"
     http_status = 403
+
+
+# -- batches (issue 12) -------------------------------------------------------------------------
+class BatchRefused(Conflict):
+    """Nothing of the batch was stored (``all_or_nothing``): ``details.errors`` names each item
+    that failed by its ``index``, with that item's own code and message. Fix those items (or
+    submit without ``all_or_nothing`` to store the valid ones) and submit the batch again."""
+
+    code = "batch_refused"
+
+    def __init__(self, failures: list[tuple[int, McpexecError]]) -> None:
+        index, first = failures[0]
+        super().__init__(
+            f"nothing was stored: {len(failures)} of the batch's runs failed"
+            f" (all_or_nothing); the first, item {index}: {first.code}: {first.message}",
+            errors=[{"index": i, **e.to_dict()} for i, e in failures],
+        )
+        self.failures = failures
+
+
+class BatchTooLarge(InvalidRequest):
+    """A batch holds at most 1,000 runs: split it (the client and the CLI do)."""
+
+    code = "batch_too_large"

@@ -885,6 +885,33 @@ class RunFilter(BaseModel):
     owner: str | None = None
     #: ``server.tool``: only tool runs of that tool (seed 003's filter, issue 14).
     tool: str | None = None
+    #: Only the runs of these ids (the bulk status read, issue 12); ``None``: any.
+    ids: frozenset[str] | None = None
+
+
+#: The most runs one batch submit holds (``POST /api/v1/runs:batch``, issue 12).
+MAX_BATCH = 1000
+
+
+class BatchRequest(BaseModel):
+    """The body of ``POST /api/v1/runs:batch``: each of ``runs`` is the body of a single
+    ``POST /api/v1/runs`` (schema ``RunRequest``), validated on its own, so that one bad item
+    is reported with its index and costs the others nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runs: list[dict[str, Any]] = Field(
+        description=f"at most {MAX_BATCH} run requests, each as the body of POST /api/v1/runs",
+        json_schema_extra={
+            "maxItems": MAX_BATCH,
+            "items": {
+                "type": "object",
+                "description": "a RunRequest (#/components/schemas/RunRequest), checked alone",
+            },
+        },
+    )
+    #: Store nothing unless every item is accepted (409 ``batch_refused`` otherwise).
+    all_or_nothing: StrictBool = False
 
 
 class Page(BaseModel):

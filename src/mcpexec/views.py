@@ -4,6 +4,7 @@ way). Pure: models in, JSON-ready dicts out; no adapter imports another, they bo
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +40,56 @@ def run_view(run: Run, base_url: str = "") -> dict[str, Any]:
     data["logs_url"] = f"{url}/logs"
     data["cancel_url"] = url
     data["artifacts_url"] = f"{url}/artifacts"
+    return data
+
+
+#: The fields a runs list may be cut down to (``GET /api/v1/runs?fields=status,exit_code``);
+#: ``id`` is always there. ``url`` is the run's link, the others are ``run_view``'s.
+RUN_FIELDS = (
+    "status",
+    "exit_code",
+    "failure",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "task",
+    "tenant",
+    "labels",
+    "priority",
+    "partial",
+    "progress",
+    "result",
+    "url",
+)
+
+
+def run_fields_view(run: Run, fields: Collection[str], base_url: str = "") -> dict[str, Any]:
+    """``id`` and ``fields`` (of ``RUN_FIELDS``) of ``run_view``, without building the rest."""
+    data: dict[str, Any] = {"id": run.id}
+    data |= wire_safe(run.model_dump(mode="json", include=set(fields) - {"url"}))
+    if "url" in fields:
+        data["url"] = f"{base_url}/api/v1/runs/{run.id}"
+    return data
+
+
+#: A run as each item of a batch submit answers it: enough to follow it (``GET`` it, or read
+#: many statuses at once, for the rest); the whole ``run_view`` of 1,000 runs cost more than
+#: storing them.
+_BRIEF = {"id", "status", "created_at", "idempotency_key", "task", "task_version"}
+
+
+def run_brief(run: Run, base_url: str = "") -> dict[str, Any]:
+    """``id``, ``status``, ``created_at``, ``idempotency_key``, ``task``, ``task_version`` and
+    the links of ``run_view``."""
+    data: dict[str, Any] = wire_safe(run.model_dump(mode="json", include=_BRIEF))
+    url = f"{base_url}/api/v1/runs/{run.id}"
+    data |= {
+        "url": url,
+        "logs_url": f"{url}/logs",
+        "cancel_url": url,
+        "artifacts_url": f"{url}/artifacts",
+    }
     return data
 
 

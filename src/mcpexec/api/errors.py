@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from mcpexec.errors import McpexecError
+from mcpexec.errors import InvalidRequest, McpexecError
 from mcpexec.views import wire_safe
 
 log = logging.getLogger(__name__)
@@ -60,35 +61,52 @@ def _message(error: dict[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def error_details(exc: McpexecError) -> dict[str, Any]:
+    """The ``details`` of ``exc``'s answer: a 422 always lists ``errors`` (field, message),
+    the same shape as a validation error's, so clients read one place."""
+    details = dict(exc.details)
+    if exc.http_status == 422 and "errors" not in details:
+        field = str(details.get("field", "body"))
+        details["errors"] = [{"field": field, "message": exc.message}]
+    return details
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """pydantic's errors as ``{"field", "message"}`` (``retry.max_attempts``, not a loc)."""
+    return [
+        {
+            "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e["loc"])),
+            "message": _message(e),
+        }
+        for e in errors
+    ]
+
+
+def invalid_request(errors: Sequence[Any]) -> InvalidRequest:
+    """A validation failure as the API answers it: ``invalid_request``, the first field in the
+    message, every field in ``details.errors``."""
+    listed = field_errors(errors)
+    first = listed[0] if listed else {"field": "body", "message": "invalid"}
+    return InvalidRequest(f"{first['field']}: {first['message']}", errors=listed)
+
+
 def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(McpexecError)
     async def _domain(_: Request, exc: McpexecError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        details = dict(exc.details)
+        details = error_details(exc)
         if isinstance(details.get("retry_after_s"), int):  # 429 quota_exceeded
             headers = {"Retry-After": str(details["retry_after_s"])}
         if exc.http_status == 416 and isinstance(details.get("size"), int):
             headers = {"Content-Range": f"bytes */{details['size']}"}  # RFC 9110 15.5.17
-        if exc.http_status == 422 and "errors" not in details:
-            # The same shape as a validation error's, so clients read one place.
-            field = str(details.get("field", "body"))
-            details["errors"] = [{"field": field, "message": exc.message}]
         return SafeJSONResponse(
             error_body(exc.code, exc.message, details), exc.http_status, headers=headers
         )
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": "body" if e.get("type") == "json_invalid" else _field(tuple(e["loc"])),
-                "message": _message(e),
-            }
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        message = f"{first['field']}: {first['message']}"
-        return SafeJSONResponse(error_body("invalid_request", message, {"errors": errors}), 422)
+        invalid = invalid_request(exc.errors())
+        return SafeJSONResponse(error_body(invalid.code, invalid.message, invalid.details), 422)
 
     @api.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

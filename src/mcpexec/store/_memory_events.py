@@ -46,6 +46,17 @@ class EventLog:
         at = datetime.now(UTC)
         self._events.append(Event(self._last, at, tenant, type, subject, dict(data), owner))
 
+    def mark(self) -> tuple[int, int]:
+        """Where the log ends now, for ``truncate`` (a batch that is rolled back)."""
+        return (len(self._events), self._last)
+
+    def truncate(self, mark: tuple[int, int]) -> None:
+        """Drop the events appended since ``mark`` (nobody read them: no await in between)."""
+        length, last = mark
+        while len(self._events) > length:
+            self._events.pop()
+        self._last = last
+
     def run_submitted(self, run: Run) -> None:
         data = _run_data(run, full=False) | {"task": run.task, "priority": run.priority}
         self.append(run.tenant, run.owner, "run.submitted", run.id, data)

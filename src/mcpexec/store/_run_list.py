@@ -7,7 +7,8 @@ order of preference, the runs of the first label asked for (``run_labels``), of 
 task, the tool, each asked-for status (one ordered walk per status, merged), of the tenant, or
 all runs. With ``created_after``/``created_before`` it is ordered by ``(created_at, seq)`` and
 walks the window (``runs_created``): an empty or old window costs as little as a recent one.
-The other filters are checked on the rows walked. SQLite is told the index (``INDEXED BY``)
+A bulk read (``ids``) looks each id up in the unique index on ``runs.id``. The other filters
+are checked on the rows walked. SQLite is told the index (``INDEXED BY``)
 since it has no statistics to choose by; PostgreSQL's planner chooses from its own.
 
 A filter combining a broad driver with a rare residual (a tenant's runs of a label nobody uses,
@@ -16,6 +17,7 @@ say) still walks the driver's rows: the drivers are ordered so that the usual fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -56,7 +58,16 @@ def list_runs_sql(
     statuses = sorted(s.value for s in filter.status) if filter.status != _ALL_STATUSES else []
     where = _columns(q, filter) + _after(q, cursor, windowed)
     n = q.p("limit", limit + 1)
-    if windowed:
+    if filter.ids is not None:  # a bulk read: look each id up (the unique index on id)
+        source = "runs" + q.indexed("sqlite_autoindex_runs_1")  # the UNIQUE of runs.id (0001)
+        order = "runs.created_at DESC, runs.seq DESC" if windowed else "runs.seq DESC"
+        ids = sorted(filter.ids)
+        if dialect == "sqlite":
+            listed = q.p("ids", json.dumps(ids))
+            where.append(f"runs.id IN (SELECT value FROM json_each({listed}))")  # noqa: S608
+        else:
+            where.append(f"runs.id = ANY({q.p('ids', ids)})")
+    elif windowed:
         source, order = "runs" + q.indexed("runs_created"), "runs.created_at DESC, runs.seq DESC"
     elif labels:
         key, value = labels.pop(0)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import abc
 import bisect
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from mcpexec.errors import McpexecError
 from mcpexec.models import (
     Artifact,
     Attempt,
@@ -99,6 +100,14 @@ class NewRun:
     #: Only a worker having every one of these labels may claim the run (sorted, distinct;
     #: empty: any worker).
     worker_labels: tuple[str, ...] = ()
+
+
+#: One item of ``Store.enqueue_many``: ``(run, created)`` as ``enqueue`` answers, or the error
+#: that refused that item (nothing of it was written).
+Enqueued = tuple[Run, bool] | McpexecError
+#: ``enqueue_many``'s check of a replayed idempotency key: the error refusing to answer
+#: ``existing`` for ``new`` (e.g. the key was used with another request), or ``None``.
+ReplayCheck = Callable[[NewRun, Run], McpexecError | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +336,26 @@ class Store(abc.ABC):
         written and that run is returned with ``False``; otherwise ``(run, True)``. A run id is
         never reused (an existing id raises ``Conflict``). Runs get a strictly increasing ``seq``
         (FIFO order and paging).
+        """
+
+    @abc.abstractmethod
+    async def enqueue_many(
+        self,
+        news: Sequence[NewRun],
+        *,
+        all_or_nothing: bool = False,
+        check_replay: ReplayCheck | None = None,
+    ) -> list[Enqueued]:
+        """Enqueue ``news`` in ONE transaction (one durable commit), each item exactly as
+        ``enqueue`` would, in order: its idempotency key (a key given twice in the batch returns
+        the first item's run), the queue limits counted with the items before it, its audit
+        entry. Returns one ``Enqueued`` per item, in order: ``(run, created)``, or the
+        ``McpexecError`` that refused the item (``QuotaExceeded``, ``Conflict``, or what
+        ``check_replay`` returned for a replayed key); a refused item writes nothing and
+        changes nothing of the others.
+
+        ``all_or_nothing``: if any item is refused, nothing at all is written and
+        ``BatchRefused`` is raised with every refused item's index and error.
         """
 
     @abc.abstractmethod

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mcpexec.errors import Conflict
+from mcpexec.errors import BatchRefused, Conflict, McpexecError
 from mcpexec.models import (
     Artifact,
     Attempt,
@@ -38,11 +38,13 @@ from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
     ClaimLimits,
+    Enqueued,
     FireBatch,
     FireRecord,
     HeartbeatReply,
     HourStats,
     NewRun,
+    ReplayCheck,
     RunCursor,
     ScheduleChange,
     ScheduleRecord,
@@ -163,6 +165,39 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
         self._work.notify()
         return row.snapshot(), True
 
+    async def enqueue_many(
+        self,
+        news: Sequence[NewRun],
+        *,
+        all_or_nothing: bool = False,
+        check_replay: ReplayCheck | None = None,
+    ) -> list[Enqueued]:
+        # No await below but ``enqueue``'s (which awaits nothing): one atomic step. A refused
+        # all-or-nothing batch is undone: its rows, keys, audit entries and events.
+        seq, audited, events = self._seq, len(self._audit), self._event_log.mark()
+        results: list[Enqueued] = []
+        for new in news:
+            try:
+                run, created = await self.enqueue(new)
+                refused = None if created or check_replay is None else check_replay(new, run)
+                if refused is not None:
+                    raise refused
+                results.append((run, created))
+            except McpexecError as exc:
+                results.append(exc)
+        failures = [(i, r) for i, r in enumerate(results) if isinstance(r, McpexecError)]
+        if all_or_nothing and failures:
+            for result in results:
+                if isinstance(result, tuple) and result[1]:
+                    row = self._runs.pop(result[0].id)
+                    if row.run.idempotency_key is not None:
+                        del self._by_key[(row.run.tenant, row.run.idempotency_key)]
+            self._seq = seq
+            del self._audit[audited:]
+            self._event_log.truncate(events)
+            raise BatchRefused(failures)
+        return results
+
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         row = self._runs.get(run_id)
         if row is None or (tenant is not None and row.run.tenant != tenant):
@@ -185,6 +220,8 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
             if cursor is not None and not _below(cursor, run, windowed):
                 continue
             if filter.tenant is not None and run.tenant != filter.tenant:
+                continue
+            if filter.ids is not None and run.id not in filter.ids:
                 continue
             if filter.status and run.status not in filter.status:
                 continue

@@ -28,13 +28,13 @@ stays the fallback: the listener reconnects after a dropped connection and wakes
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 import psycopg.errors
 
-from mcpexec.errors import Conflict
+from mcpexec.errors import BatchRefused, Conflict, McpexecError
 from mcpexec.models import Artifact, Attempt, Page, Progress, Run, RunFilter, RunStatus, Stream
 from mcpexec.store._pg_blobs import PostgresBlobStore
 from mcpexec.store._pg_db import Conn, Database, queries
@@ -62,9 +62,11 @@ from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
     ClaimLimits,
+    Enqueued,
     HeartbeatReply,
     HourStats,
     NewRun,
+    ReplayCheck,
     RunCursor,
     Stats,
     Store,
@@ -138,6 +140,60 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
         if created:
             self._woken()
         return run, created
+
+    async def enqueue_many(
+        self,
+        news: Sequence[NewRun],
+        *,
+        all_or_nothing: bool = False,
+        check_replay: ReplayCheck | None = None,
+    ) -> list[Enqueued]:
+        async def one(conn: Conn, new: NewRun) -> tuple[Run, bool]:
+            # The steps of ``enqueue`` (the same helpers: the queue check, the insert, the
+            # audit entry), on the batch's connection.
+            args = run_args(new)
+            if new.idempotency_key is not None:
+                row = await fetch_one(conn, Q["run_by_key"], args)
+                if row is not None:
+                    return run_of(row), False
+            await check_queue(conn, Q, new)
+            try:
+                row = await fetch_one(conn, Q["insert_run"], args)
+            except psycopg.errors.UniqueViolation as exc:
+                raise Conflict(f"run id {new.id!r} already exists") from exc
+            if row is None:  # a concurrent submit with the same key committed first
+                existing = await fetch_one(conn, Q["run_by_key"], args)
+                assert existing is not None
+                return run_of(existing), False
+            await conn.execute(Q["insert_audit"], audit_args(submit_entry(new)))
+            return run_of(row), True
+
+        async def tx(conn: Conn) -> list[Enqueued]:
+            results: list[Enqueued] = []
+            for new in news:
+                try:
+                    async with conn.transaction():  # a savepoint: a refused item leaves nothing
+                        run, created = await one(conn, new)
+                        if not created and check_replay is not None:
+                            refused = check_replay(new, run)
+                            if refused is not None:
+                                raise refused
+                    results.append((run, created))
+                except McpexecError as exc:
+                    results.append(exc)
+            failures = [(i, r) for i, r in enumerate(results) if isinstance(r, McpexecError)]
+            if all_or_nothing and failures:
+                raise BatchRefused(failures)  # the transaction rolls back: nothing is stored
+            if any(isinstance(r, tuple) and r[1] for r in results):
+                await self._wake_others(conn)
+            return results
+
+        if not news:
+            return []
+        results = await self._db.run(tx, durable=True)
+        if any(isinstance(r, tuple) and r[1] for r in results):
+            self._woken()
+        return results
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         args = {"run_id": run_id, "tenant": tenant}

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from mcpexec.errors import Conflict
+from mcpexec.errors import BatchRefused, Conflict, McpexecError
 from mcpexec.models import (
     Artifact,
     Attempt,
@@ -57,11 +57,13 @@ from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
     ClaimLimits,
+    Enqueued,
     FireBatch,
     FireRecord,
     HeartbeatReply,
     HourStats,
     NewRun,
+    ReplayCheck,
     RunCursor,
     ScheduleChange,
     ScheduleRecord,
@@ -86,6 +88,22 @@ def _append(
         conn.execute(Q["insert_log"], {**args, "byte_offset": offset})
         conn.execute(Q["add_usage"], {"run_id": run_id, "bytes": len(data)})
     return offset
+
+
+def _enqueue_in(conn: sqlite3.Connection, new: NewRun) -> tuple[Run, bool]:
+    """One run's enqueue inside the caller's transaction (``Store.enqueue``)."""
+    args = run_args(new)
+    if new.idempotency_key is not None:
+        row = conn.execute(Q["run_by_key"], args).fetchone()
+        if row is not None:
+            return run_of(row), False
+    check_queue(conn, Q, new)
+    try:
+        row = conn.execute(Q["insert_run"], args).fetchone()
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(f"run id {new.id!r} already exists") from exc
+    record_submit(conn, Q, new)
+    return run_of(row), True
 
 
 def _holds(conn: sqlite3.Connection, run_id: str, attempt: int, worker_id: str) -> bool:
@@ -113,25 +131,45 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
 
     # -- runs --------------------------------------------------------------------------------
     async def enqueue(self, new: NewRun) -> tuple[Run, bool]:
-        args = run_args(new)
-
-        def tx(conn: sqlite3.Connection) -> tuple[Run, bool]:
-            if new.idempotency_key is not None:
-                row = conn.execute(Q["run_by_key"], args).fetchone()
-                if row is not None:
-                    return run_of(row), False
-            check_queue(conn, Q, new)
-            try:
-                row = conn.execute(Q["insert_run"], args).fetchone()
-            except sqlite3.IntegrityError as exc:
-                raise Conflict(f"run id {new.id!r} already exists") from exc
-            record_submit(conn, Q, new)
-            return run_of(row), True
-
-        run, created = await self._db.write(tx, durable=True)
+        run, created = await self._db.write(lambda conn: _enqueue_in(conn, new), durable=True)
         if created:
             self._work.notify()
         return run, created
+
+    async def enqueue_many(
+        self,
+        news: Sequence[NewRun],
+        *,
+        all_or_nothing: bool = False,
+        check_replay: ReplayCheck | None = None,
+    ) -> list[Enqueued]:
+        def tx(conn: sqlite3.Connection) -> list[Enqueued]:
+            results: list[Enqueued] = []
+            for new in news:
+                # Each item in its own savepoint (inside the group commit's): a refused item
+                # leaves nothing behind, the others stay.
+                conn.execute("SAVEPOINT item")
+                try:
+                    run, created = _enqueue_in(conn, new)
+                    refused = None if created or check_replay is None else check_replay(new, run)
+                    if refused is not None:
+                        raise refused
+                    results.append((run, created))
+                except McpexecError as exc:
+                    conn.execute("ROLLBACK TO item")
+                    results.append(exc)
+                conn.execute("RELEASE item")
+            failures = [(i, r) for i, r in enumerate(results) if isinstance(r, McpexecError)]
+            if all_or_nothing and failures:
+                raise BatchRefused(failures)  # the group commit rolls the whole batch back
+            return results
+
+        if not news:
+            return []
+        results = await self._db.write(tx, durable=True)
+        if any(isinstance(r, tuple) and r[1] for r in results):
+            self._work.notify()
+        return results
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         def tx(conn: sqlite3.Connection) -> Run | None:

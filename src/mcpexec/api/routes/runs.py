@@ -8,13 +8,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
 
 from mcpexec.api.deps import AppDep, PrincipalDep
-from mcpexec.api.errors import SafeJSONResponse
-from mcpexec.errors import InvalidRequest
-from mcpexec.models import LogChunk, RunFilter, RunRequest, RunStatus, Stream, Timestamp
-from mcpexec.views import artifact_view, attempt_view, byte_range, download_headers, run_view
+from mcpexec.api.errors import SafeJSONResponse, error_details, invalid_request
+from mcpexec.errors import InvalidRequest, McpexecError
+from mcpexec.models import (
+    BatchRequest,
+    LogChunk,
+    RunFilter,
+    RunRequest,
+    RunStatus,
+    Stream,
+    Timestamp,
+)
+from mcpexec.views import (
+    RUN_FIELDS,
+    artifact_view,
+    attempt_view,
+    byte_range,
+    download_headers,
+    run_brief,
+    run_fields_view,
+    run_view,
+)
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -22,6 +40,10 @@ MAX_LOG_READ = 4 * 1024 * 1024
 #: Offsets (and cursors, at most 15 digits) stay within what a JSON number holds exactly
 #: (2**53 - 1): far beyond any real log, and far from SQLite's 64-bit integers overflowing.
 MAX_INT = 2**53 - 1
+#: The most ids one bulk status read names (``GET /api/v1/runs?ids=…``): one page of the list.
+MAX_IDS = 500
+_ID = "[A-Za-z0-9_.:-]{1,100}"
+_FIELD = "(" + "|".join(RUN_FIELDS) + ")"
 
 
 def _base(request: Request) -> str:
@@ -47,6 +69,44 @@ async def submit_run(
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return SafeJSONResponse(run_view(run, _base(request)), status_code=202, headers=headers)
+
+
+@router.post(
+    ":batch",
+    status_code=202,
+    summary="Submit up to 1,000 runs in one durable transaction, with a result per item",
+)
+async def submit_batch(
+    body: BatchRequest, request: Request, app: AppDep, principal: PrincipalDep
+) -> JSONResponse:
+    # Each item is validated alone: a bad one is its own result, the others go on.
+    items: list[RunRequest | McpexecError] = []
+    for item in body.runs:
+        try:
+            items.append(RunRequest.model_validate(item))
+        except ValidationError as exc:
+            items.append(invalid_request(exc.errors()))
+    results = await app.batch.submit_many(
+        items,
+        principal,
+        all_or_nothing=body.all_or_nothing,
+        traceparent=request.headers.get("traceparent"),
+    )
+    base = _base(request)
+    answers: list[dict[str, Any]] = []
+    counts = {"created": 0, "replayed": 0, "failed": 0}
+    for index, result in enumerate(results):
+        if isinstance(result, McpexecError):
+            counts["failed"] += 1
+            details = error_details(result)
+            error = {"code": result.code, "message": result.message, "details": details}
+            answers.append({"index": index, "status": result.http_status, "error": error})
+            continue
+        run, created = result
+        counts["created" if created else "replayed"] += 1
+        view = run_brief(run, base)
+        answers.append({"index": index, "status": 202, "created": created, "run": view})
+    return SafeJSONResponse({"results": answers, **counts}, status_code=202)
 
 
 def _parse_labels(labels: list[str]) -> dict[str, str]:
@@ -89,7 +149,25 @@ async def list_runs(
     tool: Annotated[
         str | None, Query(max_length=300, description="tool runs of this tool: server.tool")
     ] = None,
+    ids: Annotated[
+        str | None,
+        Query(
+            pattern=f"^{_ID}(,{_ID}){{0,{MAX_IDS - 1}}}$",
+            description=f"a bulk read: only these runs (comma-separated ids, at most {MAX_IDS}),"
+            " all of them in one answer (limit does not cut it); ids that do not exist or that"
+            " the token may not see are simply absent",
+        ),
+    ] = None,
+    fields: Annotated[
+        str | None,
+        Query(
+            pattern=f"^{_FIELD}(,{_FIELD})*$",
+            description="answer only id and these fields of each run (comma-separated),"
+            " e.g. status,exit_code",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
+    wanted = frozenset(ids.split(",")) if ids is not None else None
     filter = RunFilter(
         status=frozenset(status or ()),
         labels=_parse_labels(label or []),
@@ -98,10 +176,18 @@ async def list_runs(
         task=task,
         tool=tool,
         tenant=tenant,
+        ids=wanted,
     )
+    if wanted is not None:
+        limit = len(wanted)
     page = await app.list_runs(principal, filter, limit, cursor)
     base = _base(request)
-    return {"runs": [run_view(r, base) for r in page.runs], "next_cursor": page.next_cursor}
+    if fields is not None:
+        names = frozenset(fields.split(","))
+        runs = [run_fields_view(r, names, base) for r in page.runs]
+    else:
+        runs = [run_view(r, base) for r in page.runs]
+    return {"runs": runs, "next_cursor": page.next_cursor}
 
 
 @router.get("/{run_id}", summary="Get a run; ?wait=S long-polls until it is terminal")

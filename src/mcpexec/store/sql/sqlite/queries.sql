@@ -314,12 +314,15 @@ UPDATE tenants SET max_concurrent = :max_concurrent, max_queued = :max_queued,
 WHERE id = :id RETURNING *;
 
 -- name: tenant_queue
--- The enqueue's quota check: the tenant's limit and how many of its runs are pending.
+-- The enqueue's quota check: the tenant's limit and how many of its runs are pending, from
+-- run_counts (kept by triggers in this very transaction, 0009): one row, not a count of the
+-- queue, which made every submit O(pending).
 SELECT (SELECT max_queued FROM tenants WHERE id = :tenant) AS max_queued,
-       (SELECT COUNT(*) FROM runs WHERE status = 'pending' AND tenant = :tenant) AS pending;
+       COALESCE((SELECT n FROM run_counts WHERE tenant = :tenant AND status = 'pending'), 0)
+           AS pending;
 
 -- name: all_pending
-SELECT COUNT(*) AS pending FROM runs WHERE status = 'pending';
+SELECT COALESCE(SUM(n), 0) AS pending FROM run_counts WHERE status = 'pending';
 
 -- name: tenant_load
 SELECT (SELECT COUNT(*) FROM runs WHERE status = 'running' AND tenant = :tenant) AS running,
