@@ -704,6 +704,8 @@ async def _against_serve(cfg: Config, serve: Serve, api: Api) -> dict[str, Any]:
     out["rss_growth_mb"] = out["rss_total_mb"] - out["rss_early_mb"]
     out["failed_runs"] = warm.failed + batch.failed
 
+    if not cfg.batch_size:  # asked to skip them (a tree from before the endpoints, say)
+        return out
     # Last: (f) leaves 2N runs pending (due in a day) and (g) reads their statuses.
     submits = await submit_rates(api, serve, cfg.n, cfg.batch_size, cfg.submitters, cfg.timeout_s)
     ids = submits.pop("ids")
@@ -885,7 +887,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-early", type=int, default=500, help="first RSS mark (runs)")
     parser.add_argument("--rss-total", type=int, default=5000, help="second RSS mark (runs)")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on each phase (s)")
-    parser.add_argument("--batch-size", type=int, default=100, help="runs per batch in (f)")
+    parser.add_argument(
+        "--batch-size", type=int, default=100, help="runs per batch in (f); 0 skips (f) and (g)"
+    )
     parser.add_argument("--ids-per-read", type=int, default=500, help="ids per bulk read (g)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-home", action="store_true", help="keep serve's temporary home")
