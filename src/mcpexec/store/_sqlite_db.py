@@ -89,6 +89,10 @@ class Database:
         }
         self._group_lock = threading.Lock()
         self._syncer = WalSyncer(path)
+        # A durable group is committing or waiting for its sync: the next one gathers the
+        # durable writes arriving meanwhile (one transaction and one fsync per group, as when
+        # the fsync ran on this thread) while the other writes go on.
+        self._durable_in_flight = False
 
     @property
     def is_open(self) -> bool:
@@ -147,7 +151,11 @@ class Database:
         with self._group_lock:
             group = self._groups[durable]
             group.append((fn, future))
-            schedule = len(group) == 1
+            if durable:
+                schedule = not self._durable_in_flight
+                self._durable_in_flight = True
+            else:
+                schedule = len(group) == 1
         if schedule:
             self._executor.submit(self._commit_group, durable)
         result: T = await asyncio.wrap_future(future)
@@ -216,6 +224,8 @@ class Database:
         # A caller that gave up before its turn is skipped; once started, a write runs to COMMIT.
         batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
         if not batch:
+            if durable:
+                self._next_durable_group()
             return
 
         def run_all(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
@@ -235,6 +245,8 @@ class Database:
         except BaseException as exc:
             for _, fut in batch:
                 fut.set_exception(exc)
+            if durable:
+                self._next_durable_group()
             return
 
         def answer(sync_error: BaseException | None) -> None:
@@ -250,10 +262,35 @@ class Database:
         if not durable:
             answer(None)
             return
+
+        def synced(sync_error: BaseException | None) -> None:
+            answer(sync_error)
+            self._next_durable_group()
+
         try:
-            self._syncer.after_commit(answer)
+            self._syncer.after_commit(synced)
         except StoreError as exc:  # closing: nobody will sync it
-            answer(exc)
+            synced(exc)
+
+    def _next_durable_group(self) -> None:
+        """After a durable group's sync (on the syncer's thread) or failure: commit the
+        durable writes that gathered meanwhile, if any."""
+        with self._group_lock:
+            if not self._groups[True]:
+                self._durable_in_flight = False
+                return
+        executor = self._executor
+        try:
+            if executor is None:
+                raise RuntimeError("closed")
+            executor.submit(self._commit_group, True)
+        except RuntimeError:  # the store is closing: nobody will commit them
+            with self._group_lock:
+                batch, self._groups[True] = self._groups[True], []
+                self._durable_in_flight = False
+            for _, fut in batch:
+                if fut.set_running_or_notify_cancel():
+                    fut.set_exception(StoreError("the store is closed"))
 
     @staticmethod
     def _retry_busy(fn: Callable[[], T]) -> T:
