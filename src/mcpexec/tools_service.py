@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,7 @@ from mcpexec.gateway.errors import (
 )
 from mcpexec.metrics import Metrics
 from mcpexec.models import Failure, FailureKind, Progress, Stream, ToolCall
+from mcpexec.server_confinement import ServerConfinement
 from mcpexec.settings import Settings
 from mcpexec.tenancy import Action, Decision, decide
 
@@ -119,9 +121,18 @@ class ToolsService:
         path = self.settings.mcp_config
         if path is None:
             return GatewayConfig()
-        config = load_config(path, self._secrets())  # gateway_config_invalid: unreadable
+        config = _apply_sandbox_policy(load_config(path, self._secrets()), self.settings.sandbox)
         for problem in config.problems:
             log.warning("mcp servers: %s", problem.error())
+        if self.settings.sandbox != "none":
+            for server in config.servers.values():
+                if server.transport == "stdio" and server.sandbox is False:
+                    log.warning(
+                        "mcp servers: %s: server '%s' runs WITHOUT the sandbox (\"sandbox\": "
+                        "false), with the host's files and network",
+                        config.source,
+                        server.name,
+                    )
         return config
 
     def _secrets(self) -> dict[str, str]:
@@ -156,9 +167,13 @@ class ToolsService:
     async def _own(self, config: GatewayConfig, ready: asyncio.Future[None]) -> None:
         assert self._stop is not None
         settings = self.settings
+        confinement = ServerConfinement.from_settings(settings)
+        await asyncio.to_thread(confinement.start)
         gateway = Gateway(
             config,
             sandbox_directory=settings.sandbox_directory,
+            confinement=confinement,
+            sandbox_default=settings.sandbox != "none",
             max_concurrent_executions=settings.max_concurrent_executions,
             acquire_timeout_s=settings.tool_acquire_timeout_s,
             max_output_bytes=settings.max_tool_output_bytes,
@@ -169,6 +184,7 @@ class ToolsService:
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the start failure is the error to report
                 await gateway.close()
+            await confinement.stop()
             if not ready.done():
                 error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
                 if isinstance(exc, FsError):
@@ -182,6 +198,7 @@ class ToolsService:
         finally:
             self._gateway = None
             await gateway.close()
+            await confinement.stop()
 
     async def close(self) -> None:
         """Stop every downstream server (their process groups die)."""
@@ -509,6 +526,31 @@ def _fs_name(name: str) -> str:
     return name if name.startswith(f"{FS_SERVER}.") else f"{FS_SERVER}.{name}"
 
 
+def _apply_sandbox_policy(config: GatewayConfig, mode: str) -> GatewayConfig:
+    """``MCPEXEC_SANDBOX=strict``, as for runs: no stdio server outside the sandbox and none
+    with the network; such an entry is a problem naming the field (the others load)."""
+    if mode != "strict":
+        return config
+    servers = dict(config.servers)
+    problems = list(config.problems)
+    for name, server in config.servers.items():
+        if server.transport != "stdio":
+            continue
+        field = "sandbox" if server.sandbox is False else "network" if server.network else None
+        if field is not None:
+            del servers[name]
+            problems.append(
+                ConfigProblem(
+                    config.source,
+                    name,
+                    field,
+                    f'"{field}": {str(field == "network").lower()} is refused with '
+                    "MCPEXEC_SANDBOX=strict (as for runs)",
+                )
+            )
+    return dataclasses.replace(config, servers=servers, problems=tuple(problems))
+
+
 def _fs_health(tool_count: int) -> dict[str, Any]:
     return {
         "name": FS_SERVER,
@@ -521,6 +563,10 @@ def _fs_health(tool_count: int) -> dict[str, Any]:
         "tool_count": tool_count,
         "started_at": None,
         "in_flight": 0,
+        "sandbox": None,
+        "sandbox_from": None,
+        "network": None,
+        "limits": None,
     }
 
 
