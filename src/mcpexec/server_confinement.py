@@ -94,6 +94,7 @@ class ServerConfinement:
         self.limit_groups: LimitGroups | None = None
         self.watchdog: Watchdog | None = None
         self.problems: list[str] = []
+        self.started = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfinement:
@@ -107,8 +108,12 @@ class ServerConfinement:
         )
 
     def start(self) -> None:
-        """Create the instance cgroup (where writable) and start the watchdog. What this host
-        cannot do is logged once and shown in each server's ``limits``."""
+        """Create the instance cgroup (where writable) and start the watchdog (also done by
+        the first :meth:`confine`: nothing is set up for a gateway without stdio servers).
+        What this host cannot do is logged once and shown in each server's ``limits``."""
+        if self.started:
+            return
+        self.started = True
         mount = find_cgroup2_mount()
         if mount is not None:
             mechanism = CgroupMechanism(self.instance_id, mount)
@@ -130,6 +135,7 @@ class ServerConfinement:
             log.warning("MCP servers' confinement: %s", problem)
 
     async def stop(self) -> None:
+        self.started = False
         if self.watchdog is not None:
             await self.watchdog.stop()
             self.watchdog = None
@@ -155,6 +161,7 @@ class ServerConfinement:
         return memory, pids, files
 
     def confine(self, config: ServerConfig, argv: Sequence[str]) -> ConfinedServer:
+        self.start()
         memory, pids, files = self._wanted(config)
         leaf = f"server-{config.name}-{secrets.token_hex(3)}"
         tree = CgroupTree(self.mechanism.instance / leaf) if self.mechanism is not None else None

@@ -167,8 +167,7 @@ class ToolsService:
     async def _own(self, config: GatewayConfig, ready: asyncio.Future[None]) -> None:
         assert self._stop is not None
         settings = self.settings
-        confinement = ServerConfinement.from_settings(settings)
-        await asyncio.to_thread(confinement.start)
+        confinement = ServerConfinement.from_settings(settings)  # set up at the first spawn
         gateway = Gateway(
             config,
             sandbox_directory=settings.sandbox_directory,
