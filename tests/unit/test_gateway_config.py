@@ -308,3 +308,23 @@ def test_strict_sandbox_refuses_opt_outs_and_network() -> None:
         ("net", "network"),
     }
     assert "MCPEXEC_SANDBOX=strict" in str(strict.problems[0].error())
+
+
+def test_small_text_results_skip_the_measuring_dump_but_not_the_cap() -> None:
+    small = capped("s", "t", [{"type": "text", "text": "Echo: hi"}], None, False, 1000)
+    assert (small.truncated, small.content) == (False, [{"type": "text", "text": "Echo: hi"}])
+    assert small.size >= len('[{"type":"text","text":"Echo: hi"}]')  # an upper bound
+    # Near the limit the bound does not prove it fits: measured exactly, cut where needed.
+    near = capped("s", "t", [{"type": "text", "text": "x" * 300}], None, False, 1000)
+    assert (near.truncated, near.size) == (
+        False,
+        len(json.dumps([{"type": "text", "text": "x" * 300}], separators=(",", ":"))),
+    )
+    over = capped("s", "t", [{"type": "text", "text": "é" * 2000}], None, False, 1000)
+    assert over.truncated
+    assert over.content[-1]["text"].startswith("[output truncated by mcpexec")
+    # Any other block shape is measured.
+    image = capped(
+        "s", "t", [{"type": "image", "data": "AAAA", "mimeType": "image/png"}], None, False, 1000
+    )
+    assert image.size == len(json.dumps(image.content, separators=(",", ":")))

@@ -58,6 +58,12 @@ class _Slots:
         self._what = what
 
     async def acquire(self, wait_s: float) -> None:
+        try:  # a free slot: no cancel scope, no checkpoint (the common case, once per call)
+            self._sem.acquire_nowait()
+        except anyio.WouldBlock:
+            pass
+        else:
+            return
         with anyio.move_on_after(wait_s):
             await self._sem.acquire()
             return
