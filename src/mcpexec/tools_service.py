@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -283,6 +285,26 @@ class ToolsService:
         self.metrics.tool_call(outcome.tool, outcome.status, elapsed / 1000)
         return outcome
 
+    # -- which workers may claim a tool run ------------------------------------------------------
+    def worker_labels(self) -> frozenset[str]:
+        """The labels this process's workers add (asked at every claim): ``server_label`` of
+        every server its gateway has now (enabled), and of ``fs`` with a sandbox directory."""
+        gateway = self._gateway
+        if gateway is None:
+            return frozenset()
+        names = {n for n, s in gateway.config.servers.items() if s.enabled}
+        if self.settings.sandbox_directory is not None:
+            names.add(FS_SERVER)
+        return frozenset(server_label(n) for n in names)
+
+    @staticmethod
+    def run_worker_labels(call: ToolCall | None, labels: Sequence[str]) -> tuple[str, ...]:
+        """A run's ``worker_labels``: the caller's, plus its server's label for a tool run, so
+        that only a worker whose gateway has that server claims it (docs/gateway.md)."""
+        if call is None or call.server is None:
+            return tuple(sorted(set(labels)))
+        return tuple(sorted({*labels, server_label(call.server)}))
+
     def check_tool_run(self, call: ToolCall) -> None:
         """At submit, what can be known now: a server that is not configured (``unknown_tool``),
         and, once the server's tools are known, the tool and its arguments
@@ -523,6 +545,21 @@ def _make_sandbox_directory(box: Path | None) -> None:
 
 def _fs_name(name: str) -> str:
     return name if name.startswith(f"{FS_SERVER}.") else f"{FS_SERVER}.{name}"
+
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,30}[a-z0-9])?$")
+
+
+def server_label(server: str) -> str:
+    """The worker label of an MCP server: ``mcp.<name>`` when that is a valid label
+    (lower-case, at most 32 characters), else ``mcp.<start of the name>.<8 hex of its
+    SHA-256>`` (distinct for names that differ only in case or length)."""
+    plain = f"mcp.{server}"
+    if _LABEL.fullmatch(plain):
+        return plain
+    digest = hashlib.sha256(server.encode()).hexdigest()[:8]
+    start = re.sub(r"[^a-z0-9._-]", "", server.lower())[:18].strip("._-")
+    return f"mcp.{start}.{digest}" if start else f"mcp.{digest}"
 
 
 def _apply_sandbox_policy(config: GatewayConfig, mode: str) -> GatewayConfig:
