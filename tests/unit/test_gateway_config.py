@@ -328,3 +328,25 @@ def test_small_text_results_skip_the_measuring_dump_but_not_the_cap() -> None:
         "s", "t", [{"type": "image", "data": "AAAA", "mimeType": "image/png"}], None, False, 1000
     )
     assert image.size == len(json.dumps(image.content, separators=(",", ":")))
+
+
+def test_the_sandbox_as_the_cli_and_dashboard_show_it() -> None:
+    from mcpexec.cli_tools import _limits_text, _sandbox_text
+    from mcpexec.dashboard.pages.servers import _sandbox
+
+    boxed = {"sandbox": True, "sandbox_from": "default", "network": False,
+             "limits": {"memory_mb": 1024, "memory_by": "cgroup-v1", "pids": 256,
+                        "pids_by": "cgroup-v2", "open_files": 64}}  # fmt: skip
+    netted = {**boxed, "network": True}
+    loose = {"sandbox": False, "sandbox_from": "config", "network": False, "limits": None}
+    remote = {"sandbox": None, "limits": None}
+    assert [_sandbox_text(s) for s in (boxed, netted, loose, remote)] == [
+        "bwrap", "bwrap+net", "OFF (config)", "-",
+    ]  # fmt: skip
+    assert _limits_text(boxed) == (
+        "memory_mb=1024 (cgroup-v1), pids=256 (cgroup-v2), open_files=64"
+    )
+    assert _limits_text(loose) == "-"
+    assert [_sandbox(s) for s in (boxed, netted, loose, remote)] == [
+        "bwrap, 1024 MB", "bwrap+net, 1024 MB", "OFF (config)", "-",
+    ]  # fmt: skip

@@ -116,7 +116,12 @@ class Connection:
             argv = sandboxed_argv(config, argv, bwrap)
         if self._confinement is not None:
             confined = self._confinement.confine(config, argv)
-            stack.callback(confined.release)  # after the transport closed the group (LIFO)
+
+            async def release() -> None:  # after the transport closed the group (LIFO)
+                with anyio.CancelScope(shield=True):  # also when the connection is cancelled
+                    await anyio.to_thread.run_sync(confined.release)  # waits for the rmdir
+
+            stack.push_async_callback(release)
             argv, self.limits = list(confined.argv), dict(confined.limits)
         return stdio_transport(
             argv,
