@@ -16,7 +16,7 @@ import psutil
 
 from acceptance.conftest import Server, free_port
 
-from .helpers import npm_binds, npm_server
+from .helpers import fixture_server, npm_binds, npm_server
 
 
 def _wait_ready(srv: Server, names: set[str]) -> dict[str, Any]:
@@ -47,13 +47,17 @@ def test_serve_sandboxes_servers_by_default_and_kill_9_leaves_none(tmp_path: Pat
     config = tmp_path / "mcp_servers.json"
     boxed = {**npm_server("TEST_MCP_EVERYTHING", read_only=npm_binds()), "start": "eager"}
     loose = {**npm_server("TEST_MCP_EVERYTHING", sandbox=False), "start": "eager"}
-    config.write_text(json.dumps({"mcpServers": {"boxed": boxed, "loose": loose}}))
+    # Opted out too, with a child that ignores SIGTERM and stdin close: after kill -9 of serve
+    # only the cgroup leaf's kill (the watchdog) can reach it.
+    stubborn = {**fixture_server(sandbox=False), "start": "eager"}
+    servers = {"boxed": boxed, "loose": loose, "fx": stubborn}
+    config.write_text(json.dumps({"mcpServers": servers}))
     srv = Server(
         home=home, port=free_port(), workers=0, extra_env={"MCPEXEC_MCP_CONFIG": str(config)}
     )
     srv.start()
     try:
-        servers = _wait_ready(srv, {"boxed", "loose"})
+        servers = _wait_ready(srv, {"boxed", "loose", "fx"})
         assert servers["boxed"]["sandbox"] is True
         assert servers["boxed"]["sandbox_from"] == "default"
         assert servers["boxed"]["limits"]["memory_mb"] == 1024
@@ -68,12 +72,22 @@ def test_serve_sandboxes_servers_by_default_and_kill_9_leaves_none(tmp_path: Pat
         assert shown.returncode == 0, shown.stderr
         assert "sandbox:     bwrap" in shown.stdout
         assert "memory_mb=1024" in shown.stdout
-        pids: list[int] = []
+        headers = {"Authorization": f"Bearer {srv.token}"}
+        called = httpx.post(
+            f"{srv.url}/api/v1/tools/fx.spawn_stubborn_child:call",
+            json={"arguments": {}},
+            headers=headers,
+            timeout=30,
+        )
+        assert called.json()["status"] == "success", called.text
+        child = int(called.json()["output"]["result"])
+        assert psutil.Process(child).ppid() == servers["fx"]["pid"]
+        pids: list[int] = [child]
         for entry in servers.values():
             if entry["pid"]:
                 leader = psutil.Process(entry["pid"])
                 pids += [leader.pid, *(c.pid for c in leader.children(recursive=True))]
-        assert len(pids) >= 4  # bwrap, its init, node; node
+        assert len(pids) >= 6  # the child; bwrap, its init, node; node; the fixture
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(30)
