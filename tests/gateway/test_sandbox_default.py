@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -15,7 +16,7 @@ import pytest
 
 from mcpexec.gateway.servers import ServerHealth
 
-from .helpers import confined_gateway, npm_binds, npm_server, server_path, venv_binds
+from .helpers import CACHE, confined_gateway, npm_binds, npm_server, server_path, venv_binds
 
 pytestmark = pytest.mark.anyio
 MIB = 1024 * 1024
@@ -54,6 +55,17 @@ def _limit(pid: int, controller: str) -> int:
     raise AssertionError(f"no {controller} limit file for {pid}")
 
 
+def _under_home() -> set[str]:
+    """What of the host's home the binds of these tests pass through: the servers' cache
+    and the Python the venvs were made from, when they live there."""
+    home = Path.home()
+    found = set()
+    for path in (CACHE, Path(sys.base_prefix).resolve()):
+        if path.is_relative_to(home):
+            found.add(path.relative_to(home).parts[0])
+    return found
+
+
 def _assert_sandboxed(health: ServerHealth) -> None:
     assert (health.sandbox, health.sandbox_from, health.network) == (True, "default", False)
     assert Path(psutil.Process(health.pid).exe()).name == "bwrap"
@@ -66,6 +78,16 @@ def _assert_sandboxed(health: ServerHealth) -> None:
         assert _limit(inner, "memory") == 1024 * MIB
     if health.limits["pids_by"] != "not enforced":
         assert _limit(inner, "pids") == 256
+    # Its view of the filesystem (its mount namespace, seen through /proc/PID/root): of the
+    # host's home only the directories its binds pass through, nothing else of /root or /home.
+    root = Path(f"/proc/{inner}/root")
+    home = root / str(Path.home()).lstrip("/")
+    assert home.exists() == bool(_under_home())  # made by bwrap for the binds under it
+    if home.exists():
+        assert set(os.listdir(home)) <= _under_home()
+    if (root / "home").exists():
+        assert not any((root / "home").iterdir())
+    assert not (root / "etc" / "shadow").exists()
     # A net namespace of its own: only loopback.
     assert os.readlink(f"/proc/{inner}/ns/net") != os.readlink("/proc/self/ns/net")
     devices = Path(f"/proc/{inner}/net/dev").read_text().splitlines()[2:]
