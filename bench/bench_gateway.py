@@ -2,7 +2,9 @@
 resolution, JSON Schema check, slots, the pooled session, result cap) against a direct SDK
 ``Client`` call to the same server binary in the same run. Reports the added latency p50/p95
 (goal <= 2 ms p50), calls/s at concurrency 1, 8 and 32 for both, and the cold start of a stdio
-server (spawn → initialize → tools/list → first call).
+server (spawn → initialize → tools/list → first call); then the same server as ``serve``
+runs it by default — under bubblewrap in a cgroup leaf with limits (``ServerConfinement``) —:
+its cold start and the p50 of sequential calls.
 
 Usage: .venv/bin/python bench/bench_gateway.py [N]   (servers from scripts/mcp-servers)
 """
@@ -22,6 +24,8 @@ from timing import pct, rate, timed
 
 from mcpexec.gateway.config import parse_config
 from mcpexec.gateway.gateway import Gateway
+from mcpexec.server_confinement import ServerConfinement
+from mcpexec.settings import Settings
 
 CACHE = Path(os.environ.get("MCP_SERVERS_DIR") or Path.home() / ".cache" / "mcpexec-mcp-servers")
 EVERYTHING = os.environ.get("TEST_MCP_EVERYTHING") or str(
@@ -87,9 +91,46 @@ async def main(n: int) -> None:
         async with Gateway(config) as cold:
             await cold.call_tool("everything.echo", args)
             colds.append((time.perf_counter() - start) * 1000)
+            if len(colds) == 3:  # a fresh server, measured as the sandboxed one below
+                fresh = await timed(lambda: cold.call_tool("everything.echo", args), n // 5)
     print(
         "cold start of a stdio server (spawn, initialize, tools/list, first call): "
-        f"median {statistics.median(colds):.0f} ms of {', '.join(f'{c:.0f}' for c in colds)}"
+        f"median {statistics.median(colds):.0f} ms of {', '.join(f'{c:.0f}' for c in colds)}; "
+        f"echo p50 {statistics.median(fresh):.2f} ms, p95 {pct(fresh, 95):.2f} ms "
+        f"({n // 5} sequential calls)"
+    )
+    if shutil.which("bwrap") is None:
+        print("sandboxed: skipped (no bwrap)")
+        return
+    boxed = parse_config(
+        {
+            "mcpServers": {
+                "everything": {
+                    "command": node,
+                    "args": [EVERYTHING],
+                    "read_only": [str(CACHE / "npm")],
+                }
+            }
+        },
+        "bench",
+    )
+    confinement = ServerConfinement.from_settings(Settings())
+    colds = []
+    try:
+        for _ in range(3):
+            start = time.perf_counter()
+            async with Gateway(boxed, confinement=confinement, sandbox_default=True) as cold:
+                await cold.call_tool("everything.echo", args)
+                colds.append((time.perf_counter() - start) * 1000)
+                if len(colds) == 3:
+                    calls = await timed(lambda: cold.call_tool("everything.echo", args), n // 5)
+    finally:
+        await confinement.stop()
+    print(
+        "sandboxed (bwrap + cgroup leaf): cold start "
+        f"median {statistics.median(colds):.0f} ms of {', '.join(f'{c:.0f}' for c in colds)}; "
+        f"echo p50 {statistics.median(calls):.2f} ms, p95 {pct(calls, 95):.2f} ms "
+        f"({n // 5} sequential calls)"
     )
 
 

@@ -88,6 +88,8 @@ DOMAIN = {
     "tenant_ops",
     # Tools of downstream MCP servers as App operations (issue 14).
     "tools_service",
+    # The cgroup leaf, limits and watchdog of the gateway's stdio servers (issue 14).
+    "server_confinement",
     # The workflow engine, checkpoints, agent providers, workspaces (issue 16).
     "workflows",
 }

@@ -216,6 +216,8 @@ class App:
         if workers > 0:
             await self.executor.start()
             options = WorkerOptions.from_settings(self.settings, workers)
+            # Tool runs carry their server's label: only workers with that server claim them.
+            options = dataclasses.replace(options, extra_labels=self.tools.worker_labels)
             # Tool runs go to the gateway, the rest to the executor (issue 14).
             executor = ToolRunExecutor(self.executor, self.tools)
             worker = Worker(
@@ -371,7 +373,7 @@ class App:
             run_at=request.run_at,
             idempotency_key=request.idempotency_key,
             rerun_of=rerun_of,
-            worker_labels=tuple(request.worker_labels),
+            worker_labels=self.tools.run_worker_labels(request.tool, request.worker_labels),
             notify=request.notify,
         )
 

@@ -161,12 +161,34 @@ def list_servers(ctx: click.Context, as_json: bool) -> None:
             str(s["pid"] or "-"),
             str(s["restarts"]),
             str(s["tool_count"]),
+            _sandbox_text(s),
             _one_line(s.get("last_error") or "", 40),
         ]
         for s in found["servers"]
     ]
-    print_table(rows, ["SERVER", "TRANSPORT", "STATE", "PID", "RESTARTS", "TOOLS", "LAST ERROR"])
+    headers = ["SERVER", "TRANSPORT", "STATE", "PID", "RESTARTS", "TOOLS", "SANDBOX", "LAST ERROR"]
+    print_table(rows, headers)
     _problems(found)
+
+
+def _sandbox_text(server: Json) -> str:
+    """``bwrap``/``bwrap+net``, ``OFF (config)`` for an opt-out, ``off`` or ``-`` (not stdio)."""
+    sandbox = server.get("sandbox")
+    if sandbox is None:
+        return "-"
+    if sandbox:
+        return "bwrap+net" if server.get("network") else "bwrap"
+    return "OFF (config)" if server.get("sandbox_from") == "config" else "off"
+
+
+def _limits_text(server: Json) -> str:
+    limits = server.get("limits") or {}
+    parts = []
+    for key in ("memory_mb", "pids", "open_files"):
+        if key in limits:
+            by = limits.get(key.split("_")[0] + "_by")
+            parts.append(f"{key}={limits[key]}" + (f" ({by})" if by else ""))
+    return ", ".join(parts) or "-"
 
 
 def _problems(found: Json) -> None:
@@ -190,6 +212,8 @@ def show_server(ctx: click.Context, name: str, as_json: bool) -> None:
     for key in ("name", "transport", "state", "pid", "restarts", "tool_count", "in_flight",
                 "last_error"):  # fmt: skip
         click.echo(f"{key + ':':12} {found.get(key) if found.get(key) is not None else '-'}")
+    click.echo(f"{'sandbox:':12} {_sandbox_text(found)}")
+    click.echo(f"{'limits:':12} {_limits_text(found)}")
     click.echo("tools:       " + (", ".join(found.get("tools", [])) or "-"))
 
 

@@ -173,7 +173,9 @@ class TaskOps:
             priority=task.priority if priority is None else priority,
             labels={**task.labels, **labels},
             # the task's and the request's: a worker must have them all
-            worker_labels=tuple(sorted({*task.worker_labels, *worker_labels})),
+            worker_labels=self.app.tools.run_worker_labels(
+                spec.tool, (*task.worker_labels, *worker_labels)
+            ),
             created_at=utcnow(),
             run_at=run_at,
             idempotency_key=idempotency_key,

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from mcpexec.gateway.errors import (
 )
 from mcpexec.metrics import Metrics
 from mcpexec.models import Failure, FailureKind, Progress, Stream, ToolCall
+from mcpexec.server_confinement import ServerConfinement
 from mcpexec.settings import Settings
 from mcpexec.tenancy import Action, Decision, decide
 
@@ -119,9 +123,18 @@ class ToolsService:
         path = self.settings.mcp_config
         if path is None:
             return GatewayConfig()
-        config = load_config(path, self._secrets())  # gateway_config_invalid: unreadable
+        config = _apply_sandbox_policy(load_config(path, self._secrets()), self.settings.sandbox)
         for problem in config.problems:
             log.warning("mcp servers: %s", problem.error())
+        if self.settings.sandbox != "none":
+            for server in config.servers.values():
+                if server.transport == "stdio" and server.sandbox is False:
+                    log.warning(
+                        "mcp servers: %s: server '%s' runs WITHOUT the sandbox (\"sandbox\": "
+                        "false), with the host's files and network",
+                        config.source,
+                        server.name,
+                    )
         return config
 
     def _secrets(self) -> dict[str, str]:
@@ -156,9 +169,12 @@ class ToolsService:
     async def _own(self, config: GatewayConfig, ready: asyncio.Future[None]) -> None:
         assert self._stop is not None
         settings = self.settings
+        confinement = ServerConfinement.from_settings(settings)  # set up at the first spawn
         gateway = Gateway(
             config,
             sandbox_directory=settings.sandbox_directory,
+            confinement=confinement,
+            sandbox_default=settings.sandbox != "none",
             max_concurrent_executions=settings.max_concurrent_executions,
             acquire_timeout_s=settings.tool_acquire_timeout_s,
             max_output_bytes=settings.max_tool_output_bytes,
@@ -169,6 +185,7 @@ class ToolsService:
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the start failure is the error to report
                 await gateway.close()
+            await confinement.stop()
             if not ready.done():
                 error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
                 if isinstance(exc, FsError):
@@ -182,6 +199,7 @@ class ToolsService:
         finally:
             self._gateway = None
             await gateway.close()
+            await confinement.stop()
 
     async def close(self) -> None:
         """Stop every downstream server (their process groups die)."""
@@ -266,6 +284,26 @@ class ToolsService:
             outcome = CallOutcome(qualified, "success", elapsed, result=result)
         self.metrics.tool_call(outcome.tool, outcome.status, elapsed / 1000)
         return outcome
+
+    # -- which workers may claim a tool run ------------------------------------------------------
+    def worker_labels(self) -> frozenset[str]:
+        """The labels this process's workers add (asked at every claim): ``server_label`` of
+        every server its gateway has now (enabled), and of ``fs`` with a sandbox directory."""
+        gateway = self._gateway
+        if gateway is None:
+            return frozenset()
+        names = {n for n, s in gateway.config.servers.items() if s.enabled}
+        if self.settings.sandbox_directory is not None:
+            names.add(FS_SERVER)
+        return frozenset(server_label(n) for n in names)
+
+    @staticmethod
+    def run_worker_labels(call: ToolCall | None, labels: Sequence[str]) -> tuple[str, ...]:
+        """A run's ``worker_labels``: the caller's, plus its server's label for a tool run, so
+        that only a worker whose gateway has that server claims it (docs/gateway.md)."""
+        if call is None or call.server is None:
+            return tuple(sorted(set(labels)))
+        return tuple(sorted({*labels, server_label(call.server)}))
 
     def check_tool_run(self, call: ToolCall) -> None:
         """At submit, what can be known now: a server that is not configured (``unknown_tool``),
@@ -509,6 +547,46 @@ def _fs_name(name: str) -> str:
     return name if name.startswith(f"{FS_SERVER}.") else f"{FS_SERVER}.{name}"
 
 
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,30}[a-z0-9])?$")
+
+
+def server_label(server: str) -> str:
+    """The worker label of an MCP server: ``mcp.<name>`` when that is a valid label
+    (lower-case, at most 32 characters), else ``mcp.<start of the name>.<8 hex of its
+    SHA-256>`` (distinct for names that differ only in case or length)."""
+    plain = f"mcp.{server}"
+    if _LABEL.fullmatch(plain):
+        return plain
+    digest = hashlib.sha256(server.encode()).hexdigest()[:8]
+    start = re.sub(r"[^a-z0-9._-]", "", server.lower())[:18].strip("._-")
+    return f"mcp.{start}.{digest}" if start else f"mcp.{digest}"
+
+
+def _apply_sandbox_policy(config: GatewayConfig, mode: str) -> GatewayConfig:
+    """``MCPEXEC_SANDBOX=strict``, as for runs: no stdio server outside the sandbox and none
+    with the network; such an entry is a problem naming the field (the others load)."""
+    if mode != "strict":
+        return config
+    servers = dict(config.servers)
+    problems = list(config.problems)
+    for name, server in config.servers.items():
+        if server.transport != "stdio":
+            continue
+        field = "sandbox" if server.sandbox is False else "network" if server.network else None
+        if field is not None:
+            del servers[name]
+            problems.append(
+                ConfigProblem(
+                    config.source,
+                    name,
+                    field,
+                    f'"{field}": {str(field == "network").lower()} is refused with '
+                    "MCPEXEC_SANDBOX=strict (as for runs)",
+                )
+            )
+    return dataclasses.replace(config, servers=servers, problems=tuple(problems))
+
+
 def _fs_health(tool_count: int) -> dict[str, Any]:
     return {
         "name": FS_SERVER,
@@ -521,6 +599,10 @@ def _fs_health(tool_count: int) -> dict[str, Any]:
         "tool_count": tool_count,
         "started_at": None,
         "in_flight": 0,
+        "sandbox": None,
+        "sandbox_from": None,
+        "network": None,
+        "limits": None,
     }
 
 

@@ -96,6 +96,13 @@ class WorkerOptions:
     tenant_max_concurrent: int | None = None
     #: This worker's labels: it claims runs whose ``worker_labels`` are all among them (issue 13).
     worker_labels: frozenset[str] = frozenset()
+    #: Labels this process adds while it runs, asked at every claim: one per MCP server its
+    #: gateway has (``ToolsService.worker_labels``; a reload changes them; issue 14).
+    extra_labels: Callable[[], frozenset[str]] | None = None
+
+    def labels(self) -> frozenset[str]:
+        extra = self.extra_labels() if self.extra_labels is not None else frozenset()
+        return self.worker_labels | extra
 
     @classmethod
     def from_settings(cls, settings: Settings, concurrency: int) -> WorkerOptions:
@@ -103,7 +110,7 @@ class WorkerOptions:
         named: dict[str, Any] = {
             f.name: getattr(settings, f.name)
             for f in dataclasses.fields(cls)
-            if f.name not in ("concurrency", "limits_for", "worker_labels")
+            if f.name not in ("concurrency", "limits_for", "worker_labels", "extra_labels")
         }
         named["worker_labels"] = frozenset(settings.worker_labels)
         return cls(
@@ -274,7 +281,7 @@ class Worker:
         now = utcnow()
         info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), self.concurrency, now, now,
-            labels=tuple(sorted(self.options.worker_labels)),
+            labels=tuple(sorted(self.options.labels())),
         )  # fmt: skip
         await self.store.register_worker(info)
 
@@ -312,7 +319,7 @@ class Worker:
             try:
                 limits = ClaimLimits(
                     default_max_concurrent=self.options.tenant_max_concurrent,
-                    worker_labels=self.options.worker_labels,
+                    worker_labels=self.options.labels(),
                 )
                 claims = await self.store.claim(self.id, free, now, lease, limits)
             except Exception:
@@ -351,7 +358,7 @@ class Worker:
         """Seconds until the earliest pending run becomes claimable, at most ``poll``. A run
         made by another process after this query is still seen within ``poll``."""
         try:
-            due = await self.store.next_available_at(self.options.worker_labels)
+            due = await self.store.next_available_at(self.options.labels())
         except Exception:
             log.exception("reading the next due time failed; polling")
             return poll

@@ -79,3 +79,43 @@ async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     with anyio.fail_after(seconds):
         while not condition():  # noqa: ASYNC110 - nothing to await for these
             await anyio.sleep(0.01)
+
+
+def venv_binds(script: str) -> list[str]:
+    """What a console script of a venv needs read-only inside the sandbox: the venv and the
+    Python it was made from (``home`` in its ``pyvenv.cfg``), as docs/gateway.md says."""
+    venv = Path(script).resolve().parent.parent
+    home = ""
+    for line in (venv / "pyvenv.cfg").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            home = value.strip()
+    base = str(Path(home).resolve().parent) if home else ""
+    return [str(venv), *([base] if base and not base.startswith("/usr") else [])]
+
+
+def npm_binds() -> list[str]:
+    """What the npm reference servers need read-only: their node_modules (node is /usr/bin)."""
+    return [str(CACHE / "npm")]
+
+
+@asynccontextmanager
+async def confined_gateway(
+    servers: dict[str, Any], *, sandbox_default: bool = True, **options: Any
+) -> AsyncIterator[Gateway]:
+    """``open_gateway`` as ``mcpexec serve`` builds it: stdio servers sandboxed unless they opt
+    out, each in a cgroup leaf with the runs' default limits (``ServerConfinement``)."""
+    from mcpexec.server_confinement import ServerConfinement
+    from mcpexec.settings import Settings
+
+    if shutil.which("bwrap") is None:
+        missing("bwrap", "'bwrap' is not on PATH (apt-get install bubblewrap)")
+    confinement = ServerConfinement.from_settings(Settings())
+    confinement.start()
+    try:
+        async with open_gateway(
+            servers, confinement=confinement, sandbox_default=sandbox_default, **options
+        ) as gateway:
+            yield gateway
+    finally:
+        await confinement.stop()

@@ -243,3 +243,110 @@ def test_sandbox_keys() -> None:
     joined = " ".join(argv)
     assert "--ro-bind /opt/tools /opt/tools" in joined
     assert "--bind /data /data" in joined
+
+
+def test_sandbox_is_tristate_and_limits_are_checked_per_field() -> None:
+    from mcpexec.gateway.config import ServerLimits
+
+    config = parse_config(
+        {
+            "mcpServers": {
+                "default": {"command": "x"},
+                "off": {"command": "x", "sandbox": False},
+                "limited": {"command": "x", "limits": {"memory_mb": 256, "pids": 32}},
+                "files": {"command": "x", "limits": {"open_files": 128}},
+                "unknown": {"command": "x", "limits": {"cpu_s": 5}},
+                "small": {"command": "x", "limits": {"memory_mb": 8}},
+                "typed": {"command": "x", "limits": {"pids": "64"}},
+                "flag": {"command": "x", "limits": {"pids": True}},
+                "shape": {"command": "x", "limits": [256]},
+                "yes": {"command": "x", "sandbox": "yes"},
+            }
+        },
+        "mcp.json",
+    )
+    problems = {p.server: (p.field, str(p.error())) for p in config.problems}
+    assert {name: field for name, (field, _) in problems.items()} == {
+        "unknown": "limits.cpu_s",
+        "small": "limits.memory_mb",
+        "typed": "limits.pids",
+        "flag": "limits.pids",
+        "shape": "limits",
+        "yes": "sandbox",
+    }
+    assert problems["small"][1] == (
+        "mcp.json: server 'small', limits.memory_mb: must be an integer from 16 to 1048576"
+    )
+    assert "memory_mb, pids, open_files" in problems["unknown"][1]
+    servers = config.servers
+    assert servers["default"].sandbox is None  # the Gateway's sandbox_default decides
+    assert servers["off"].sandbox is False
+    assert servers["limited"].limits == ServerLimits(memory_mb=256, pids=32)
+    assert servers["files"].limits.to_dict() == {"open_files": 128}
+    assert servers["default"].limits == ServerLimits()
+
+
+def test_strict_sandbox_refuses_opt_outs_and_network() -> None:
+    from mcpexec.tools_service import _apply_sandbox_policy
+
+    config = parse_config(
+        {
+            "mcpServers": {
+                "boxed": {"command": "x"},
+                "off": {"command": "x", "sandbox": False},
+                "net": {"command": "x", "network": True},
+                "remote": {"type": "http", "url": "https://x.test/mcp"},
+            }
+        },
+        "mcp.json",
+    )
+    assert _apply_sandbox_policy(config, "default") is config
+    strict = _apply_sandbox_policy(config, "strict")
+    assert set(strict.servers) == {"boxed", "remote"}
+    assert {(p.server, p.field) for p in strict.problems} == {
+        ("off", "sandbox"),
+        ("net", "network"),
+    }
+    assert "MCPEXEC_SANDBOX=strict" in str(strict.problems[0].error())
+
+
+def test_small_text_results_skip_the_measuring_dump_but_not_the_cap() -> None:
+    small = capped("s", "t", [{"type": "text", "text": "Echo: hi"}], None, False, 1000)
+    assert (small.truncated, small.content) == (False, [{"type": "text", "text": "Echo: hi"}])
+    assert small.size >= len('[{"type":"text","text":"Echo: hi"}]')  # an upper bound
+    # Near the limit the bound does not prove it fits: measured exactly, cut where needed.
+    near = capped("s", "t", [{"type": "text", "text": "x" * 300}], None, False, 1000)
+    assert (near.truncated, near.size) == (
+        False,
+        len(json.dumps([{"type": "text", "text": "x" * 300}], separators=(",", ":"))),
+    )
+    over = capped("s", "t", [{"type": "text", "text": "é" * 2000}], None, False, 1000)
+    assert over.truncated
+    assert over.content[-1]["text"].startswith("[output truncated by mcpexec")
+    # Any other block shape is measured.
+    image = capped(
+        "s", "t", [{"type": "image", "data": "AAAA", "mimeType": "image/png"}], None, False, 1000
+    )
+    assert image.size == len(json.dumps(image.content, separators=(",", ":")))
+
+
+def test_the_sandbox_as_the_cli_and_dashboard_show_it() -> None:
+    from mcpexec.cli_tools import _limits_text, _sandbox_text
+    from mcpexec.dashboard.pages.servers import _sandbox
+
+    boxed = {"sandbox": True, "sandbox_from": "default", "network": False,
+             "limits": {"memory_mb": 1024, "memory_by": "cgroup-v1", "pids": 256,
+                        "pids_by": "cgroup-v2", "open_files": 64}}  # fmt: skip
+    netted = {**boxed, "network": True}
+    loose = {"sandbox": False, "sandbox_from": "config", "network": False, "limits": None}
+    remote = {"sandbox": None, "limits": None}
+    assert [_sandbox_text(s) for s in (boxed, netted, loose, remote)] == [
+        "bwrap", "bwrap+net", "OFF (config)", "-",
+    ]  # fmt: skip
+    assert _limits_text(boxed) == (
+        "memory_mb=1024 (cgroup-v1), pids=256 (cgroup-v2), open_files=64"
+    )
+    assert _limits_text(loose) == "-"
+    assert [_sandbox(s) for s in (boxed, netted, loose, remote)] == [
+        "bwrap, 1024 MB", "bwrap+net, 1024 MB", "OFF (config)", "-",
+    ]  # fmt: skip

@@ -109,8 +109,26 @@ async def test_submit_refuses_what_it_can_know(app: App) -> None:
         await app.submit(RunRequest.model_validate(bad), OPERATOR)
 
 
-async def test_without_a_gateway_a_tool_run_fails_to_start(tmp_path: Path) -> None:
+async def test_without_a_gateway_a_tool_run_waits_for_a_worker_with_its_server(
+    tmp_path: Path,
+) -> None:
     app = await _app(tmp_path)
+    try:
+        request = RunRequest.model_validate({"tool": {"name": "fs.read_text_file"}})
+        run, _ = await app.submit(request, OPERATOR)
+        assert run.worker_labels == ["mcp.fs"]
+        assert app.tools.worker_labels() == frozenset()
+        # Nothing this process's worker (no labels) could claim: the run waits for a worker
+        # whose gateway has fs (issue 14), instead of failing on the first worker to look.
+        assert await app.store.next_available_at(frozenset()) is None
+        assert (await app.get(run.id, OPERATOR)).status == RunStatus.PENDING
+    finally:
+        await asyncio.wait_for(app.close(), 10)
+
+
+async def test_without_a_gateway_a_tool_run_fails_to_start(tmp_path: Path) -> None:
+    # A worker labelled by hand as having fs, in a process without a gateway.
+    app = await _app(tmp_path, worker_labels=["mcp.fs"])
     try:
         assert not app.tools.configured
         assert await app.tools.list_tools(VIEWER) == ()

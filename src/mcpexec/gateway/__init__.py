@@ -14,6 +14,7 @@ from mcpexec.gateway.config import (
     ConfigProblem,
     GatewayConfig,
     ServerConfig,
+    ServerLimits,
     diff_configs,
     load_config,
     parse_config,
@@ -22,6 +23,7 @@ from mcpexec.gateway.confined import ConfinedRoot, FsLimits, openat2_available
 from mcpexec.gateway.fs_tools import FS_TOOLS, FsTool, call_fs_tool, call_fs_tool_async
 from mcpexec.gateway.gateway import FS_SERVER, Gateway, ToolFailed
 from mcpexec.gateway.results import ToolResult
+from mcpexec.gateway.sandbox import Confined, Confinement
 from mcpexec.gateway.servers import ServerHealth
 from mcpexec.gateway.session import ProgressCallback, SpawnWrapper
 
@@ -33,7 +35,9 @@ __all__ = [
     "Collision",
     "ConfigDiff",
     "ConfigProblem",
+    "Confined",
     "ConfinedRoot",
+    "Confinement",
     "FsLimits",
     "FsTool",
     "Gateway",
@@ -41,6 +45,7 @@ __all__ = [
     "ProgressCallback",
     "ServerConfig",
     "ServerHealth",
+    "ServerLimits",
     "SpawnWrapper",
     "ToolFailed",
     "ToolResult",

@@ -9,7 +9,8 @@ Two shapes are read:
 
 Either may add mcpexec's per-server keys (``timeout_s``, ``max_total_s``, ``max_concurrency``,
 ``startup_timeout_s``, ``enabled``, ``tools: {"allow": [...], "deny": [...]}``, ``network``,
-``start: "eager"|"lazy"``, ``processes``). ``${VAR}`` in ``command``, ``args``, ``env``,
+``start: "eager"|"lazy"``, ``processes``, ``sandbox``, ``read_only``, ``writable``,
+``limits: {"memory_mb", "pids", "open_files"}``). ``${VAR}`` in ``command``, ``args``, ``env``,
 ``cwd``, ``url`` and ``headers`` is replaced from the *secrets* mapping the caller passes —
 never from the process environment or a request — and a value never appears in an error.
 
@@ -36,8 +37,29 @@ _KNOWN = {
     "name", "type", "transport", "command", "args", "env", "cwd", "url", "headers", "timeout",
     "timeout_s", "max_total_s", "max_concurrency", "startup_timeout_s", "enabled", "disabled",
     "tools", "network", "start", "eager", "processes", "sandbox", "read_only", "writable",
+    "limits",
     "description", "autoApprove", "alwaysAllow",  # other clients' keys: accepted, unused
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """A server's ``limits`` object: ``memory_mb`` (its whole tree), ``pids`` (processes and
+    threads of its tree), ``open_files`` (per process). ``None``: the default applies."""
+
+    memory_mb: int | None = None
+    pids: int | None = None
+    open_files: int | None = None
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+_LIMIT_RANGES = {
+    "memory_mb": (16, 1024 * 1024),
+    "pids": (8, 1_000_000),
+    "open_files": (16, 1 << 20),
+}
 
 
 @dataclass(frozen=True)
@@ -64,10 +86,14 @@ class ServerConfig:
     eager: bool = False  # start with the gateway (else at first use)
     processes: int = 1
     #: Run a stdio server under bubblewrap (gateway/sandbox.py), seeing only these host paths
-    #: besides /usr and a minimal /etc.
-    sandbox: bool = False
+    #: besides /usr and a minimal /etc. ``None`` (the key absent): the Gateway's
+    #: ``sandbox_default`` decides (the product: on unless ``MCPEXEC_SANDBOX=none``).
+    sandbox: bool | None = None
     read_only: tuple[str, ...] = ()
     writable: tuple[str, ...] = ()
+    #: ``limits``: memory and processes of the server's whole tree (the domain's confinement
+    #: enforces them: a cgroup leaf, rlimits); ``None`` fields take the confinement's defaults.
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     def __repr__(self) -> str:  # env and headers may carry resolved secrets
         return f"ServerConfig(name={self.name!r}, transport={self.transport!r})"
@@ -195,6 +221,30 @@ def _paths(entry: Mapping[str, Any], key: str, secrets: Mapping[str, str]) -> tu
     return paths
 
 
+def _limits(entry: Mapping[str, Any]) -> ServerLimits:
+    value = entry.get("limits")
+    if value is None:
+        return ServerLimits()
+    if not isinstance(value, dict):
+        raise _Bad("limits", 'must be an object such as {"memory_mb": 512, "pids": 64}')
+    unknown = sorted(set(value) - set(_LIMIT_RANGES))
+    if unknown:
+        known = ", ".join(_LIMIT_RANGES)
+        raise _Bad(f"limits.{unknown[0]}", f"is not a known limit ({known})")
+    out: dict[str, int] = {}
+    for key, (lo, hi) in _LIMIT_RANGES.items():
+        if key in value:
+            got = value[key]
+            if isinstance(got, bool) or not isinstance(got, int) or not lo <= got <= hi:
+                raise _Bad(f"limits.{key}", f"must be an integer from {lo} to {hi}")
+            out[key] = got
+    return ServerLimits(**out)
+
+
+def _sandbox(entry: Mapping[str, Any]) -> bool | None:
+    return None if "sandbox" not in entry else _bool(entry, "sandbox", False)
+
+
 def _start(entry: Mapping[str, Any]) -> bool:
     if "eager" in entry:
         return _bool(entry, "eager", False)
@@ -253,9 +303,10 @@ def parse_server(name: str, entry: Any, secrets: Mapping[str, str]) -> ServerCon
         network=_bool(entry, "network", False),
         eager=_start(entry),
         processes=_int(entry, "processes", 1, 64),
-        sandbox=_bool(entry, "sandbox", False),
+        sandbox=_sandbox(entry),
         read_only=_paths(entry, "read_only", secrets),
         writable=_paths(entry, "writable", secrets),
+        limits=_limits(entry),
     )
 
 

@@ -18,6 +18,7 @@ call (``timeout``, ``server_lost``), cap the result; an ``isError`` result raise
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ from mcpexec.gateway.confined import ConfinedRoot, FsLimits
 from mcpexec.gateway.errors import PoolExhausted, ToolError, UnknownTool
 from mcpexec.gateway.fs_tools import FS_TOOLS, call_fs_tool_async
 from mcpexec.gateway.results import ToolResult, capped, from_mcp
+from mcpexec.gateway.sandbox import Confinement
 from mcpexec.gateway.servers import DownstreamServer, ServerHealth
 from mcpexec.gateway.session import ProgressCallback, SpawnWrapper
 
@@ -56,6 +58,12 @@ class _Slots:
         self._what = what
 
     async def acquire(self, wait_s: float) -> None:
+        try:  # a free slot: no cancel scope, no checkpoint (the common case, once per call)
+            self._sem.acquire_nowait()
+        except anyio.WouldBlock:
+            pass
+        else:
+            return
         with anyio.move_on_after(wait_s):
             await self._sem.acquire()
             return
@@ -81,6 +89,8 @@ class Gateway:
         sandbox_directory: str | Path | None = None,
         fs_limits: FsLimits | None = None,
         spawn_wrapper: SpawnWrapper | None = None,
+        confinement: Confinement | None = None,
+        sandbox_default: bool = False,
         max_concurrent_executions: int = 10,
         acquire_timeout_s: float = 5.0,
         max_output_bytes: int = 1024 * 1024,
@@ -91,6 +101,8 @@ class Gateway:
         self.max_output_bytes = max_output_bytes
         self.acquire_timeout_s = acquire_timeout_s
         self._spawn_wrapper = spawn_wrapper
+        self._confinement = confinement
+        self.sandbox_default = sandbox_default
         self._kill_grace_s = kill_grace_s
         self._max_message_bytes = max_message_bytes
         self._global = _Slots(max_concurrent_executions, "max_concurrent_executions")
@@ -141,9 +153,14 @@ class Gateway:
             await tg.__aexit__(None, None, None)
 
     def _add(self, config: ServerConfig) -> None:
+        sandbox_from = "config" if config.sandbox is not None else "default"
+        if config.transport == "stdio" and config.sandbox is None:
+            config = dataclasses.replace(config, sandbox=self.sandbox_default)
         server = DownstreamServer(
             config,
             on_catalog_changed=self._invalidate,
+            confinement=self._confinement,
+            sandbox_from=sandbox_from,
             spawn_wrapper=self._spawn_wrapper,
             kill_grace_s=self._kill_grace_s,
             max_message_bytes=self._max_message_bytes,
@@ -182,7 +199,7 @@ class Gateway:
         async with self._lock:
             server = self._server(name)
             await server.stop()
-            self._add(server.config)
+            self._add(self.config.servers.get(name, server.config))
             self._servers[name].start(self._require_tg())
 
     # -- discovery ----------------------------------------------------------------------------

@@ -21,7 +21,9 @@ class ToolResult:
     structured: Any = None
     is_error: bool = False
     truncated: bool = False
-    size: int = 0  # bytes of the result before any cut
+    #: JSON bytes of the result before any cut (an upper bound when small text blocks were
+    #: not measured: see :func:`capped`).
+    size: int = 0
     duration_ms: float = 0.0
 
     def text(self) -> str:
@@ -51,6 +53,23 @@ def _size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
+#: ``{"type":"text","text":""}`` and a comma, with room to spare.
+_TEXT_BLOCK_BYTES = 32
+
+
+def _small_text_blocks(content: list[dict[str, Any]], limit: int) -> bool:
+    """Every block is ``{"type": "text", "text": str}`` and their JSON is surely <= ``limit``."""
+    bound = 2
+    for block in content:
+        text = block.get("text")
+        if len(block) != 2 or block.get("type") != "text" or not isinstance(text, str):
+            return False
+        bound += _TEXT_BLOCK_BYTES + 6 * len(text)
+        if bound > limit:
+            return False
+    return True
+
+
 def _cut_text(text: str, budget: int) -> str:
     data = text.encode()[: max(budget, 0)]
     return data.decode("utf-8", "ignore")
@@ -67,6 +86,11 @@ def capped(
 ) -> ToolResult:
     """Keep blocks while they fit in ``limit`` bytes (JSON); cut the text block that
     straddles it; drop the rest and the structured content if it does not fit; then say so."""
+    if structured is None and _small_text_blocks(content, limit):
+        # Text blocks whose JSON cannot reach the limit (6 bytes per character at most, the
+        # \uXXXX escape): no dump to measure them. ``size`` is then that bound, not exact.
+        bound = sum(_TEXT_BLOCK_BYTES + 6 * len(b["text"]) for b in content)
+        return ToolResult(server, tool, content, None, is_error, False, bound, duration_ms)
     total = _size(content) + (_size(structured) if structured is not None else 0)
     if total <= limit:
         return ToolResult(server, tool, content, structured, is_error, False, total, duration_ms)

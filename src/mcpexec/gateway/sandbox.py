@@ -14,9 +14,35 @@ The environment is the one the gateway gives the server (no secret on the comman
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from mcpexec.gateway.config import ServerConfig
+
+
+class Confined(Protocol):
+    """One server process's confinement, made by :meth:`Confinement.confine` before the spawn.
+
+    ``argv``: what to spawn instead (e.g. a prefix that joins a cgroup leaf and sets rlimits,
+    then ``exec``s the server's argv: the pid stays the one the transport watches). ``limits``:
+    each limit in force and how it is enforced (``GET /api/v1/servers`` shows it).
+    ``release()`` is called once the transport closed the process group: it kills whatever is
+    still in the leaf (a child that left the group) and removes it. Synchronous, never raises.
+    """
+
+    argv: list[str]
+    limits: Mapping[str, object]
+
+    def release(self) -> None: ...
+
+
+class Confinement(Protocol):
+    """The domain's process confinement of stdio servers (the gateway never imports the
+    executor; the App injects one built on it). ``confine`` may raise an ``McpexecError``
+    (e.g. ``DownstreamUnavailable``) to refuse the spawn."""
+
+    def confine(self, config: ServerConfig, argv: Sequence[str]) -> Confined: ...
+
 
 _ETC_RO = (
     "/etc/ld.so.cache",

@@ -22,6 +22,7 @@ from mcp import types
 from mcpexec.gateway.catalog import CatalogTool, allowed
 from mcpexec.gateway.config import ServerConfig
 from mcpexec.gateway.errors import DownstreamUnavailable, ServerLost
+from mcpexec.gateway.sandbox import Confinement
 from mcpexec.gateway.session import Connection, SpawnWrapper, first_of
 
 State = Literal["stopped", "starting", "ready", "restarting", "failed", "disabled"]
@@ -41,6 +42,13 @@ class ServerHealth:
     tool_count: int
     started_at: float | None  # wall clock (epoch seconds) of the current connection
     in_flight: int
+    #: stdio: under bubblewrap or not, and why (``"default"``: the gateway's default applied,
+    #: ``"config"``: the server's own ``sandbox`` key); ``None`` for http.
+    sandbox: bool | None = None
+    sandbox_from: str | None = None
+    network: bool | None = None
+    #: The limits in force for the (first) process and how each is enforced.
+    limits: dict[str, object] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -58,6 +66,10 @@ class ServerHealth:
             "tool_count": self.tool_count,
             "started_at": self.started_at,
             "in_flight": self.in_flight,
+            "sandbox": self.sandbox,
+            "sandbox_from": self.sandbox_from,
+            "network": self.network,
+            "limits": self.limits,
         }
 
 
@@ -89,8 +101,12 @@ class DownstreamServer:
         spawn_wrapper: SpawnWrapper | None,
         kill_grace_s: float,
         max_message_bytes: int,
+        confinement: Confinement | None = None,
+        sandbox_from: str | None = None,
     ) -> None:
         self.config = config
+        self._confinement = confinement
+        self._sandbox_from = sandbox_from
         self.state: State = "stopped" if config.enabled else "disabled"
         self.restarts = 0
         self.last_error: str | None = None
@@ -113,6 +129,7 @@ class DownstreamServer:
     def health(self) -> ServerHealth:
         live = [c for c in self.connections if c.ready.is_set() and not c.lost.is_set()]
         state: State = "restarting" if self.state == "ready" and not live else self.state
+        stdio = self.config.transport == "stdio"
         return ServerHealth(
             name=self.config.name,
             transport=self.config.transport,
@@ -123,6 +140,10 @@ class DownstreamServer:
             tool_count=len(self.tools),
             started_at=self.started_at,
             in_flight=sum(c.in_flight for c in self.connections),
+            sandbox=bool(self.config.sandbox) if stdio else None,
+            sandbox_from=self._sandbox_from if stdio else None,
+            network=self.config.network if stdio else None,
+            limits=next((c.limits for c in live if c.limits is not None), None),
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -168,6 +189,7 @@ class DownstreamServer:
                 self.config,
                 on_tools_changed=self._tools_changed,
                 spawn_wrapper=self._spawn_wrapper,
+                confinement=self._confinement,
                 kill_grace_s=self._kill_grace_s,
                 max_message_bytes=self._max_message_bytes,
             )

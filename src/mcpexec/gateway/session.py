@@ -32,7 +32,7 @@ from mcpexec.gateway.errors import (
     ToolTimeout,
     UnknownTool,
 )
-from mcpexec.gateway.sandbox import bwrap_path, sandboxed_argv
+from mcpexec.gateway.sandbox import Confinement, bwrap_path, sandboxed_argv
 from mcpexec.gateway.transport import ProcessInfo, stdio_transport
 
 #: ``progress, total, message`` — relayed from the server's ``notifications/progress``.
@@ -60,10 +60,14 @@ class Connection:
         *,
         on_tools_changed: Callable[[], None],
         spawn_wrapper: SpawnWrapper | None = None,
+        confinement: Confinement | None = None,
         kill_grace_s: float = 2.0,
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.config = config
+        self._confinement = confinement
+        #: The limits in force for this connection's process (from the confinement).
+        self.limits: dict[str, object] | None = None
         self.info = ProcessInfo()
         self.ready = anyio.Event()
         self.lost = anyio.Event()
@@ -110,6 +114,15 @@ class Connection:
                     server=config.name,
                 )
             argv = sandboxed_argv(config, argv, bwrap)
+        if self._confinement is not None:
+            confined = self._confinement.confine(config, argv)
+
+            async def release() -> None:  # after the transport closed the group (LIFO)
+                with anyio.CancelScope(shield=True):  # also when the connection is cancelled
+                    await anyio.to_thread.run_sync(confined.release)  # waits for the rmdir
+
+            stack.push_async_callback(release)
+            argv, self.limits = list(confined.argv), dict(confined.limits)
         return stdio_transport(
             argv,
             server_environment(config),

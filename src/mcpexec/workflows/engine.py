@@ -566,6 +566,7 @@ class WorkflowEngine:
             created_at=change.now,
             idempotency_key=key,
             params=dict(rec.params) or None,
+            worker_labels=self.app.tools.run_worker_labels(spec.tool, ()),
         )
 
     async def _enqueue(self, state: WorkflowState, new: NewRun) -> Run:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from mcpexec.api.deps import AppDep, PrincipalDep
+from mcpexec.api.errors import SafeJSONResponse
 from mcpexec.models import Text
 
 router = APIRouter(tags=["tools"])
@@ -66,12 +67,13 @@ async def list_tools(
 @router.post(
     "/api/v1/tools/{name}:call",
     summary="Call a tool and wait for its result (200 with status error when the tool failed)",
+    response_model=dict[str, Any],
 )
 async def call_tool(
     name: str, body: ToolCallBody, app: AppDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> Response:
     outcome = await app.tools.call(principal, name, body.arguments, timeout_s=body.timeout_s)
-    return outcome.to_dict()
+    return SafeJSONResponse(outcome.to_dict())  # plain JSON already: no jsonable_encoder pass
 
 
 @router.get("/api/v1/servers", summary="The configured MCP servers: state, pid, restarts, tools")
@@ -108,9 +110,11 @@ async def seed_tools(
     }
 
 
-@router.post("/execute", summary="Seed 001: call a tool synchronously")
-async def execute(body: ExecuteBody, app: AppDep, principal: PrincipalDep) -> dict[str, Any]:
+@router.post(
+    "/execute", summary="Seed 001: call a tool synchronously", response_model=dict[str, Any]
+)
+async def execute(body: ExecuteBody, app: AppDep, principal: PrincipalDep) -> Response:
     outcome = await app.tools.call(
         principal, body.tool_name, body.arguments, server=body.server, timeout_s=body.timeout_s
     )
-    return outcome.to_dict()
+    return SafeJSONResponse(outcome.to_dict())  # plain JSON already: no jsonable_encoder pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.responses import Response
 
 from mcpexec.dashboard.page import Column, Get, Nav, View
@@ -14,6 +16,7 @@ COLUMNS = [
     Column("Tools"),
     Column("Restarts"),
     Column("In flight"),
+    Column("Sandbox"),
     Column("Last error"),
 ]
 TOOL_COLUMNS = [Column("Tool", mono=True), Column("Description")]
@@ -29,12 +32,25 @@ async def servers(view: View) -> Response:
             "Tools": s["tool_count"],
             "Restarts": s["restarts"],
             "In flight": s["in_flight"],
+            "Sandbox": _sandbox(s),
             "Last error": s["last_error"] or "",
         }
         for s in health["servers"]
     ]
     intro = f"Servers file: {health['config']}" if health["config"] else None
     return view.table("Servers", COLUMNS, rows, empty="No MCP server is configured.", intro=intro)
+
+
+def _sandbox(server: Mapping[str, object]) -> str:
+    """``bwrap`` (``+net``) and the memory limit, ``OFF (config)`` for an opt-out, or ``-``."""
+    if server.get("sandbox") is None:
+        return "-"
+    if not server["sandbox"]:
+        return "OFF (config)" if server.get("sandbox_from") == "config" else "off"
+    limits = server.get("limits")
+    memory = limits.get("memory_mb") if isinstance(limits, dict) else None
+    net = "+net" if server.get("network") else ""
+    return f"bwrap{net}" + (f", {memory} MB" if memory else "")
 
 
 async def tools(view: View) -> Response:
