@@ -95,3 +95,11 @@ async def test_the_process_worker_claims_them_also_after_a_reload(app: App) -> N
     assert second.worker_labels == ["mcp.second"]
     done = await app.wait(second.id, ADMIN, 30)
     assert done.status == RunStatus.COMPLETED, done.failure
+
+
+async def test_a_batched_tool_run_carries_its_server_label_too(app: App) -> None:
+    results = await app.batch.submit_many(
+        [_tool_run("everything"), RunRequest.model_validate({"command": ["true"]})], ADMIN
+    )
+    labels = [r if isinstance(r, BaseException) else r[0].worker_labels for r in results]
+    assert labels == [["mcp.everything"], []]
