@@ -1,6 +1,7 @@
 """Several processes on one store (SQLite file or PostgreSQL database): each run claimed
-exactly once, and a tenant's ``max_concurrent`` never exceeded, with the claim's own
-transaction as the only coordination."""
+exactly once, a tenant's ``max_concurrent`` never exceeded, with the claim's own transaction
+as the only coordination, and a tenant's ``max_queued`` filled exactly by concurrent
+submitters in several processes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
+from mcpexec.models import RunFilter
 from mcpexec.store.base import TenantRecord
 from mcpexec.store.url import open_store, sqlite_url
 from pg_server import fresh_schema
@@ -143,3 +145,47 @@ async def test_three_processes_never_over_admit_a_tenant(shared_url: str, tmp_pa
     overlap = _max_overlap(capped)
     print(f"capped tenant: 120 runs by 3 processes, at most {overlap} running at once (limit 3)")
     assert overlap <= 3
+
+
+@pytest.mark.slow
+async def test_submitters_in_three_processes_never_over_admit_max_queued(
+    shared_url: str, tmp_path: Path
+) -> None:
+    """max_queued is counted in the enqueue's own transaction: three processes, each with 8
+    submits in flight (72 in all) against tenant q's max_queued=25, admit exactly 25."""
+    store = open_store(shared_url)
+    await store.open()
+    await store.create_tenant(TenantRecord("q", T0, max_queued=25))
+    await store.close()
+
+    go = tmp_path / "go"
+    procs = []
+    for name in ("s1", "s2", "s3"):
+        ready = tmp_path / f"{name}.ready"
+        args = (shared_url, name, str(ready), str(go), "24")
+        procs.append((ready, _spawn(str(HERE / "quota_submitter.py"), *args)))
+    deadline = time.monotonic() + 60
+    while not all(ready.exists() for ready, _ in procs):
+        assert time.monotonic() < deadline, "submitters did not start"
+        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
+        await anyio.sleep(0.01)
+    go.touch()
+    admitted: list[str] = []
+    refused = 0
+    for _, proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        result = json.loads(out)
+        admitted += result["admitted"]
+        refused += result["refused"]
+    print(f"tenant q: 72 submits by 3 processes, {len(admitted)} admitted (max_queued 25)")
+    assert len(admitted) == 25
+    assert refused == 72 - 25
+    store = open_store(shared_url)
+    await store.open()
+    try:
+        stored = await store.list_runs(RunFilter(tenant="q"), 100, None)
+        assert sorted(r.id for r in stored.runs) == sorted(admitted)
+        assert (await store.stats("q")).by_status["pending"] == 25
+    finally:
+        await store.close()

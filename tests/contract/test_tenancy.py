@@ -4,6 +4,7 @@ claim's ``max_concurrent`` with the fair pick across tenants)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -179,3 +180,28 @@ async def test_enqueue_refuses_past_the_global_max_queued(store: Store) -> None:
         await store.enqueue(dataclasses.replace(new_run(tenant="c"), global_max_queued=2))
     assert refused.value.details["limit"] == "global_max_queued"
     await store.enqueue(new_run(tenant="c"))  # no global limit given: accepted
+
+
+async def test_concurrent_submits_fill_max_queued_exactly(store: Store) -> None:
+    """30 submits of one tenant at once against max_queued=10 (and a second tenant alongside):
+    exactly 10 admitted, the others refused with the count they saw, nothing refused or run
+    lost, and a refused run leaves no trace (no row, no audit entry, no count)."""
+    await store.create_tenant(TenantRecord("busy", T0, max_queued=10))
+    busy = [new_run(f"busy-{i:02}", tenant="busy") for i in range(30)]
+    other = [new_run(f"other-{i:02}", tenant="other") for i in range(10)]
+    results = await asyncio.gather(
+        *(store.enqueue(n) for n in [*busy, *other]), return_exceptions=True
+    )
+    refused = [r for r in results[:30] if isinstance(r, QuotaExceeded)]
+    admitted = [r[0].id for r in results[:30] if not isinstance(r, BaseException) and r[1]]
+    assert len(admitted) == 10
+    assert len(refused) == 20
+    assert all(r.details["queued"] == 10 and r.details["max_queued"] == 10 for r in refused)
+    assert all(not isinstance(r, BaseException) and r[1] for r in results[30:])
+    page = await store.list_runs(RunFilter(tenant="busy"), 100, None)
+    assert sorted(r.id for r in page.runs) == sorted(admitted)
+    submits = [e.target for e in await store.list_audit("busy", 100) if e.action == "submit"]
+    assert sorted(submits) == sorted(admitted)
+    assert (await store.stats("busy")).by_status["pending"] == 10
+    with pytest.raises(QuotaExceeded):
+        await store.enqueue(new_run(tenant="busy"))

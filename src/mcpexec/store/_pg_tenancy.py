@@ -36,6 +36,7 @@ from mcpexec.store._sqlite_tenancy import (
     audit_args,
     audit_of,
     queue_full,
+    submit_entry,
     tenant_args,
     tenant_of,
     token_args,
@@ -64,26 +65,56 @@ async def fetch_all(conn: Conn, query: str, args: Mapping[str, Any]) -> list[Dic
     return await (await conn.execute(query, args)).fetchall()
 
 
-async def check_queue(conn: Conn, q: Mapping[str, str], new: NewRun) -> None:
-    """Raise ``QuotaExceeded`` when the tenant's (or the server's) queue is full, counted under
-    the queue's advisory lock so that concurrent submitters never over-fill it."""
-    args = {"tenant": new.tenant}
-    own = await fetch_one(conn, q["tenant_max_queued"], args)
-    limit = own["max_queued"] if own is not None and own["max_queued"] is not None else None
-    if limit is None:
-        limit = new.default_max_queued
-    if limit is not None:
-        await conn.execute(q["lock_tenant_queue"], args)
-        row = await fetch_one(conn, q["tenant_pending"], args)
-        pending = 0 if row is None else int(row["pending"])
-        if pending >= limit:
-            raise queue_full(new.tenant, limit, pending)
+async def enqueue_run(
+    conn: Conn, q: Mapping[str, str], new: NewRun, origin: str
+) -> tuple[Run, bool]:
+    """One submitted run into the open transaction, under the queue limits: ``(run, created)``
+    as ``Store.enqueue``; raises ``QuotaExceeded`` (roll back) when a queue is full, ``Conflict``
+    for a duplicate id. The enqueue calls it once, a batch enqueue once per item (then one
+    COMMIT); the wake-up of the other stores (``NOTIFY``) is sent here with the audit entry.
+
+    Admission is counted without serialising the submit under a lock: the run is inserted
+    first, then its tenant's pending count is read from the ``run_counts`` row the insert's
+    trigger just updated (``admit_run``). That row stays locked by this transaction until
+    COMMIT, so a concurrent submitter of the same tenant (in any process) waits only from its
+    own insert to this COMMIT and then counts this run, or not if it rolled back: no
+    over-admission, and the cost no longer grows with the backlog. The server-wide limit, when
+    set, is still counted under its advisory lock, taken before the insert."""
+    args = run_args(new)
+    if new.idempotency_key is not None:
+        row = await fetch_one(conn, q["run_by_key"], args)
+        if row is not None:
+            return run_of(row), False
+    pending_all: int | None = None
     if new.global_max_queued is not None:
         await conn.execute(q["lock_global_queue"])
         row = await fetch_one(conn, q["all_pending"], {})
-        pending = 0 if row is None else int(row["pending"])
-        if pending >= new.global_max_queued:
-            raise queue_full(None, new.global_max_queued, pending)
+        pending_all = 0 if row is None else int(row["pending"])
+    try:
+        inserted = await fetch_one(conn, q["insert_run"], args)
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict(f"run id {new.id!r} already exists") from exc
+    if inserted is None:  # a concurrent submit with the same key committed first
+        existing = await fetch_one(conn, q["run_by_key"], args)
+        assert existing is not None
+        return run_of(existing), False
+    admitted = await fetch_one(
+        conn, q["admit_run"], {**audit_args(submit_entry(new)), "origin": origin}
+    )
+    assert admitted is not None
+    pending = int(admitted["pending"]) - 1  # the runs queued before this one
+    limit = admitted["max_queued"]
+    if limit is None:
+        limit = new.default_max_queued
+    if limit is not None and pending >= limit:
+        raise queue_full(new.tenant, limit, pending)
+    if (
+        pending_all is not None
+        and new.global_max_queued is not None
+        and (pending_all >= new.global_max_queued)
+    ):
+        raise queue_full(None, new.global_max_queued, pending_all)
+    return run_of(inserted), True
 
 
 async def insert_run(conn: Conn, q: Mapping[str, str], new: NewRun) -> Run:

@@ -10,9 +10,12 @@ its single write lock, PostgreSQL gets from locks of the rows and keys involved:
   step across all processes (no over-admission);
 - fenced writes lock the run row (``FOR UPDATE``) before checking that the worker holds it, so
   a finish, the reaper and a cancel serialise on the run;
-- the enqueue's queue limits are counted under an advisory lock per tenant (and one for the
-  server-wide limit) taken only when a limit applies; an idempotency key is enforced by the
-  unique index (``ON CONFLICT DO NOTHING``: a concurrent twin waits for the first and reads it);
+- the enqueue's tenant queue limit is checked after the insert against the tenant's
+  ``run_counts`` row, which the insert's trigger updated and holds locked until COMMIT (exact
+  across processes, no COUNT, no lock of its own; ``_pg_tenancy.enqueue_run``); the
+  server-wide limit, when set, is counted under an advisory lock; an idempotency key is
+  enforced by the unique index (``ON CONFLICT DO NOTHING``: a concurrent twin waits for the
+  first and reads it);
 - the scheduler's steps are fenced by their cursor and each fire by its primary key, as in SQLite.
 
 Schema and rows: the same tables and columns as the SQLite dialect (integer-microsecond times,
@@ -32,15 +35,13 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-import psycopg.errors
-
-from mcpexec.errors import BatchRefused, Conflict, McpexecError
+from mcpexec.errors import BatchRefused, McpexecError
 from mcpexec.models import Artifact, Attempt, Page, Progress, Run, RunFilter, RunStatus, Stream
 from mcpexec.store._pg_blobs import PostgresBlobStore
 from mcpexec.store._pg_db import Conn, Database, queries
 from mcpexec.store._pg_events import PostgresEvents
 from mcpexec.store._pg_hooks import PostgresHooks
-from mcpexec.store._pg_tenancy import PostgresTenancy, check_queue, fetch_all, fetch_one
+from mcpexec.store._pg_tenancy import PostgresTenancy, enqueue_run, fetch_all, fetch_one
 from mcpexec.store._pg_workflows import PostgresWorkflows
 from mcpexec.store._run_list import list_runs_sql, page_of
 from mcpexec.store._shared import CANCELLED_MESSAGE, decide_finish, from_us, to_us
@@ -56,8 +57,6 @@ from mcpexec.store._sqlite_rows import (
     worker_args,
     worker_of,
 )
-from mcpexec.store._sqlite_tasks import run_args
-from mcpexec.store._sqlite_tenancy import audit_args, submit_entry
 from mcpexec.store.base import (
     AttemptOutcome,
     Claim,
@@ -116,25 +115,8 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
 
     # -- runs --------------------------------------------------------------------------------
     async def enqueue(self, new: NewRun) -> tuple[Run, bool]:
-        args = run_args(new)
-
         async def tx(conn: Conn) -> tuple[Run, bool]:
-            if new.idempotency_key is not None:
-                row = await fetch_one(conn, Q["run_by_key"], args)
-                if row is not None:
-                    return run_of(row), False
-            await check_queue(conn, Q, new)
-            try:
-                row = await fetch_one(conn, Q["insert_run"], args)
-            except psycopg.errors.UniqueViolation as exc:
-                raise Conflict(f"run id {new.id!r} already exists") from exc
-            if row is None:  # a concurrent submit with the same key committed first
-                existing = await fetch_one(conn, Q["run_by_key"], args)
-                assert existing is not None
-                return run_of(existing), False
-            await conn.execute(Q["insert_audit"], audit_args(submit_entry(new)))
-            await self._wake_others(conn)
-            return run_of(row), True
+            return await enqueue_run(conn, Q, new, self._db.origin)
 
         run, created = await self._db.run(tx, durable=True)
         if created:
@@ -149,24 +131,9 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
         check_replay: ReplayCheck | None = None,
     ) -> list[Enqueued]:
         async def one(conn: Conn, new: NewRun) -> tuple[Run, bool]:
-            # The steps of ``enqueue`` (the same helpers: the queue check, the insert, the
-            # audit entry), on the batch's connection.
-            args = run_args(new)
-            if new.idempotency_key is not None:
-                row = await fetch_one(conn, Q["run_by_key"], args)
-                if row is not None:
-                    return run_of(row), False
-            await check_queue(conn, Q, new)
-            try:
-                row = await fetch_one(conn, Q["insert_run"], args)
-            except psycopg.errors.UniqueViolation as exc:
-                raise Conflict(f"run id {new.id!r} already exists") from exc
-            if row is None:  # a concurrent submit with the same key committed first
-                existing = await fetch_one(conn, Q["run_by_key"], args)
-                assert existing is not None
-                return run_of(existing), False
-            await conn.execute(Q["insert_audit"], audit_args(submit_entry(new)))
-            return run_of(row), True
+            # What ``enqueue`` does (mcpexec_enqueue: the queue check after the insert, the
+            # audit entry, the NOTIFY), on the batch's connection, inside its transaction.
+            return await enqueue_run(conn, Q, new, self._db.origin)
 
         async def tx(conn: Conn) -> list[Enqueued]:
             results: list[Enqueued] = []

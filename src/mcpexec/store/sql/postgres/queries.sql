@@ -372,21 +372,29 @@ UPDATE tenants SET max_concurrent = %(max_concurrent)s, max_queued = %(max_queue
     default_limits = %(default_limits)s
 WHERE id = %(id)s RETURNING *;
 
--- name: tenant_max_queued
-SELECT max_queued FROM tenants WHERE id = %(tenant)s;
-
--- name: lock_tenant_queue
--- Held to COMMIT: submitters of a tenant with a queue limit count and insert one at a time.
-SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.queue:' || %(tenant)s, 0));
+-- name: admit_run
+-- Right after insert_run, in the same transaction: the tenant's pending runs counting this one
+-- (its run_counts row, which the insert's trigger has just updated and keeps locked until
+-- COMMIT: a concurrent submitter of the tenant waits there, then sees this run if it committed
+-- and not if it rolled back, so the count is exact without a COUNT or an advisory lock), the
+-- tenant's own limit, and in the same round trip the submit's audit entry and the wake-up of
+-- the other stores (both undone with the run if the limit refuses it).
+WITH audited AS (
+    INSERT INTO audit (at, tenant, actor, token_id, action, target, detail)
+    VALUES (%(at)s, %(tenant)s, %(actor)s, %(token_id)s, %(action)s, %(target)s, %(detail)s)
+)
+SELECT (SELECT n FROM run_counts WHERE tenant = %(tenant)s AND status = 'pending') AS pending,
+       (SELECT max_queued FROM tenants WHERE id = %(tenant)s) AS max_queued,
+       pg_notify('mcpexec_work', %(origin)s)::text AS notified;
 
 -- name: lock_global_queue
+-- Held to COMMIT, taken BEFORE the run's insert (a submitter holding the global lock may then
+-- wait for a tenant's run_counts row, never the other way round): submitters under the
+-- server-wide limit count and insert one at a time.
 SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.queue', 0));
 
--- name: tenant_pending
-SELECT COUNT(*) AS pending FROM runs WHERE status = 'pending' AND tenant = %(tenant)s;
-
 -- name: all_pending
-SELECT COUNT(*) AS pending FROM runs WHERE status = 'pending';
+SELECT COALESCE(SUM(n), 0)::bigint AS pending FROM run_counts WHERE status = 'pending';
 
 -- name: tenant_load
 SELECT (SELECT COUNT(*) FROM runs WHERE status = 'running' AND tenant = %(tenant)s) AS running,
