@@ -2,9 +2,12 @@
 with error mapping and safe retries, numbered migrations, and the LISTEN/NOTIFY listener.
 
 Transactions: every store operation is one ``async with pool.connection(), conn.transaction()``
-at READ COMMITTED; the statements that must not interleave with another process take row locks
-(``FOR UPDATE``, ``SKIP LOCKED`` for the claim) or a transaction-scoped advisory lock (a
-tenant's quota counts), released by COMMIT or by the server when a connection dies.
+at READ COMMITTED (``run``), or, for a read that is one statement (a token, a tenant, a run by
+id), that statement alone in autocommit (``read``: the same snapshot, two round trips fewer).
+The statements that must not interleave with another process take row locks (``FOR UPDATE``,
+``SKIP LOCKED`` for the claim, a tenant's ``run_counts`` row for its queue limit) or a
+transaction-scoped advisory lock (a tenant's running count at the claim), released by COMMIT
+or by the server when a connection dies.
 
 Retries: a transaction whose ``BEGIN`` failed on a dead pooled connection (the server
 restarted, ``pg_terminate_backend``) did nothing and is retried at once on another connection
@@ -215,6 +218,45 @@ class Database:
                     raise StoreUnavailable("PostgreSQL: too many conflicting transactions") from exc
             except psycopg.OperationalError as exc:
                 if started or attempt == RETRIES:
+                    raise StoreUnavailable(f"PostgreSQL: {_first_line(exc)}") from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn``, ONE read-only statement, on a pooled connection in autocommit: the
+        statement is its own transaction (the same snapshot as inside ``BEGIN``/``COMMIT``),
+        without those two round trips. Retried whenever the connection failed, since it
+        changed nothing."""
+
+        async def once(conn: Conn, retried: bool) -> T:
+            return await fn(conn)
+
+        return await self.statement(once)
+
+    async def statement(self, fn: Callable[[Conn, bool], Awaitable[T]]) -> T:
+        """Run ``fn``, ONE statement, in autocommit: the server commits it as soon as it ends,
+        so whatever it locks is held for its own execution and COMMIT, never across a round
+        trip to this process (a busy event loop must not hold up other writers). The result
+        arrives after the COMMIT. A connection that failed (a dead pooled connection after a
+        server restart, or one lost mid-statement) is retried on another with
+        ``retried=True``: ``fn`` must then find out whether its first try committed (the
+        submit looks for its run by id) or be a read."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is not open")
+        for attempt in range(RETRIES + 1):
+            try:
+                async with pool.connection() as conn:
+                    return await fn(conn, attempt > 0)
+            except McpexecError:
+                raise
+            except PoolTimeout as exc:
+                raise StoreUnavailable(f"PostgreSQL: no connection ({exc})") from exc
+            except psycopg.errors.QueryCanceled as exc:
+                raise StoreUnavailable(f"PostgreSQL: {_first_line(exc)}") from exc
+            except psycopg.OperationalError as exc:
+                if attempt == RETRIES:
                     raise StoreUnavailable(f"PostgreSQL: {_first_line(exc)}") from exc
             except psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL: {_first_line(exc)}") from exc

@@ -56,6 +56,8 @@ from mcpexec.store.base import (
 )
 from mcpexec.tasks import TaskDefinition, canonical_content, content_hash, next_version
 
+QUEUE_FULL_HINT = "mcpexec.queue_full"  # mcpexec_enqueue's refusal (migration 0016)
+
 
 async def fetch_one(conn: Conn, query: str, args: Mapping[str, Any]) -> DictRow | None:
     return await (await conn.execute(query, args)).fetchone()
@@ -66,55 +68,39 @@ async def fetch_all(conn: Conn, query: str, args: Mapping[str, Any]) -> list[Dic
 
 
 async def enqueue_run(
-    conn: Conn, q: Mapping[str, str], new: NewRun, origin: str
+    conn: Conn, q: Mapping[str, str], new: NewRun, origin: str, retried: bool = False
 ) -> tuple[Run, bool]:
-    """One submitted run into the open transaction, under the queue limits: ``(run, created)``
-    as ``Store.enqueue``; raises ``QuotaExceeded`` (roll back) when a queue is full, ``Conflict``
-    for a duplicate id. The enqueue calls it once, a batch enqueue once per item (then one
-    COMMIT); the wake-up of the other stores (``NOTIFY``) is sent here with the audit entry.
-
-    Admission is counted without serialising the submit under a lock: the run is inserted
-    first, then its tenant's pending count is read from the ``run_counts`` row the insert's
-    trigger just updated (``admit_run``). That row stays locked by this transaction until
-    COMMIT, so a concurrent submitter of the same tenant (in any process) waits only from its
-    own insert to this COMMIT and then counts this run, or not if it rolled back: no
-    over-admission, and the cost no longer grows with the backlog. The server-wide limit, when
-    set, is still counted under its advisory lock, taken before the insert."""
-    args = run_args(new)
-    if new.idempotency_key is not None:
-        row = await fetch_one(conn, q["run_by_key"], args)
-        if row is not None:
-            return run_of(row), False
-    pending_all: int | None = None
-    if new.global_max_queued is not None:
-        await conn.execute(q["lock_global_queue"])
-        row = await fetch_one(conn, q["all_pending"], {})
-        pending_all = 0 if row is None else int(row["pending"])
+    """One submitted run, under the queue limits, by the server-side ``mcpexec_enqueue``
+    (migration 0016: idempotency key, limits, the run, its audit entry and the NOTIFY in one
+    statement): ``(run, created)`` as ``Store.enqueue``; raises ``QuotaExceeded`` when a queue
+    is full (the statement changed nothing), ``Conflict`` for a duplicate id. In autocommit
+    (``Database.statement``) the statement is the whole transaction; a batch enqueue may call
+    it once per item inside one transaction instead (a refusal then aborts that transaction).
+    ``retried``: a retry after a lost connection (the run, if the first try committed, is
+    answered as created)."""
+    entry = audit_args(submit_entry(new))
+    args = {
+        **run_args(new),
+        "audit_at": entry["at"],
+        "actor": entry["actor"],
+        "token_id": entry["token_id"],
+        "detail": entry["detail"],
+        "origin": origin,
+        "default_max_queued": new.default_max_queued,
+        "global_max_queued": new.global_max_queued,
+        "retried": retried,
+    }
     try:
-        inserted = await fetch_one(conn, q["insert_run"], args)
+        row = await fetch_one(conn, q["enqueue"], args)
     except psycopg.errors.UniqueViolation as exc:
         raise Conflict(f"run id {new.id!r} already exists") from exc
-    if inserted is None:  # a concurrent submit with the same key committed first
-        existing = await fetch_one(conn, q["run_by_key"], args)
-        assert existing is not None
-        return run_of(existing), False
-    admitted = await fetch_one(
-        conn, q["admit_run"], {**audit_args(submit_entry(new)), "origin": origin}
-    )
-    assert admitted is not None
-    pending = int(admitted["pending"]) - 1  # the runs queued before this one
-    limit = admitted["max_queued"]
-    if limit is None:
-        limit = new.default_max_queued
-    if limit is not None and pending >= limit:
-        raise queue_full(new.tenant, limit, pending)
-    if (
-        pending_all is not None
-        and new.global_max_queued is not None
-        and (pending_all >= new.global_max_queued)
-    ):
-        raise queue_full(None, new.global_max_queued, pending_all)
-    return run_of(inserted), True
+    except psycopg.errors.RaiseException as exc:
+        if exc.diag.message_hint != QUEUE_FULL_HINT or exc.diag.message_detail is None:
+            raise
+        full = json.loads(exc.diag.message_detail)
+        raise queue_full(full["tenant"], full["max_queued"], full["queued"]) from None
+    assert row is not None
+    return run_of(row), row["id"] == new.id
 
 
 async def insert_run(conn: Conn, q: Mapping[str, str], new: NewRun) -> Run:
@@ -146,6 +132,14 @@ class PostgresTenancy:
 
         return await self._db.run(tx)
 
+    async def _read_one(self, query: str, args: Mapping[str, Any]) -> DictRow | None:
+        """``_one`` for a read-only statement (``Database.read``: no BEGIN/COMMIT)."""
+
+        async def read(conn: Conn) -> DictRow | None:
+            return await fetch_one(conn, query, args)
+
+        return await self._db.read(read)
+
     async def _all(self, query: str, args: Mapping[str, Any]) -> list[DictRow]:
         async def tx(conn: Conn) -> list[DictRow]:
             return await fetch_all(conn, query, args)
@@ -171,7 +165,7 @@ class PostgresTenancy:
         await self._db.run(tx)
 
     async def token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        row = await self._one(self._q["token_by_hash"], {"token_hash": token_hash})
+        row = await self._read_one(self._q["token_by_hash"], {"token_hash": token_hash})
         return None if row is None else token_of(row)
 
     async def list_tokens(self, tenant: str | None = None) -> list[TokenRecord]:
@@ -201,7 +195,7 @@ class PostgresTenancy:
         return await self._db.run(tx)
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        row = await self._one(self._q["get_tenant"], {"id": tenant_id})
+        row = await self._read_one(self._q["get_tenant"], {"id": tenant_id})
         return None if row is None else tenant_of(row)
 
     async def list_tenants(self) -> list[TenantRecord]:

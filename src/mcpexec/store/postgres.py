@@ -115,10 +115,10 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
 
     # -- runs --------------------------------------------------------------------------------
     async def enqueue(self, new: NewRun) -> tuple[Run, bool]:
-        async def tx(conn: Conn) -> tuple[Run, bool]:
-            return await enqueue_run(conn, Q, new, self._db.origin)
+        async def submit(conn: Conn, retried: bool) -> tuple[Run, bool]:
+            return await enqueue_run(conn, Q, new, self._db.origin, retried)
 
-        run, created = await self._db.run(tx, durable=True)
+        run, created = await self._db.statement(submit)
         if created:
             self._woken()
         return run, created
@@ -165,11 +165,11 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run | None:
         args = {"run_id": run_id, "tenant": tenant}
 
-        async def tx(conn: Conn) -> Run | None:
+        async def read(conn: Conn) -> Run | None:
             row = await fetch_one(conn, Q["run_by_id"], args)
             return None if row is None else run_of(row)
 
-        return await self._db.run(tx)
+        return await self._db.read(read)
 
     async def list_runs(self, filter: RunFilter, limit: int, cursor: RunCursor | None) -> Page:
         if limit <= 0:

@@ -372,29 +372,19 @@ UPDATE tenants SET max_concurrent = %(max_concurrent)s, max_queued = %(max_queue
     default_limits = %(default_limits)s
 WHERE id = %(id)s RETURNING *;
 
--- name: admit_run
--- Right after insert_run, in the same transaction: the tenant's pending runs counting this one
--- (its run_counts row, which the insert's trigger has just updated and keeps locked until
--- COMMIT: a concurrent submitter of the tenant waits there, then sees this run if it committed
--- and not if it rolled back, so the count is exact without a COUNT or an advisory lock), the
--- tenant's own limit, and in the same round trip the submit's audit entry and the wake-up of
--- the other stores (both undone with the run if the limit refuses it).
-WITH audited AS (
-    INSERT INTO audit (at, tenant, actor, token_id, action, target, detail)
-    VALUES (%(at)s, %(tenant)s, %(actor)s, %(token_id)s, %(action)s, %(target)s, %(detail)s)
-)
-SELECT (SELECT n FROM run_counts WHERE tenant = %(tenant)s AND status = 'pending') AS pending,
-       (SELECT max_queued FROM tenants WHERE id = %(tenant)s) AS max_queued,
-       pg_notify('mcpexec_work', %(origin)s)::text AS notified;
-
--- name: lock_global_queue
--- Held to COMMIT, taken BEFORE the run's insert (a submitter holding the global lock may then
--- wait for a tenant's run_counts row, never the other way round): submitters under the
--- server-wide limit count and insert one at a time.
-SELECT pg_advisory_xact_lock(hashtextextended('mcpexec.queue', 0));
-
--- name: all_pending
-SELECT COALESCE(SUM(n), 0)::bigint AS pending FROM run_counts WHERE status = 'pending';
+-- name: enqueue
+-- One submit in one statement (migration 0016; store/_pg_tenancy.py, enqueue_run).
+SELECT * FROM mcpexec_enqueue(
+    p_id => %(id)s, p_tenant => %(tenant)s, p_priority => %(priority)s, p_spec => %(spec)s,
+    p_retry => %(retry)s, p_labels => %(labels)s, p_idempotency_key => %(idempotency_key)s,
+    p_rerun_of => %(rerun_of)s, p_created_at => %(created_at)s, p_run_at => %(run_at)s,
+    p_available_at => %(available_at)s, p_task => %(task)s, p_task_version => %(task_version)s,
+    p_params => %(params)s, p_estimated_duration_ms => %(estimated_duration_ms)s,
+    p_owner => %(owner)s, p_tool => %(tool)s, p_notify => %(notify)s,
+    p_worker_labels => %(worker_labels)s, p_audit_at => %(audit_at)s, p_actor => %(actor)s,
+    p_token_id => %(token_id)s, p_detail => %(detail)s, p_origin => %(origin)s,
+    p_default_max_queued => %(default_max_queued)s, p_global_max_queued => %(global_max_queued)s,
+    p_retried => %(retried)s);
 
 -- name: tenant_load
 SELECT (SELECT COUNT(*) FROM runs WHERE status = 'running' AND tenant = %(tenant)s) AS running,
