@@ -15,9 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mcpexec.errors import StoreError, StoreUnavailable
+from mcpexec.errors import Conflict, StoreError, StoreUnavailable
+from mcpexec.models import Run
 from mcpexec.store._migrations import load_migrations
 from mcpexec.store._pg_db import Conn
+from mcpexec.store._pg_tenancy import enqueue_run
 from mcpexec.store.postgres import PostgresStore
 from mcpexec.store.sqlite import SqliteStore
 from mcpexec.store.url import open_store
@@ -183,6 +185,34 @@ async def test_a_server_gone_mid_operation_is_store_unavailable(
     assert caught.value.code == "store_unavailable"
     assert caught.value.details["retry_after_s"] >= 1
     assert await store.get_run("first") is not None
+
+
+async def test_a_submit_retried_after_a_lost_connection_answers_its_committed_run(
+    store: PostgresStore,
+) -> None:
+    """The submit is one autocommit statement (mcpexec_enqueue): a connection lost after it
+    was sent leaves its outcome unknown, so the retry (``retried=True``) answers the run if
+    the first try committed, and inserts it otherwise; a first try still refuses a taken id."""
+    new = new_run("lost-answer")
+    first, created = await store.enqueue(new)
+    assert created
+
+    async def retry(conn: Conn, retried: bool) -> tuple[Run, bool]:
+        return await enqueue_run(conn, store._q, new, store._db.origin, retried=True)
+
+    again, created = await store._db.statement(retry)
+    assert created
+    assert again == first
+    with pytest.raises(Conflict):
+        await store.enqueue(new)
+    fresh = new_run("never-committed")
+    inserted, created = await store._db.statement(
+        lambda conn, retried: enqueue_run(conn, store._q, fresh, store._db.origin, True)
+    )
+    assert created
+    assert await store.get_run(fresh.id) == inserted
+    audit = [e.target for e in await store.list_audit(None, 100) if e.action == "submit"]
+    assert sorted(audit) == ["lost-answer", "never-committed"]  # one entry each
 
 
 def test_the_session_database_is_a_throwaway_one() -> None:
