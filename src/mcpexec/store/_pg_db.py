@@ -235,13 +235,14 @@ class Database:
         return await self.statement(once)
 
     async def statement(self, fn: Callable[[Conn, bool], Awaitable[T]]) -> T:
-        """Run ``fn``, ONE statement, in autocommit: the server commits it as soon as it ends,
-        so whatever it locks is held for its own execution and COMMIT, never across a round
-        trip to this process (a busy event loop must not hold up other writers). The result
-        arrives after the COMMIT. A connection that failed (a dead pooled connection after a
-        server restart, or one lost mid-statement) is retried on another with
-        ``retried=True``: ``fn`` must then find out whether its first try committed (the
-        submit looks for its run by id) or be a read."""
+        """Run ``fn`` in autocommit: ONE writing statement (after reads, if any), which the
+        server commits as soon as it ends, so whatever it locks is held for its own execution
+        and COMMIT, never across a round trip to this process (a busy event loop must not hold
+        up other writers). The result arrives after the COMMIT. A connection that failed (a
+        dead pooled connection after a server restart, or one lost mid-statement) is retried
+        on another with ``retried=True``: ``fn`` must then find out whether its first try
+        committed (the submit looks for its run by id, the finish reads the run) or not mind
+        (a read; a claim, whose lost runs come back when their lease expires)."""
         pool = self._pool
         if pool is None:
             raise StoreError("the store is not open")

@@ -35,6 +35,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from psycopg.rows import DictRow
+
 from mcpexec.errors import BatchRefused, McpexecError
 from mcpexec.models import Artifact, Attempt, Page, Progress, Run, RunFilter, RunStatus, Stream
 from mcpexec.store._pg_blobs import PostgresBlobStore
@@ -198,10 +200,39 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
         if have:
             heads_args["have"] = json.dumps(sorted(have))
 
-        async def tx(conn: Conn) -> list[Claim]:
-            ready = await fetch_all(
+        claim_args = {
+            "worker_id": worker_id,
+            "now": now_us,
+            "lease_expires_at": to_us(lease_expires_at),
+        }
+
+        async def ready_tenants(conn: Conn) -> list[DictRow]:
+            return await fetch_all(
                 conn, Q["claim_ready_tenants"], {"default_max_concurrent": default}
             )
+
+        async def one_tenant(conn: Conn, retried: bool) -> list[Claim]:
+            # A retry after a lost connection may claim again: runs a lost first try took
+            # are held by no live worker and come back when their lease expires (the reaper).
+            claimed = await fetch_all(
+                conn,
+                Q["claim_one_tenant_labelled"] if have else Q["claim_one_tenant"],
+                {**heads_args, **claim_args, "tenant": ready[0]["tenant"], "want": limit},
+            )
+            return [claim_of(r) for r in claimed]
+
+        # Which tenants have ready runs: a read in autocommit. One tenant without a
+        # max_concurrent (the common case): the claim is one statement in autocommit
+        # (claim_one_tenant), no lock held across a round trip to this process. Otherwise
+        # the transaction below, which reads the tenants again under its locks.
+        ready = await self._db.read(ready_tenants)
+        if not ready:
+            return []
+        if len(ready) == 1 and ready[0]["max_concurrent"] is None:
+            return await self._db.statement(one_tenant)
+
+        async def tx(conn: Conn) -> list[Claim]:
+            ready = await ready_tenants(conn)
             if not ready:
                 return []
             caps: dict[str, int | None] = {r["tenant"]: r["max_concurrent"] for r in ready}
@@ -230,16 +261,7 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
             seqs = fair_pick(candidates, running, caps, limit)
             if not seqs:
                 return []
-            claimed = await fetch_all(
-                conn,
-                Q["claim"],
-                {
-                    "worker_id": worker_id,
-                    "now": now_us,
-                    "lease_expires_at": to_us(lease_expires_at),
-                    "seqs": seqs,
-                },
-            )
+            claimed = await fetch_all(conn, Q["claim"], {**claim_args, "seqs": seqs})
             order = {seq: i for i, seq in enumerate(seqs)}
             claimed.sort(key=lambda r: order[r["seq"]])
             return [claim_of(r) for r in claimed]
@@ -317,31 +339,48 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
         }
         result = json_or_none(outcome.result)  # refuse a non-JSON result before touching anything
         now_us = to_us(now)
+        tail: dict[str, bytes] = {}  # the log tail, one chunk per stream, in its order
+        for stream, data in outcome.log_tail:
+            tail[stream.value] = tail.get(stream.value, b"") + data
 
-        async def tx(conn: Conn) -> Run | None:
-            row = await fetch_one(conn, Q["held_run"], fence)
-            if row is None:
-                return None
-            for stream, data in outcome.log_tail:
-                await _append(conn, run_id, attempt, stream, data)
+        async def finish(conn: Conn, retried: bool) -> tuple[bool, Run | None]:
+            """``(True, the run finished)``, ``(True, None)`` if not held, ``(False, None)`` if
+            what the decision was made on changed (decide again)."""
+            seen = await fetch_one(conn, Q["held_run_unlocked"], fence)
+            if seen is None:
+                if not retried:
+                    return True, None
+                # A lost connection: the first try may have committed this very finish.
+                row = await fetch_one(conn, Q["run_by_id"], {"run_id": run_id, "tenant": None})
+                done = row is not None and row["attempts"] == attempt
+                done = done and row is not None and row["worker_id"] == worker_id
+                done = done and row is not None and row["status"] != RunStatus.RUNNING
+                return True, (run_of(row) if done and row is not None else None)
             decision = decide_finish(
-                outcome, bool(row["cancel_requested"]), retry_at is not None, row["has_artifacts"]
+                outcome, bool(seen["cancel_requested"]), retry_at is not None, seen["has_artifacts"]
             )
-            await conn.execute(
-                Q["finish_attempt"], finish_attempt_args(run_id, attempt, outcome, decision, now_us)
-            )
-            pending = decision.run_status == RunStatus.PENDING
-            updated = await fetch_one(
-                conn,
-                Q["finish_run"],
-                finish_run_args(run_id, outcome, decision, result, now_us, retry_at),
-            )
-            assert updated is not None
-            if pending:
-                await self._wake_others(conn)
-            return run_of(updated)
+            attempt_args = finish_attempt_args(run_id, attempt, outcome, decision, now_us)
+            args = {
+                **fence,
+                **finish_run_args(run_id, outcome, decision, result, now_us, retry_at),
+                **{f"a_{k}": v for k, v in attempt_args.items()},
+                "seen_cancel": bool(seen["cancel_requested"]),
+                "seen_artifacts": bool(seen["has_artifacts"]),
+                "origin": self._db.origin,
+                "tail_streams": list(tail),
+                "tail_data": list(tail.values()),
+            }
+            row = await fetch_one(conn, Q["finish"], args)
+            return (False, None) if row is None else (True, run_of(row))
 
-        finished = await self._db.run(tx)
+        # Read, decide, then one fenced statement in autocommit that writes only if what was
+        # read is unchanged (with the log tail, appended in the same statement): no lock is
+        # held across a round trip to this process. A cancel
+        # requested in between makes the write miss; the loop reads and decides again.
+        while True:
+            done, finished = await self._db.statement(finish)
+            if done:
+                break
         if finished is not None and finished.status == RunStatus.PENDING:
             self._woken()
         return finished

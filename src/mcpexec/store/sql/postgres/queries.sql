@@ -129,6 +129,68 @@ attempt_rows AS (
     SELECT id, attempts, %(worker_id)s, 'running', %(now)s FROM claimed)
 SELECT * FROM claimed;
 
+-- name: claim_one_tenant
+-- The claim when one tenant without a max_concurrent has ready runs (the common case), in ONE
+-- statement run in autocommit (Database.statement): its first runs in claim order, locked
+-- with SKIP LOCKED, taken and given their attempts, committed by the server when the
+-- statement ends, so the rows it locks (the runs, the tenant's run_counts rows) are never held
+-- across a round trip to the worker. The same choice as claim_heads + fair_pick + claim for a
+-- single uncapped tenant (higher priority first, then FIFO). For a worker without labels (the
+-- partial index runs_tenant_ready_any, as claim_heads).
+WITH heads AS (
+    SELECT seq FROM runs
+    WHERE status = 'pending' AND tenant = %(tenant)s AND available_at <= %(now)s
+      AND NOT cancel_requested
+      AND worker_labels = '[]'
+    ORDER BY priority DESC, seq
+    LIMIT %(want)s
+    FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE runs
+    SET status = 'running',
+        attempts = attempts + 1,
+        worker_id = %(worker_id)s,
+        lease_expires_at = %(lease_expires_at)s,
+        next_attempt_at = NULL,
+        started_at = COALESCE(started_at, %(now)s)
+    FROM heads WHERE runs.seq = heads.seq
+    RETURNING runs.*),
+attempt_rows AS (
+    INSERT INTO attempts (run_id, number, worker_id, status, started_at)
+    SELECT id, attempts, %(worker_id)s, 'running', %(now)s FROM claimed)
+SELECT * FROM claimed ORDER BY priority DESC, seq;
+
+-- name: claim_one_tenant_labelled
+-- The claim when one tenant without a max_concurrent has ready runs (the common case), in ONE
+-- statement run in autocommit (Database.statement): its first runs in claim order, locked
+-- with SKIP LOCKED, taken and given their attempts, committed by the server when the
+-- statement ends, so the rows it locks (the runs, the tenant's run_counts rows) are never held
+-- across a round trip to the worker. The same choice as claim_heads + fair_pick + claim for a
+-- single uncapped tenant (higher priority first, then FIFO). For a worker with labels
+-- (%(have)s, a JSON array), as claim_heads_labelled.
+WITH heads AS (
+    SELECT seq FROM runs
+    WHERE status = 'pending' AND tenant = %(tenant)s AND available_at <= %(now)s
+      AND NOT cancel_requested
+      AND (worker_labels = '[]' OR worker_labels::jsonb <@ %(have)s::jsonb)
+    ORDER BY priority DESC, seq
+    LIMIT %(want)s
+    FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE runs
+    SET status = 'running',
+        attempts = attempts + 1,
+        worker_id = %(worker_id)s,
+        lease_expires_at = %(lease_expires_at)s,
+        next_attempt_at = NULL,
+        started_at = COALESCE(started_at, %(now)s)
+    FROM heads WHERE runs.seq = heads.seq
+    RETURNING runs.*),
+attempt_rows AS (
+    INSERT INTO attempts (run_id, number, worker_id, status, started_at)
+    SELECT id, attempts, %(worker_id)s, 'running', %(now)s FROM claimed)
+SELECT * FROM claimed ORDER BY priority DESC, seq;
+
 -- name: next_available_at
 -- Runs asking for a label outside %(have)s (a JSON array) are not this worker's to wait for.
 SELECT MIN(available_at) AS at FROM runs
@@ -191,6 +253,69 @@ SET status = %(status)s,
     available_at = COALESCE(%(retry_at)s::bigint, available_at)
 WHERE id = %(run_id)s
 RETURNING *;
+
+-- name: held_run_unlocked
+-- held_run without the lock: what finish_attempt decides on, read in autocommit; the write
+-- (finish) then checks that nothing it decided on changed.
+SELECT runs.cancel_requested,
+       EXISTS (SELECT 1 FROM artifacts WHERE artifacts.run_id = runs.id) AS has_artifacts
+FROM runs
+WHERE id = %(run_id)s AND status = 'running' AND attempts = %(attempt)s
+  AND worker_id = %(worker_id)s
+  AND (%(lease_expired_before)s::bigint IS NULL
+       OR lease_expires_at <= %(lease_expired_before)s);
+
+-- name: finish
+-- finish_attempt + finish_run (+ the log tail) in ONE statement run in autocommit (Database.statement), so the
+-- run's row and its tenant's run_counts rows are locked for this statement and its COMMIT only.
+-- Fenced as held_run, and optimistic: only if cancel_requested and has_artifacts are still
+-- what the decision was made on (a cancel in between: no row, the caller reads and decides
+-- again). A retry moves the run to pending and NOTIFYs the other stores.
+WITH run AS (
+    UPDATE runs
+    SET status = %(status)s,
+        failure_kind = %(failure_kind)s,
+        failure_message = %(failure_message)s,
+        partial = %(partial)s,
+        exit_code = %(exit_code)s,
+        result = %(result)s,
+        output_truncated = output_truncated OR %(output_truncated)s,
+        lease_expires_at = NULL,
+        finished_at = %(finished_at)s,
+        next_attempt_at = %(retry_at)s,
+        available_at = COALESCE(%(retry_at)s::bigint, available_at)
+    WHERE id = %(run_id)s AND status = 'running' AND attempts = %(attempt)s
+      AND worker_id = %(worker_id)s
+      AND (%(lease_expired_before)s::bigint IS NULL
+           OR lease_expires_at <= %(lease_expired_before)s)
+      AND cancel_requested = %(seen_cancel)s
+      AND EXISTS (SELECT 1 FROM artifacts WHERE artifacts.run_id = runs.id) = %(seen_artifacts)s
+    RETURNING *),
+attempt AS (
+    UPDATE attempts
+    SET status = %(a_status)s, finished_at = %(a_now)s, exit_code = %(a_exit_code)s,
+        signal = %(a_signal)s, failure_kind = %(a_failure_kind)s,
+        failure_message = %(a_failure_message)s, output_truncated = %(a_output_truncated)s,
+        isolation = %(a_isolation)s, limits = %(a_limits)s
+    WHERE run_id = %(run_id)s AND number = %(attempt)s AND EXISTS (SELECT 1 FROM run)),
+tail AS (  -- AttemptOutcome.log_tail: at most one chunk per stream, at the stream's end
+    INSERT INTO logs (run_id, stream, byte_offset, attempt, data)
+    SELECT %(run_id)s, t.stream,
+           COALESCE((SELECT l.byte_offset + length(l.data) FROM logs AS l
+                     WHERE l.run_id = %(run_id)s AND l.stream = t.stream
+                     ORDER BY l.byte_offset DESC LIMIT 1), 0),
+           %(attempt)s, t.data
+    FROM unnest(%(tail_streams)s::text[], %(tail_data)s::bytea[]) AS t(stream, data)
+    WHERE EXISTS (SELECT 1 FROM run) AND length(t.data) > 0
+    RETURNING length(data) AS n),
+usage AS (
+    INSERT INTO storage_usage (tenant, bytes)
+    SELECT run.tenant, SUM(tail.n) FROM run CROSS JOIN tail GROUP BY run.tenant
+    ON CONFLICT (tenant) DO UPDATE SET bytes = storage_usage.bytes + excluded.bytes)
+SELECT run.*,
+       CASE WHEN run.status = 'pending' THEN pg_notify('mcpexec_work', %(origin)s)::text END
+           AS notified
+FROM run;
 
 -- name: expired_leases
 SELECT * FROM runs
