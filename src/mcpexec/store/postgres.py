@@ -8,8 +8,12 @@ its single write lock, PostgreSQL gets from locks of the rows and keys involved:
   order; tenants with a ``max_concurrent`` are first locked with a transaction-scoped advisory
   lock per tenant, so that counting their running attempts and taking their free slots is one
   step across all processes (no over-admission);
+- when one tenant without a cap has ready runs, the claim is one statement in autocommit
+  (``claim_one_tenant``), so what it locks is held for its COMMIT only;
 - fenced writes lock the run row (``FOR UPDATE``) before checking that the worker holds it, so
-  a finish, the reaper and a cancel serialise on the run;
+  a finish, the reaper and a cancel serialise on the run; the finish does it in one statement
+  in autocommit, fenced in its ``WHERE`` and optimistic on what its decision read (a cancel
+  in between: it reads and decides again);
 - the enqueue's tenant queue limit is checked after the insert against the tenant's
   ``run_counts`` row, which the insert's trigger updated and holds locked until COMMIT (exact
   across processes, no COUNT, no lock of its own; ``_pg_tenancy.enqueue_run``); the
@@ -346,6 +350,9 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
         async def finish(conn: Conn, retried: bool) -> tuple[bool, Run | None]:
             """``(True, the run finished)``, ``(True, None)`` if not held, ``(False, None)`` if
             what the decision was made on changed (decide again)."""
+            if outcome.succeeded and not retried:
+                # Completed whatever cancel_requested and the artifacts say: no read first.
+                return True, await write(conn, None, None)
             seen = await fetch_one(conn, Q["held_run_unlocked"], fence)
             if seen is None:
                 if not retried:
@@ -356,27 +363,31 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
                 done = done and row is not None and row["worker_id"] == worker_id
                 done = done and row is not None and row["status"] != RunStatus.RUNNING
                 return True, (run_of(row) if done and row is not None else None)
-            decision = decide_finish(
-                outcome, bool(seen["cancel_requested"]), retry_at is not None, seen["has_artifacts"]
-            )
+            finished = await write(conn, bool(seen["cancel_requested"]), seen["has_artifacts"])
+            return finished is not None, finished
+
+        async def write(conn: Conn, cancel: bool | None, artifacts: bool | None) -> Run | None:
+            """The fenced finish decided on ``cancel``/``artifacts`` (``None``: not read, the
+            run succeeded); ``None`` if it wrote nothing."""
+            decision = decide_finish(outcome, bool(cancel), retry_at is not None, bool(artifacts))
             attempt_args = finish_attempt_args(run_id, attempt, outcome, decision, now_us)
             args = {
                 **fence,
                 **finish_run_args(run_id, outcome, decision, result, now_us, retry_at),
                 **{f"a_{k}": v for k, v in attempt_args.items()},
-                "seen_cancel": bool(seen["cancel_requested"]),
-                "seen_artifacts": bool(seen["has_artifacts"]),
+                "seen_cancel": cancel,
+                "seen_artifacts": None if artifacts is None else bool(artifacts),
                 "origin": self._db.origin,
                 "tail_streams": list(tail),
                 "tail_data": list(tail.values()),
             }
             row = await fetch_one(conn, Q["finish"], args)
-            return (False, None) if row is None else (True, run_of(row))
+            return None if row is None else run_of(row)
 
         # Read, decide, then one fenced statement in autocommit that writes only if what was
         # read is unchanged (with the log tail, appended in the same statement): no lock is
-        # held across a round trip to this process. A cancel
-        # requested in between makes the write miss; the loop reads and decides again.
+        # held across a round trip to this process. A cancel requested in between makes the
+        # write miss; the loop reads and decides again. A run that succeeded skips the read.
         while True:
             done, finished = await self._db.statement(finish)
             if done:

@@ -270,7 +270,8 @@ WHERE id = %(run_id)s AND status = 'running' AND attempts = %(attempt)s
 -- run's row and its tenant's run_counts rows are locked for this statement and its COMMIT only.
 -- Fenced as held_run, and optimistic: only if cancel_requested and has_artifacts are still
 -- what the decision was made on (a cancel in between: no row, the caller reads and decides
--- again). A retry moves the run to pending and NOTIFYs the other stores.
+-- again); NULL for a run that succeeded, whose decision depends on neither (no read first).
+-- A retry moves the run to pending and NOTIFYs the other stores.
 WITH run AS (
     UPDATE runs
     SET status = %(status)s,
@@ -288,8 +289,10 @@ WITH run AS (
       AND worker_id = %(worker_id)s
       AND (%(lease_expired_before)s::bigint IS NULL
            OR lease_expires_at <= %(lease_expired_before)s)
-      AND cancel_requested = %(seen_cancel)s
-      AND EXISTS (SELECT 1 FROM artifacts WHERE artifacts.run_id = runs.id) = %(seen_artifacts)s
+      AND (%(seen_cancel)s::boolean IS NULL OR cancel_requested = %(seen_cancel)s)
+      AND (%(seen_artifacts)s::boolean IS NULL
+           OR EXISTS (SELECT 1 FROM artifacts WHERE artifacts.run_id = runs.id)
+              = %(seen_artifacts)s)
     RETURNING *),
 attempt AS (
     UPDATE attempts
