@@ -210,30 +210,29 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
             "lease_expires_at": to_us(lease_expires_at),
         }
 
+        async def one_tenant(conn: Conn, retried: bool) -> list[Claim] | None:
+            # A retry after a lost connection may claim again: runs a lost first try took
+            # are held by no live worker and come back when their lease expires (the reaper).
+            rows = await fetch_all(
+                conn,
+                Q["claim_one_tenant_labelled"] if have else Q["claim_one_tenant"],
+                {**heads_args, **claim_args, "default_max_concurrent": default, "want": limit},
+            )
+            if rows and not rows[0]["fast"] and rows[0]["ready_tenants"]:
+                return None  # several tenants ready, or a capped one: the transaction below
+            return [claim_of(r) for r in rows if r["id"] is not None]
+
+        # One tenant without a max_concurrent ready (the common case): the claim is one
+        # statement in autocommit (claim_one_tenant, which finds that out itself), no lock
+        # held across a round trip to this process. Otherwise the transaction below.
+        fast = await self._db.statement(one_tenant)
+        if fast is not None:
+            return fast
+
         async def ready_tenants(conn: Conn) -> list[DictRow]:
             return await fetch_all(
                 conn, Q["claim_ready_tenants"], {"default_max_concurrent": default}
             )
-
-        async def one_tenant(conn: Conn, retried: bool) -> list[Claim]:
-            # A retry after a lost connection may claim again: runs a lost first try took
-            # are held by no live worker and come back when their lease expires (the reaper).
-            claimed = await fetch_all(
-                conn,
-                Q["claim_one_tenant_labelled"] if have else Q["claim_one_tenant"],
-                {**heads_args, **claim_args, "tenant": ready[0]["tenant"], "want": limit},
-            )
-            return [claim_of(r) for r in claimed]
-
-        # Which tenants have ready runs: a read in autocommit. One tenant without a
-        # max_concurrent (the common case): the claim is one statement in autocommit
-        # (claim_one_tenant), no lock held across a round trip to this process. Otherwise
-        # the transaction below, which reads the tenants again under its locks.
-        ready = await self._db.read(ready_tenants)
-        if not ready:
-            return []
-        if len(ready) == 1 and ready[0]["max_concurrent"] is None:
-            return await self._db.statement(one_tenant)
 
         async def tx(conn: Conn) -> list[Claim]:
             ready = await ready_tenants(conn)

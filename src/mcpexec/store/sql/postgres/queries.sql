@@ -131,16 +131,34 @@ SELECT * FROM claimed;
 
 -- name: claim_one_tenant
 -- The claim when one tenant without a max_concurrent has ready runs (the common case), in ONE
--- statement run in autocommit (Database.statement): its first runs in claim order, locked
--- with SKIP LOCKED, taken and given their attempts, committed by the server when the
--- statement ends, so the rows it locks (the runs, the tenant's run_counts rows) are never held
--- across a round trip to the worker. The same choice as claim_heads + fair_pick + claim for a
--- single uncapped tenant (higher priority first, then FIFO). For a worker without labels (the
+-- statement run in autocommit (Database.statement), committed by the server when it ends, so
+-- the rows it locks (the runs, the tenant's run_counts rows) are never held across a round
+-- trip to the worker. It finds the ready tenants itself (the loose scan of
+-- claim_ready_tenants); its rows: ready_tenants and fast (1: this path applied; 0 while
+-- tenants are ready: the caller uses the transaction of claim_heads + fair_pick + claim
+-- instead), with the claimed run's columns (NULL when none was claimed). The same choice as
+-- claim_heads + fair_pick + claim for a single uncapped tenant (higher priority first, then
+-- FIFO). For a worker without labels (the
 -- partial index runs_tenant_ready_any, as claim_heads).
-WITH heads AS (
+WITH RECURSIVE ready(tenant) AS (
+    (SELECT tenant FROM runs WHERE status = 'pending' ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.tenant FROM runs AS r
+            WHERE r.status = 'pending' AND r.tenant > ready.tenant
+            ORDER BY r.tenant LIMIT 1)
+    FROM ready WHERE ready.tenant IS NOT NULL),
+ready_tenants AS (
+    SELECT ready.tenant,
+           COALESCE(tenants.max_concurrent, %(default_max_concurrent)s::integer) AS cap
+    FROM ready LEFT JOIN tenants ON tenants.id = ready.tenant
+    WHERE ready.tenant IS NOT NULL),
+only_one AS (
+    SELECT tenant FROM ready_tenants
+    WHERE cap IS NULL AND (SELECT COUNT(*) FROM ready_tenants) = 1),
+heads AS (
     SELECT seq FROM runs
-    WHERE status = 'pending' AND tenant = %(tenant)s AND available_at <= %(now)s
-      AND NOT cancel_requested
+    WHERE status = 'pending' AND tenant = (SELECT tenant FROM only_one)
+      AND available_at <= %(now)s AND NOT cancel_requested
       AND worker_labels = '[]'
     ORDER BY priority DESC, seq
     LIMIT %(want)s
@@ -158,20 +176,42 @@ claimed AS (
 attempt_rows AS (
     INSERT INTO attempts (run_id, number, worker_id, status, started_at)
     SELECT id, attempts, %(worker_id)s, 'running', %(now)s FROM claimed)
-SELECT * FROM claimed ORDER BY priority DESC, seq;
+SELECT summary.ready_tenants, summary.fast, claimed.*
+FROM (SELECT (SELECT COUNT(*) FROM ready_tenants) AS ready_tenants,
+             (SELECT COUNT(*) FROM only_one) AS fast) AS summary
+LEFT JOIN claimed ON TRUE
+ORDER BY claimed.priority DESC, claimed.seq;
 
 -- name: claim_one_tenant_labelled
 -- The claim when one tenant without a max_concurrent has ready runs (the common case), in ONE
--- statement run in autocommit (Database.statement): its first runs in claim order, locked
--- with SKIP LOCKED, taken and given their attempts, committed by the server when the
--- statement ends, so the rows it locks (the runs, the tenant's run_counts rows) are never held
--- across a round trip to the worker. The same choice as claim_heads + fair_pick + claim for a
--- single uncapped tenant (higher priority first, then FIFO). For a worker with labels
+-- statement run in autocommit (Database.statement), committed by the server when it ends, so
+-- the rows it locks (the runs, the tenant's run_counts rows) are never held across a round
+-- trip to the worker. It finds the ready tenants itself (the loose scan of
+-- claim_ready_tenants); its rows: ready_tenants and fast (1: this path applied; 0 while
+-- tenants are ready: the caller uses the transaction of claim_heads + fair_pick + claim
+-- instead), with the claimed run's columns (NULL when none was claimed). The same choice as
+-- claim_heads + fair_pick + claim for a single uncapped tenant (higher priority first, then
+-- FIFO). For a worker with labels
 -- (%(have)s, a JSON array), as claim_heads_labelled.
-WITH heads AS (
+WITH RECURSIVE ready(tenant) AS (
+    (SELECT tenant FROM runs WHERE status = 'pending' ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.tenant FROM runs AS r
+            WHERE r.status = 'pending' AND r.tenant > ready.tenant
+            ORDER BY r.tenant LIMIT 1)
+    FROM ready WHERE ready.tenant IS NOT NULL),
+ready_tenants AS (
+    SELECT ready.tenant,
+           COALESCE(tenants.max_concurrent, %(default_max_concurrent)s::integer) AS cap
+    FROM ready LEFT JOIN tenants ON tenants.id = ready.tenant
+    WHERE ready.tenant IS NOT NULL),
+only_one AS (
+    SELECT tenant FROM ready_tenants
+    WHERE cap IS NULL AND (SELECT COUNT(*) FROM ready_tenants) = 1),
+heads AS (
     SELECT seq FROM runs
-    WHERE status = 'pending' AND tenant = %(tenant)s AND available_at <= %(now)s
-      AND NOT cancel_requested
+    WHERE status = 'pending' AND tenant = (SELECT tenant FROM only_one)
+      AND available_at <= %(now)s AND NOT cancel_requested
       AND (worker_labels = '[]' OR worker_labels::jsonb <@ %(have)s::jsonb)
     ORDER BY priority DESC, seq
     LIMIT %(want)s
@@ -189,7 +229,11 @@ claimed AS (
 attempt_rows AS (
     INSERT INTO attempts (run_id, number, worker_id, status, started_at)
     SELECT id, attempts, %(worker_id)s, 'running', %(now)s FROM claimed)
-SELECT * FROM claimed ORDER BY priority DESC, seq;
+SELECT summary.ready_tenants, summary.fast, claimed.*
+FROM (SELECT (SELECT COUNT(*) FROM ready_tenants) AS ready_tenants,
+             (SELECT COUNT(*) FROM only_one) AS fast) AS summary
+LEFT JOIN claimed ON TRUE
+ORDER BY claimed.priority DESC, claimed.seq;
 
 -- name: next_available_at
 -- Runs asking for a label outside %(have)s (a JSON array) are not this worker's to wait for.
