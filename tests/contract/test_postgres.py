@@ -11,12 +11,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from mcpexec.errors import Conflict, StoreError, StoreUnavailable
-from mcpexec.models import Run
+from mcpexec.models import FailureKind, Run, RunStatus
 from mcpexec.store._migrations import load_migrations
 from mcpexec.store._pg_db import Conn
 from mcpexec.store._pg_tenancy import enqueue_run
@@ -25,7 +26,7 @@ from mcpexec.store.sqlite import SqliteStore
 from mcpexec.store.url import open_store
 from pg_server import fresh_schema, session_database
 
-from .contract_helpers import new_run
+from .contract_helpers import LEASE, OK, T0, failed, new_run, t
 
 pytestmark = pytest.mark.anyio
 BOUND_S = 10.0
@@ -213,6 +214,45 @@ async def test_a_submit_retried_after_a_lost_connection_answers_its_committed_ru
     assert await store.get_run(fresh.id) == inserted
     audit = [e.target for e in await store.list_audit(None, 100) if e.action == "submit"]
     assert sorted(audit) == ["lost-answer", "never-committed"]  # one entry each
+
+
+def _answer_lost_after_first_try(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every autocommit statement runs, commits, loses its answer and is retried."""
+    real = store._db.statement
+
+    async def statement(fn: Any) -> Any:
+        async def first_then_retry(conn: Conn, retried: bool) -> Any:
+            await fn(conn, False)  # sent and committed; the answer never arrives
+            return await fn(conn, True)
+
+        return await real(first_then_retry)
+
+    monkeypatch.setattr(store._db, "statement", statement)
+
+
+async def test_a_finish_retried_after_a_lost_connection_knows_its_own_from_the_reapers(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.enqueue(new_run("mine"))
+    await store.enqueue(new_run("reaped"))
+    claims = await store.claim("w1", 2, T0, T0 + LEASE)
+    assert sorted(c.run.id for c in claims) == ["mine", "reaped"]
+    # The reaper finished "reaped" (its lease ran out) before our late finish arrived.
+    lost = failed(FailureKind.WORKER_LOST, "stopped heartbeating")
+    reaped = await store.finish_attempt(
+        "reaped", 1, "w1", lost, t(40), retry_at=t(41), lease_expired_before=t(40)
+    )
+    assert reaped is not None
+    assert reaped.status == RunStatus.PENDING
+    _answer_lost_after_first_try(store, monkeypatch)
+    done = await store.finish_attempt("mine", 1, "w1", OK, t(5), None)
+    assert done is not None  # its own finish, committed by the first try
+    assert done.status == RunStatus.COMPLETED
+    late = await store.finish_attempt("reaped", 1, "w1", OK, t(50), None)
+    assert late is None  # not ours: the reaper's finish, same run, attempt and worker
+    run = await store.get_run("reaped")
+    assert run is not None
+    assert run.status == RunStatus.PENDING
 
 
 def test_the_session_database_is_a_throwaway_one() -> None:

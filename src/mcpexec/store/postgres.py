@@ -356,12 +356,19 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
             if seen is None:
                 if not retried:
                     return True, None
-                # A lost connection: the first try may have committed this very finish.
+                # A lost connection: the first try may have committed this very finish. It
+                # did if the attempt was finished at this finish's own time: the reaper (or a
+                # cancel) finishing it meanwhile leaves the same run, attempt and worker.
                 row = await fetch_one(conn, Q["run_by_id"], {"run_id": run_id, "tenant": None})
-                done = row is not None and row["attempts"] == attempt
-                done = done and row is not None and row["worker_id"] == worker_id
-                done = done and row is not None and row["status"] != RunStatus.RUNNING
-                return True, (run_of(row) if done and row is not None else None)
+                if row is None or row["attempts"] != attempt or row["worker_id"] != worker_id:
+                    return True, None
+                if row["status"] == RunStatus.RUNNING:
+                    return True, None
+                mine = await fetch_one(
+                    conn, Q["attempt_finished_at"], {"run_id": run_id, "attempt": attempt}
+                )
+                ours = mine is not None and mine["finished_at"] == now_us
+                return True, (run_of(row) if ours else None)
             finished = await write(conn, bool(seen["cancel_requested"]), seen["has_artifacts"])
             return finished is not None, finished
 

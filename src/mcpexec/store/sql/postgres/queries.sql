@@ -390,6 +390,11 @@ RETURNING *;
 UPDATE runs SET cancel_requested = TRUE WHERE id = %(run_id)s AND status = 'running'
 RETURNING *;
 
+-- name: attempt_finished_at
+-- When an attempt was finished: a finish retried after a lost connection tells its own
+-- (finished at its ``now``) from the reaper's or another's.
+SELECT finished_at FROM attempts WHERE run_id = %(run_id)s AND number = %(attempt)s;
+
 -- name: attempts_of_run
 SELECT * FROM attempts WHERE run_id = %(run_id)s ORDER BY number;
 
