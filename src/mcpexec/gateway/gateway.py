@@ -272,7 +272,9 @@ class Gateway:
             target = self._servers[head]
             target.start(self._require_tg())
             if not target.tools:
-                await target.connection()  # server_unavailable when it cannot start
+                # A connection is ready before its server's first tools/list has answered
+                # (with several processes, another one may still be listing): list them now.
+                await target.refresh()  # server_unavailable when it cannot start
         elif head is None:
             await self.list_tools()
         return self.catalog().resolve(name, server)
