@@ -217,41 +217,45 @@ class BwrapCeiling:
     async def spawn(self, sem: asyncio.Semaphore) -> None:
         rt = self.runtime
         async with sem:
-            status: tuple[str, int] | None = None
-            fds: list[int] = []
+            # The status pid 1 reports on a pipe: the child inherits its write end. Both ends
+            # are closed here, the write end as soon as the child has it.
+            status, open_fds = None, []
             if rt.status_init is not None:
-                read_end, write_end = os.pipe()
-                fds += [read_end, write_end]
-                status = (rt.status_init, write_end)
-            spawned = bwrap.build(
-                rt.bwrap,
-                ["true"],
-                workdir=str(self.home),
-                env={"PATH": "/usr/bin:/bin", "HOME": bwrap.SANDBOX_HOME},
-                uid=rt.uid,
-                gid=rt.gid,
-                network=False,
-                tmp_bytes=rt.config.tmp_mb * 1024 * 1024,
-                seccomp_fd=None if rt.probe.seccomp_error else seccomp.filter_fd(rt.config.strict),
-                extra_ro=rt.config.ro_binds,
-                status=status,
-            )
-            drop = {"user": rt.uid, "group": rt.gid, "extra_groups": []} if rt.root else {}
+                open_fds = list(os.pipe())
+                status = (rt.status_init, open_fds[1])
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *spawned.argv,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    pass_fds=(*spawned.pass_fds, *([] if status is None else [status[1]])),
-                    **drop,  # type: ignore[arg-type]
+                spawned = bwrap.build(
+                    rt.bwrap,
+                    ["true"],
+                    workdir=str(self.home),
+                    env={"PATH": "/usr/bin:/bin", "HOME": bwrap.SANDBOX_HOME},
+                    uid=rt.uid,
+                    gid=rt.gid,
+                    network=False,
+                    tmp_bytes=rt.config.tmp_mb * 1024 * 1024,
+                    seccomp_fd=None
+                    if rt.probe.seccomp_error
+                    else seccomp.filter_fd(rt.config.strict),
+                    extra_ro=rt.config.ro_binds,
+                    status=status,
                 )
+                drop = {"user": rt.uid, "group": rt.gid, "extra_groups": []} if rt.root else {}
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        *spawned.argv,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        pass_fds=(*spawned.pass_fds, *([] if status is None else [status[1]])),
+                        **drop,  # type: ignore[arg-type]
+                    )
+                finally:
+                    spawned.close()
+                    if status is not None:
+                        os.close(open_fds.pop())
+                _, err = await proc.communicate()
             finally:
-                spawned.close()
-                if status is not None:
-                    os.close(status[1])
-            _, err = await proc.communicate()
-            if fds:
-                os.close(fds[0])
+                for fd in open_fds:
+                    os.close(fd)
             if proc.returncode != 0:
                 raise RuntimeError(f"bwrap true exited {proc.returncode}: {err.decode()[-300:]}")
 
