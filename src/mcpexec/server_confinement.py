@@ -13,7 +13,10 @@ This domain module builds it from what the executor already has, the same way ru
   when mcpexec dies, even by SIGKILL.
 * **memory and pids limits** of the whole tree in that leaf, or in the v1 ``memory``/``pids``
   hierarchies on a hybrid host (:class:`~mcpexec.executor.cgroup.LimitGroups`, as for runs);
-* **rlimits** per process: no core files, ``open_files`` (``RLIMIT_NOFILE``), ``file_size_mb``.
+* **rlimits** per process: no core files, ``open_files`` (``RLIMIT_NOFILE``), ``file_size_mb``;
+* for a sandboxed server, the runs' default **seccomp denylist** (:mod:`mcpexec.executor.seccomp`:
+  namespaces, mounts, ptrace, bpf, keyrings, ``TIOCSTI``, …), loaded by bwrap before the server
+  runs (``limits["seccomp"]``; "not enforced" where libseccomp or the kernel lacks it).
 
 Defaults: a sandboxed server gets the runs' defaults (``memory_mb``, ``pids`` settings, clamped
 by ``max_memory_mb``/``max_pids``) unless its ``limits`` say otherwise; a server that opted out
@@ -32,6 +35,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mcpexec.executor import seccomp
 from mcpexec.executor.base import EffectiveLimits
 from mcpexec.executor.cgroup import AttemptGroups, LimitGroups, find_cgroup2_mount, limit_plan
 from mcpexec.executor.limits import exec_wrapper, rlimits_for
@@ -95,6 +99,7 @@ class ServerConfinement:
         self.watchdog: Watchdog | None = None
         self.problems: list[str] = []
         self.started = False
+        self._seccomp_error: str | bool | None = False  # False: not probed yet
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfinement:
@@ -146,6 +151,17 @@ class ServerConfinement:
             self.mechanism.teardown()
             self.mechanism = None
 
+    def seccomp_error(self) -> str | None:
+        """Why sandboxed servers get no seccomp filter here (probed once, logged once)."""
+        if self._seccomp_error is False:
+            self._seccomp_error = seccomp.unavailable()
+            if self._seccomp_error is not None:
+                log.warning("MCP servers' confinement: no seccomp: %s", self._seccomp_error)
+        return self._seccomp_error if isinstance(self._seccomp_error, str) else None
+
+    def seccomp_fd(self) -> int | None:
+        return None if self.seccomp_error() is not None else seccomp.filter_fd(False)
+
     def _wanted(self, config: ServerConfig) -> tuple[int | None, int | None, int]:
         asked = config.limits
         memory = asked.memory_mb if asked.memory_mb is not None else None
@@ -182,6 +198,8 @@ class ServerConfinement:
                 by = plan.pids if plan is not None else None
                 limits["pids_by"] = f"cgroup-{by}" if by else NOT_ENFORCED
             limits["open_files"] = files
+            if config.sandbox:
+                limits["seccomp"] = "denylist" if self.seccomp_error() is None else NOT_ENFORCED
             effective = EffectiveLimits(
                 timeout_s=0.0,
                 cpu_s=None,

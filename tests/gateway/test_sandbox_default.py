@@ -92,6 +92,16 @@ def _assert_sandboxed(health: ServerHealth) -> None:
     assert os.readlink(f"/proc/{inner}/ns/net") != os.readlink("/proc/self/ns/net")
     devices = Path(f"/proc/{inner}/net/dev").read_text().splitlines()[2:]
     assert [d.split(":")[0].strip() for d in devices] == ["lo"]
+    # The runs' seccomp denylist, loaded by bwrap for the server: one filter more than ours.
+    assert health.limits["seccomp"] == "denylist"
+    assert _seccomp_filters(inner) == _seccomp_filters(os.getpid()) + 1
+
+
+def _seccomp_filters(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Seccomp_filters:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Seccomp_filters in /proc/{pid}/status")
 
 
 async def test_everything_sandboxed_by_default_with_limits() -> None:

@@ -8,6 +8,8 @@ one), the paths its config lists under ``read_only`` and ``writable``, and nothi
 ``/home``, ``/root``, ``/run``, host sockets or the rest of the host's ``/tmp``. Namespaces:
 user, pid, mount, ipc, uts, cgroup and net (``--share-net`` only with ``"network": true``).
 ``--die-with-parent``: the server dies with mcpexec; the gateway's group kill reaches bwrap.
+The runs' default seccomp denylist (``--seccomp``, from the injected confinement) is loaded
+before the server's first instruction.
 The environment is the one the gateway gives the server (no secret on the command line).
 """
 
@@ -43,6 +45,12 @@ class Confinement(Protocol):
 
     def confine(self, config: ServerConfig, argv: Sequence[str]) -> Confined: ...
 
+    def seccomp_fd(self) -> int | None:
+        """A fresh descriptor of the runs' default seccomp filter (the caller owns and closes
+        it), or ``None`` where this host cannot build one (then a sandboxed server runs
+        without; ``GET /api/v1/servers`` shows it in its ``limits``)."""
+        ...
+
 
 _ETC_RO = (
     "/etc/ld.so.cache",
@@ -63,8 +71,11 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def sandboxed_argv(config: ServerConfig, argv: Sequence[str], bwrap: str) -> list[str]:
-    """The bwrap command line that runs ``argv`` as ``config`` says."""
+def sandboxed_argv(
+    config: ServerConfig, argv: Sequence[str], bwrap: str, *, seccomp_fd: int | None = None
+) -> list[str]:
+    """The bwrap command line that runs ``argv`` as ``config`` says; ``seccomp_fd``: a filter
+    bwrap loads before it execs the server (the descriptor must reach bwrap: ``pass_fds``)."""
     opts = [bwrap, "--unshare-all"]
     if config.network:
         opts.append("--share-net")
@@ -87,4 +98,6 @@ def sandboxed_argv(config: ServerConfig, argv: Sequence[str], bwrap: str) -> lis
         config.cwd == p or config.cwd.startswith(p.rstrip("/") + "/") for p in bound
     )
     opts += ["--chdir", config.cwd if inside and config.cwd else "/tmp"]  # noqa: S108
+    if seccomp_fd is not None:
+        opts += ["--seccomp", str(seccomp_fd)]
     return [*opts, "--", *argv]

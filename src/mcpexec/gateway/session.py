@@ -12,6 +12,7 @@ Restarting is the owner's job (:mod:`mcpexec.gateway.servers`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -104,6 +105,7 @@ class Connection:
             return streamable_http_client(config.url, http_client=http)
         assert config.command is not None
         argv = [config.command, *config.args]
+        pass_fds: tuple[int, ...] = ()
         if self._spawn_wrapper is not None:
             argv = self._spawn_wrapper(argv)
         if config.sandbox:
@@ -113,7 +115,13 @@ class Connection:
                     f"MCP server '{config.name}' asks for the sandbox, but bwrap is not installed",
                     server=config.name,
                 )
-            argv = sandboxed_argv(config, argv, bwrap)
+            seccomp = self._confinement.seccomp_fd() if self._confinement is not None else None
+            if seccomp is not None:
+                # Open for the connection's life (one fd per server process, close-on-exec
+                # except in the spawned child): closed once, here, never by the transport.
+                stack.callback(_close_fd, seccomp)
+                pass_fds = (seccomp,)
+            argv = sandboxed_argv(config, argv, bwrap, seccomp_fd=seccomp)
         if self._confinement is not None:
             confined = self._confinement.confine(config, argv)
 
@@ -130,6 +138,7 @@ class Connection:
             self.info,
             max_message_bytes=self._max_message_bytes,
             kill_grace_s=self._kill_grace_s,
+            pass_fds=pass_fds,
         )
 
     async def _on_message(self, message: Any) -> None:
@@ -307,3 +316,8 @@ async def first_of(*events: anyio.Event) -> None:
 
         for event in events:
             tg.start_soon(wait, event)
+
+
+def _close_fd(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)

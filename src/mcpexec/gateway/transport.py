@@ -80,6 +80,7 @@ async def stdio_transport(
     *,
     max_message_bytes: int = 64 * 1024 * 1024,
     kill_grace_s: float = 2.0,
+    pass_fds: Sequence[int] = (),
 ) -> AsyncIterator[
     tuple[
         MemoryObjectReceiveStream[SessionMessage | Exception],
@@ -95,6 +96,7 @@ async def stdio_transport(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     pgid = info.pid = process.pid
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)
