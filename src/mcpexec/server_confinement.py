@@ -34,6 +34,7 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from mcpexec.executor import seccomp
 from mcpexec.executor.base import EffectiveLimits
@@ -99,7 +100,6 @@ class ServerConfinement:
         self.watchdog: Watchdog | None = None
         self.problems: list[str] = []
         self.started = False
-        self._seccomp_error: str | bool | None = False  # False: not probed yet
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfinement:
@@ -151,16 +151,16 @@ class ServerConfinement:
             self.mechanism.teardown()
             self.mechanism = None
 
+    @cached_property
     def seccomp_error(self) -> str | None:
         """Why sandboxed servers get no seccomp filter here (probed once, logged once)."""
-        if self._seccomp_error is False:
-            self._seccomp_error = seccomp.unavailable()
-            if self._seccomp_error is not None:
-                log.warning("MCP servers' confinement: no seccomp: %s", self._seccomp_error)
-        return self._seccomp_error if isinstance(self._seccomp_error, str) else None
+        error = seccomp.unavailable()
+        if error is not None:
+            log.warning("MCP servers' confinement: no seccomp: %s", error)
+        return error
 
     def seccomp_fd(self) -> int | None:
-        return None if self.seccomp_error() is not None else seccomp.filter_fd(False)
+        return None if self.seccomp_error is not None else seccomp.filter_fd(False)
 
     def _wanted(self, config: ServerConfig) -> tuple[int | None, int | None, int]:
         asked = config.limits
@@ -199,7 +199,7 @@ class ServerConfinement:
                 limits["pids_by"] = f"cgroup-{by}" if by else NOT_ENFORCED
             limits["open_files"] = files
             if config.sandbox:
-                limits["seccomp"] = "denylist" if self.seccomp_error() is None else NOT_ENFORCED
+                limits["seccomp"] = "denylist" if self.seccomp_error is None else NOT_ENFORCED
             effective = EffectiveLimits(
                 timeout_s=0.0,
                 cpu_s=None,
