@@ -14,6 +14,9 @@ This domain module builds it from what the executor already has, the same way ru
 * **memory and pids limits** of the whole tree in that leaf, or in the v1 ``memory``/``pids``
   hierarchies on a hybrid host (:class:`~mcpexec.executor.cgroup.LimitGroups`, as for runs);
 * **rlimits** per process: no core files, ``open_files`` (``RLIMIT_NOFILE``), ``file_size_mb``;
+* for a sandboxed server run by root, the **uid drop** to ``sandbox_uid``/``sandbox_gid``
+  (``drop_to``: done inside bwrap by ``setpriv``, :mod:`mcpexec.gateway.sandbox`; shown as
+  ``limits["uid"]``/``["gid"]``);
 * for a sandboxed server, the runs' default **seccomp denylist** (:mod:`mcpexec.executor.seccomp`:
   namespaces, mounts, ptrace, bpf, keyrings, ``TIOCSTI``, …), loaded by bwrap before the server
   runs (``limits["seccomp"]``; "not enforced" where libseccomp or the kernel lacks it).
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +91,7 @@ class ServerConfinement:
         max_pids: int,
         open_files: int,
         file_size_mb: int,
+        drop_to: tuple[int, int] | None = None,
     ) -> None:
         self.memory_mb = memory_mb
         self.pids = pids
@@ -94,6 +99,7 @@ class ServerConfinement:
         self.max_pids = max_pids
         self.open_files = open_files
         self.file_size_mb = file_size_mb
+        self._drop_to = drop_to
         self.instance_id = new_instance_id()
         self.mechanism: CgroupMechanism | None = None
         self.limit_groups: LimitGroups | None = None
@@ -110,6 +116,7 @@ class ServerConfinement:
             max_pids=settings.max_pids,
             open_files=settings.max_open_files,
             file_size_mb=settings.max_file_size_mb,
+            drop_to=(settings.sandbox_uid, settings.sandbox_gid) if os.geteuid() == 0 else None,
         )
 
     def start(self) -> None:
@@ -159,6 +166,9 @@ class ServerConfinement:
             log.warning("MCP servers' confinement: no seccomp: %s", error)
         return error
 
+    def drop_to(self) -> tuple[int, int] | None:
+        return self._drop_to
+
     def seccomp_fd(self) -> int | None:
         return None if self.seccomp_error is not None else seccomp.filter_fd(False)
 
@@ -198,6 +208,8 @@ class ServerConfinement:
                 by = plan.pids if plan is not None else None
                 limits["pids_by"] = f"cgroup-{by}" if by else NOT_ENFORCED
             limits["open_files"] = files
+            if config.sandbox and self._drop_to is not None:
+                limits["uid"], limits["gid"] = self._drop_to
             if config.sandbox:
                 limits["seccomp"] = "denylist" if self.seccomp_error is None else NOT_ENFORCED
             effective = EffectiveLimits(

@@ -94,6 +94,25 @@ def venv_binds(script: str) -> list[str]:
     return [str(venv), *([base] if base and not base.startswith("/usr") else [])]
 
 
+def sandbox_user() -> tuple[int, int] | None:
+    """Who a confined sandboxed server runs as: the settings' sandbox user when the tests run
+    as root (as ``mcpexec serve`` would), else ``None`` (the tests' own user)."""
+    from mcpexec.settings import Settings
+
+    settings = Settings()
+    return (settings.sandbox_uid, settings.sandbox_gid) if os.geteuid() == 0 else None
+
+
+def give_to_sandbox(path: Path) -> Path:
+    """Make ``path`` (a tree) the sandbox user's, as docs/gateway.md asks of ``writable``
+    directories when serve runs as root; a no-op otherwise."""
+    user = sandbox_user()
+    if user is not None:
+        for entry in (path, *path.rglob("*")):
+            os.chown(entry, *user, follow_symlinks=False)
+    return path
+
+
 def npm_binds() -> list[str]:
     """What the npm reference servers need read-only: their node_modules (node is /usr/bin)."""
     return [str(CACHE / "npm")]

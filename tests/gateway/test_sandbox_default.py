@@ -16,7 +16,16 @@ import pytest
 
 from mcpexec.gateway.servers import ServerHealth
 
-from .helpers import CACHE, confined_gateway, npm_binds, npm_server, server_path, venv_binds
+from .helpers import (
+    CACHE,
+    confined_gateway,
+    give_to_sandbox,
+    npm_binds,
+    npm_server,
+    sandbox_user,
+    server_path,
+    venv_binds,
+)
 
 pytestmark = pytest.mark.anyio
 MIB = 1024 * 1024
@@ -95,13 +104,28 @@ def _assert_sandboxed(health: ServerHealth) -> None:
     # The runs' seccomp denylist, loaded by bwrap for the server: one filter more than ours.
     assert health.limits["seccomp"] == "denylist"
     assert _seccomp_filters(inner) == _seccomp_filters(os.getpid()) + 1
+    # Run by root, the server is the sandbox user on the host, with no capability left.
+    user = sandbox_user()
+    status = _status(inner)
+    if user is not None:
+        assert (health.limits["uid"], health.limits["gid"]) == user
+        assert psutil.Process(inner).uids() == (user[0],) * 3
+        assert psutil.Process(inner).gids() == (user[1],) * 3
+        assert status["Groups"] == ""
+    else:
+        assert "uid" not in health.limits
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[caps], 16) == 0, caps
+    assert status["NoNewPrivs"] == "1"
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
 
 
 def _seccomp_filters(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Seccomp_filters:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Seccomp_filters in /proc/{pid}/status")
+    return int(_status(pid)["Seccomp_filters"])
 
 
 async def test_everything_sandboxed_by_default_with_limits() -> None:
@@ -131,7 +155,7 @@ async def test_filesystem_server_cannot_see_the_host_home(tmp_path: Path) -> Non
             str(box),
             str(Path.home()),
             read_only=npm_binds(),
-            writable=[str(box)],
+            writable=[str(give_to_sandbox(box))],
         )
         async with confined_gateway({"files": fs}) as gateway:
             ok = await gateway.call_tool("files.read_text_file", {"path": str(box / "in.txt")})
@@ -152,7 +176,7 @@ async def test_memory_server_writes_only_its_bound_directory(tmp_path: Path) -> 
         "TEST_MCP_MEMORY",
         env={"MEMORY_FILE_PATH": str(data / "m.jsonl")},
         read_only=npm_binds(),
-        writable=[str(data)],
+        writable=[str(give_to_sandbox(data))],
     )
     async with confined_gateway({"memory": memory}) as gateway:
         await gateway.call_tool(
@@ -194,7 +218,7 @@ async def test_git_server_sandboxed(repo: Path) -> None:
         "command": script,
         "args": ["--repository", str(repo)],
         "read_only": venv_binds(script),
-        "writable": [str(repo)],
+        "writable": [str(give_to_sandbox(repo))],
     }
     async with confined_gateway({"git": server}) as gateway:
         log = await gateway.call_tool("git.git_log", {"repo_path": str(repo)})

@@ -244,6 +244,25 @@ def test_sandbox_keys() -> None:
     assert "--ro-bind /opt/tools /opt/tools" in joined
     assert "--bind /data /data" in joined
 
+    # Run by root: bwrap privileged without a user namespace, setpriv drops before the server.
+    dropped = sandboxed_argv(
+        server, ["node", "/srv/x.js"], "/usr/bin/bwrap", drop_to=(65534, 65533),
+        setpriv="/usr/bin/setpriv",
+    )  # fmt: skip
+    assert "--unshare-all" not in dropped
+    assert "--unshare-user" not in " ".join(dropped)
+    assert {"--unshare-pid", "--unshare-ipc", "--unshare-net"} <= set(dropped)
+    end = dropped.index("--")
+    assert dropped[end + 1 :] == [
+        "/usr/bin/setpriv", "--reuid=65534", "--regid=65533", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", "node", "/srv/x.js",
+    ]  # fmt: skip
+    dirs = [i for i, a in enumerate(dropped) if a == "--dir"]
+    assert [dropped[i + 1] for i in dirs] == ["/etc", "/opt"]  # the binds' parents, walkable
+    assert all(dropped[i - 2 : i] == ["--perms", "0755"] for i in dirs)
+    assert dropped.index("--dir") > dropped.index("--tmpfs")  # not hidden by the tmpfs
+    assert max(i for i, a in enumerate(dropped) if a == "--dir") < dropped.index("--ro-bind-try")
+
 
 def test_sandbox_is_tristate_and_limits_are_checked_per_field() -> None:
     from mcpexec.gateway.config import ServerLimits

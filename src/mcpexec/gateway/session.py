@@ -33,7 +33,7 @@ from mcpexec.gateway.errors import (
     ToolTimeout,
     UnknownTool,
 )
-from mcpexec.gateway.sandbox import Confinement, bwrap_path, sandboxed_argv
+from mcpexec.gateway.sandbox import Confinement, bwrap_path, sandboxed_argv, setpriv_path
 from mcpexec.gateway.transport import ProcessInfo, stdio_transport
 
 #: ``progress, total, message`` — relayed from the server's ``notifications/progress``.
@@ -115,13 +115,23 @@ class Connection:
                     f"MCP server '{config.name}' asks for the sandbox, but bwrap is not installed",
                     server=config.name,
                 )
+            drop_to = self._confinement.drop_to() if self._confinement is not None else None
+            setpriv = setpriv_path() if drop_to is not None else None
+            if drop_to is not None and setpriv is None:
+                raise DownstreamUnavailable(
+                    f"MCP server '{config.name}' cannot drop to the sandbox user: setpriv "
+                    "(util-linux) is not installed under /usr",
+                    server=config.name,
+                )
             seccomp = self._confinement.seccomp_fd() if self._confinement is not None else None
             if seccomp is not None:
                 # Open for the connection's life (one fd per server process, close-on-exec
                 # except in the spawned child): closed once, here, never by the transport.
                 stack.callback(_close_fd, seccomp)
                 pass_fds = (seccomp,)
-            argv = sandboxed_argv(config, argv, bwrap, seccomp_fd=seccomp)
+            argv = sandboxed_argv(
+                config, argv, bwrap, seccomp_fd=seccomp, drop_to=drop_to, setpriv=setpriv
+            )
         if self._confinement is not None:
             confined = self._confinement.confine(config, argv)
 
