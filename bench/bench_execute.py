@@ -1,7 +1,9 @@
 """``POST /execute`` of a real ``mcpexec serve`` (HTTP, bearer auth, the App, the gateway, the
 pooled session) calling server-everything's ``echo``, against a direct SDK ``Client`` call to
 the same server binary in the same run. Reports p50/p95 and the latency ``/execute`` adds, and
-calls/s at concurrency 1, 8 and 32 for both. (``bench_gateway.py`` measures the gateway alone.)
+calls/s at concurrency 1, 8 and 32 for both; ``/execute`` twice: through ``httpx.AsyncClient``
+and through a bare keep-alive HTTP/1.1 client (``timing.BareHttp``: the server's latency
+without the client library's own cost). (``bench_gateway.py`` measures the gateway alone.)
 
 Usage: .venv/bin/python bench/bench_execute.py [N]   (servers from scripts/mcp-servers)
 """
@@ -17,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
 import httpx
 from mcp import Client, StdioServerParameters
-from timing import pct, rate, timed
+from timing import BareHttp, pct, rate, timed
 
 CACHE = Path(os.environ.get("MCP_SERVERS_DIR") or Path.home() / ".cache" / "mcpexec-mcp-servers")
 EVERYTHING = os.environ.get("TEST_MCP_EVERYTHING") or str(
@@ -78,6 +81,7 @@ async def main(n: int) -> None:
             params = StdioServerParameters(command=node, args=[EVERYTHING])
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             headers = {"Authorization": f"Bearer {token}"}
+            bare = BareHttp("127.0.0.1", int(url.rsplit(":", 1)[1]), headers)
             async with (
                 Client(params, cache=None) as direct,
                 httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as http,
@@ -86,37 +90,49 @@ async def main(n: int) -> None:
                 async def via_sdk() -> object:
                     return await direct.call_tool("echo", args)
 
+                body = {"tool_name": "everything.echo", "arguments": args}
+                raw_body = json.dumps(body).encode()
+
                 async def via_execute() -> object:
-                    body = {"tool_name": "everything.echo", "arguments": args}
                     answer = await http.post("/execute", json=body)
                     assert answer.json()["status"] == "success", answer.text
                     return answer
 
-                sdk: list[float] = []
-                rest: list[float] = []
-                for _ in range(5):  # interleaved rounds: load changes hit both sides alike
-                    sdk += await timed(via_sdk, n // 5)
-                    rest += await timed(via_execute, n // 5)
-                rows = [
-                    ("p50 (ms)", statistics.median(sdk), statistics.median(rest)),
-                    ("p95 (ms)", pct(sdk, 95), pct(rest, 95)),
+                async def via_bare() -> object:
+                    status, answer = await bare.post("/execute", raw_body)
+                    assert status == 200, answer
+                    assert b'"success"' in answer, answer
+                    return answer
+
+                calls = {"sdk": via_sdk, "httpx": via_execute, "bare": via_bare}
+                samples: dict[str, list[float]] = {name: [] for name in calls}
+                for _ in range(5):  # interleaved rounds: load changes hit every side alike
+                    for name, call in calls.items():
+                        samples[name] += await timed(call, n // 5)
+                rows: list[tuple[str, float, float, float]] = [
+                    ("p50 (ms)", *_three(statistics.median(s) for s in samples.values())),
+                    ("p95 (ms)", *_three(pct(s, 95) for s in samples.values())),
                 ]
                 for concurrency in (1, 8, 32):
                     total = max(200, n)
-                    rows.append(
-                        (
-                            f"calls/s at concurrency {concurrency}",
-                            await rate(via_sdk, concurrency, total),
-                            await rate(via_execute, concurrency, total),
-                        )
-                    )
+                    rates = [await rate(call, concurrency, total) for call in calls.values()]
+                    rows.append((f"calls/s at concurrency {concurrency}", *_three(rates)))
+                await bare.aclose()
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"{'echo':<34}{'direct SDK':>12}{'/execute':>12}{'added':>10}")
-    for label, a, b in rows:
-        added = f"{b - a:+.2f}" if "ms" in label else f"{b / a:.2f}x"
-        print(f"{label:<34}{a:>12.2f}{b:>12.2f}{added:>10}")
+    head = f"{'direct SDK':>11}{'/execute httpx':>15}{'added':>8}{'bare':>9}{'added':>8}"
+    print(f"{'echo':<31}{head}")
+    for label, a, b, c in rows:
+        if "ms" in label:
+            print(f"{label:<31}{a:>11.2f}{b:>15.2f}{b - a:>+8.2f}{c:>9.2f}{c - a:>+8.2f}")
+        else:
+            print(f"{label:<31}{a:>11.1f}{b:>15.1f}{b / a:>7.2f}x{c:>9.1f}{c / a:>7.2f}x")
+
+
+def _three(values: Iterable[float]) -> tuple[float, float, float]:
+    a, b, c = values
+    return a, b, c
 
 
 if __name__ == "__main__":
