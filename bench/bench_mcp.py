@@ -6,6 +6,7 @@ Usage: .venv/bin/python bench/bench_mcp.py [N]
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -20,7 +21,7 @@ import httpx
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from timing import timed
+from timing import BareHttp, timed
 
 MCPEXEC = str(Path(sys.executable).parent / "mcpexec")
 GOAL_MS = 5.0
@@ -96,10 +97,34 @@ async def measure(url: str, home: Path, n: int) -> None:
         if probe.status_code != 200 or "result" not in probe.json():
             raise RuntimeError(f"bare tools/call failed: {probe.status_code} {probe.text}")
         report(
-            "MCP HTTP 2026-07-28, bare",
+            "MCP HTTP 2026-07-28, httpx",
             await timed(lambda: rest.post("/mcp", json=body, headers=headers), n, warmup=20),
             rest_p50,
         )
+        # Both again through a bare keep-alive client: the server's own latency, without
+        # httpx's per-request cost (the same on both sides, it pulls the ratio towards 1).
+        bare = BareHttp("127.0.0.1", int(url.rsplit(":", 1)[1]), auth)
+        raw = json.dumps(body).encode()
+
+        async def bare_rest() -> object:
+            status, answer = await bare.get(f"/api/v1/runs/{run_id}")
+            assert status == 200, answer
+            return answer
+
+        async def bare_mcp() -> object:
+            status, answer = await bare.post("/mcp", raw, headers)
+            assert status == 200, answer
+            assert b'"result"' in answer, answer
+            return answer
+
+        rest_bare: list[float] = []
+        mcp_bare: list[float] = []
+        for _ in range(5):  # interleaved rounds: load changes hit both sides alike
+            rest_bare += await timed(bare_rest, n // 5, warmup=20)
+            mcp_bare += await timed(bare_mcp, n // 5, warmup=20)
+        bare_p50 = report("REST GET, bare client", rest_bare, None)
+        report("MCP HTTP 2026-07-28, bare", mcp_bare, bare_p50)
+        await bare.aclose()
     args = {"run_id": run_id}
     for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
         http = httpx2.AsyncClient(headers=auth)

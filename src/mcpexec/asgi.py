@@ -15,8 +15,10 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpexec.api import create_api
+from mcpexec.api.limits import BodyLimit
 from mcpexec.app import App
 from mcpexec.bootstrap import build_app
 from mcpexec.dashboard import dashboard_routes
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def create_server_app(
     settings: Settings, *, workers: int | None = None, spool: Path | None = None
-) -> FastAPI:
+) -> ServerApp:
     """The ASGI app of ``mcpexec serve``: REST API, MCP at ``/mcp``, in-process workers and
     reaper, and with ``spool`` a spool directory watched by this process."""
     app = build_app(settings, pidfd_watcher=True)
@@ -62,9 +64,28 @@ def create_server_app(
     api.router.lifespan_context = lifespan
     # The dashboard (issue 17): an adapter over the same App, at /ui.
     api.router.routes.extend(dashboard_routes(app))
-    # Last, at "/": its route is /mcp (mounted at /mcp it would answer with 307 redirects).
+    # Last, at "/": the MCP app's other paths (the OAuth metadata; /mcp itself is dispatched
+    # before the REST API: ServerApp); mounted at /mcp it would answer with 307 redirects.
     api.mount("/", mcp_asgi)
-    return api
+    return ServerApp(api, mcp_asgi, settings.max_body_bytes)
+
+
+class ServerApp:
+    """serve's ASGI entry. ``/mcp`` goes straight to the MCP app, behind the same body cap,
+    without the REST API's middleware stack and route matching (every MCP request was matched
+    against each REST route first: a third of its CPU in serve); everything else, the
+    lifespan included, to the REST API (``api``; ``state.mcpexec`` is the App)."""
+
+    def __init__(self, api: FastAPI, mcp: ASGIApp, max_body_bytes: int) -> None:
+        self.api = api
+        self.state = api.state
+        self._mcp = BodyLimit(mcp, max_bytes=max_body_bytes, read_first=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            await self._mcp(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
 
 
 def _reload_on_sighup(app: App) -> bool:

@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 
 from mcpexec.api.slow_clients import timed_protocol
 from mcpexec.app import App
-from mcpexec.asgi import DrainingServer, create_server_app
+from mcpexec.asgi import DrainingServer, ServerApp, create_server_app
 from mcpexec.bootstrap import build_app
 from mcpexec.logfmt import configure as configure_logging
 from mcpexec.paths import write_private
@@ -31,8 +31,8 @@ class _Server(DrainingServer):
     runs the app's start-up before binding: a port in use used to fail after "ready"); stops
     claiming the moment a shutdown signal arrives (``DrainingServer``)."""
 
-    def __init__(self, config: uvicorn.Config, settings: Settings, api: object) -> None:
-        super().__init__(config, api.state.mcpexec)  # type: ignore[attr-defined]
+    def __init__(self, config: uvicorn.Config, settings: Settings, api: ServerApp) -> None:
+        super().__init__(config, api.state.mcpexec)
         self.settings = settings
         self.api = api
         self.recorded = False
@@ -46,7 +46,7 @@ class _Server(DrainingServer):
         url = f"http://{shown}:{port}" if ":" not in shown else f"http://[{shown}]:{port}"
         write_private(self.settings.url_path, url + "\n")
         self.recorded = True
-        app = self.api.state.mcpexec  # type: ignore[attr-defined]
+        app = self.api.state.mcpexec
         log.info(
             "mcpexec ready on %s: %d worker slot(s), isolation=%s, home=%s (token in %s)",
             url,

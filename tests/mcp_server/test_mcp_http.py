@@ -280,3 +280,18 @@ def test_no_oauth_metadata_for_bearer_tokens(serve: Server) -> None:
     answer = httpx.post(f"{serve.url}/mcp", json=INIT, headers=MCP_HEADERS)
     assert answer.status_code == 401
     assert "resource_metadata" not in answer.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_an_oversized_mcp_body_is_refused_before_it_is_read(serve: Server, declared: bool) -> None:
+    # /mcp is dispatched ahead of the REST API (asgi.ServerApp) but keeps its body cap: 413 in
+    # the API's error format, whether the size is declared or only found while reading.
+    limit = 8 * 1024 * 1024
+    body = json.dumps({**INIT, "padding": "x" * (limit + 1)}).encode()
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {serve.token}"}
+    content: Any = (
+        body if declared else iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    )
+    answer = httpx.post(f"{serve.url}/mcp", content=content, headers=headers, timeout=30)
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["code"] == "payload_too_large"

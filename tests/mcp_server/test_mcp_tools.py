@@ -400,3 +400,16 @@ async def test_submit_run_with_retry_and_run_at(server: McpexecServer) -> None:
     assert run["max_attempts"] == 2
     assert run["priority"] == 5
     assert datetime.fromisoformat(run["run_at"]) == datetime.fromisoformat(later)
+
+
+async def test_no_sdk_span_per_message(server: McpexecServer) -> None:
+    # The SDK's default OpenTelemetryMiddleware spans go to the global tracer provider, which
+    # mcpexec never installs: dropped (its own traces are tracing.py's). Its other middleware
+    # (the request-state boundary) stays.
+    from mcp.server._otel import OpenTelemetryMiddleware
+    from mcp.server.mcpserver import MCPServer
+
+    sdk_default = MCPServer("plain").middleware
+    assert any(isinstance(m, OpenTelemetryMiddleware) for m in sdk_default)  # still the default
+    assert not any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware)
+    assert len(server.middleware) == len(sdk_default) - 1

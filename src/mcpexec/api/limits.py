@@ -29,9 +29,14 @@ class BodyNotUtf8(HTTPException):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``read_first``: read the whole (capped) body before calling ``app`` and replay it, for an
+    app whose own error handling would answer a ``BodyTooLarge`` raised mid-read in its own
+    format (the MCP app: plain text); one that reads the whole body anyway loses nothing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, *, read_first: bool = False) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_first = read_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,6 +46,13 @@ class BodyLimit:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
+            return
+        if self.read_first:
+            body = await self._read(receive)
+            if body is None:
+                await self._refuse(send)
+                return
+            await self.app(scope, _replay(body, receive), send)
             return
         received = 0
         started = False
@@ -66,9 +78,39 @@ class BodyLimit:
             if not started:
                 await self._refuse(send)
 
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The request body, or ``None`` past the cap (or when the client went away)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
     async def _refuse(self, send: Send) -> None:
         message = f"request body exceeds {self.max_bytes} bytes"
         await _send_json(send, 413, error_body("payload_too_large", message))
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that answers ``body`` first (then waits for the disconnect as before)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 #: Content types a JSON body may arrive under: curl -d sends form-urlencoded, some clients none.
