@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 import httpx
 import httpx2
+import psutil
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from timing import BareHttp, timed
@@ -65,7 +66,7 @@ def start_serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("serve did not start")
 
 
-async def measure(url: str, home: Path, n: int) -> None:
+async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
     token = (home / "token").read_text().strip()
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, headers=auth) as rest:
@@ -119,11 +120,23 @@ async def measure(url: str, home: Path, n: int) -> None:
 
         rest_bare: list[float] = []
         mcp_bare: list[float] = []
-        for _ in range(5):  # interleaved rounds: load changes hit both sides alike
-            rest_bare += await timed(bare_rest, n // 5, warmup=20)
-            mcp_bare += await timed(bare_mcp, n // 5, warmup=20)
+        # serve's CPU per request (user + system, /proc), the least of the rounds: steadier
+        # than latency on a shared machine, and what a busy server runs out of.
+        cpu: dict[str, list[float]] = {"rest": [], "mcp": []}
+        process = psutil.Process(serve_pid)
+        per_round = 300  # ~0.3 s of CPU: the clock-tick resolution (10 ms) is ~3 % of it
+        for _ in range(6):  # interleaved rounds: load changes hit both sides alike
+            for side, call, into in (("rest", bare_rest, rest_bare), ("mcp", bare_mcp, mcp_bare)):
+                before = sum(process.cpu_times()[:2])
+                into.extend(await timed(call, per_round, warmup=0))
+                cpu[side].append((sum(process.cpu_times()[:2]) - before) * 1000 / per_round)
         bare_p50 = report("REST GET, bare client", rest_bare, None)
         report("MCP HTTP 2026-07-28, bare", mcp_bare, bare_p50)
+        rest_cpu, mcp_cpu = min(cpu["rest"]), min(cpu["mcp"])
+        print(
+            f"{'serve CPU per request':<28} REST {rest_cpu:.2f} ms   MCP {mcp_cpu:.2f} ms"
+            f"  x{mcp_cpu / rest_cpu:.2f} REST"
+        )
         await bare.aclose()
     args = {"run_id": run_id}
     for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
@@ -153,7 +166,7 @@ def main(n: int) -> None:
         port = free_port()
         serve = start_serve(home, port)
         try:
-            anyio.run(measure, f"http://127.0.0.1:{port}", home, n)
+            anyio.run(measure, f"http://127.0.0.1:{port}", home, n, serve.pid)
         finally:
             serve.terminate()
             serve.wait(30)

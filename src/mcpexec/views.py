@@ -38,14 +38,24 @@ def _replaced(value: Any) -> Any:
     return value
 
 
-def run_view(run: Run, base_url: str = "") -> dict[str, Any]:
-    """A run as the API returns it, with links to its sub-resources."""
-    data: dict[str, Any] = wire_safe(run.model_dump(mode="json", exclude={"seq"}))
-    url = f"{base_url}/api/v1/runs/{run.id}"
+#: What a brief run view leaves out of ``run_view``: the spec, the retry policy and the links
+#: (MCP's everyday ``get_run``; ``detail=true`` has them). Not dumped at all: the spec is most
+#: of a run's size.
+BRIEF_OMITS = ("spec", "retry", "url", "logs_url", "cancel_url", "artifacts_url")
+
+
+def run_view(run: Run, base_url: str = "", *, brief: bool = False) -> dict[str, Any]:
+    """A run as the API returns it, with links to its sub-resources (``brief``: without
+    :data:`BRIEF_OMITS`)."""
+    exclude = {"seq", "spec", "retry"} if brief else {"seq"}
+    data: dict[str, Any] = wire_safe(run.model_dump(mode="json", exclude=exclude))
     data["kind"] = run.spec.kind
     if run.estimated_duration_ms is None:  # absent without history (not null)
         del data["estimated_duration_ms"]
     data["max_attempts"] = run.retry.max_attempts
+    if brief:
+        return data
+    url = f"{base_url}/api/v1/runs/{run.id}"
     data["url"] = url
     data["logs_url"] = f"{url}/logs"
     data["cancel_url"] = url

@@ -413,3 +413,27 @@ async def test_no_sdk_span_per_message(server: McpexecServer) -> None:
     assert any(isinstance(m, OpenTelemetryMiddleware) for m in sdk_default)  # still the default
     assert not any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware)
     assert len(server.middleware) == len(sdk_default) - 1
+
+
+async def test_get_run_is_the_rest_view_without_spec_retry_and_links(
+    server: McpexecServer, app: App
+) -> None:
+    from mcpexec.app import Principal
+    from mcpexec.views import BRIEF_OMITS, run_view
+
+    async with Client(server) as client:
+        submitted = structured(await client.call_tool("submit_run", {"command": ["true"]}))
+        brief = structured(
+            await client.call_tool("get_run", {"run_id": submitted["run_id"], "wait_s": 30})
+        )
+        detailed = structured(
+            await client.call_tool("get_run", {"run_id": submitted["run_id"], "detail": True})
+        )
+    run = await app.get(submitted["run_id"], Principal("local", "local", "admin", "default"))
+    full = run_view(run)
+    assert set(BRIEF_OMITS) <= set(full)
+    assert set(brief) == set(full) - set(BRIEF_OMITS) | {"cancel_requested"}
+    assert {k: v for k, v in full.items() if k in brief} == {
+        k: v for k, v in brief.items() if k in full
+    }
+    assert detailed["spec"] == full["spec"]

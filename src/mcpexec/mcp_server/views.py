@@ -39,10 +39,7 @@ class RunInfo(BaseModel):
 
     @classmethod
     def of(cls, run: Run) -> RunInfo:
-        data = run_view(run)
-        for heavy in _DETAIL_ONLY:
-            data.pop(heavy, None)
-        return cls._stopping(cls.model_validate(data), run)
+        return cls._stopping(cls.model_validate(run_view(run, brief=True)), run)
 
     @staticmethod
     def _stopping(info: RunInfo, run: Run) -> RunInfo:
@@ -57,10 +54,6 @@ class RunInfo(BaseModel):
             data["isolation"] = last.isolation
             data["limits_applied"] = last.limits
         return cls._stopping(cls.model_validate(data), run)
-
-
-#: Left out of the everyday run view: REST links and the full spec (get_run detail=true).
-_DETAIL_ONLY = ("spec", "url", "logs_url", "cancel_url", "artifacts_url", "retry")
 
 
 class ExecuteResult(BaseModel):
