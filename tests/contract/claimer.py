@@ -1,6 +1,6 @@
 """A worker process for the concurrency tests (run as a script, not collected).
 
-Usage: claimer.py STORE_URL WORKER_ID READY_FILE GO_FILE BATCH
+Usage: claimer.py STORE_URL WORKER_ID BATCH
 Opens its own store, says it is ready, waits for the go signal (so that both processes
 really overlap), then claims and completes runs until none is left; prints the claimed ids as
 JSON on stdout.
@@ -11,28 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
+from contract.barrier import wait_for_go
 from mcpexec.models import utcnow
 from mcpexec.store.base import AttemptOutcome
 from mcpexec.store.url import open_store
 
 
-def _ready_set_go(ready: Path, go: Path) -> None:
-    ready.touch()
-    deadline = time.monotonic() + 30
-    while not go.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("no go signal")
-        time.sleep(0.005)
-
-
-async def main(url: str, worker: str, ready: Path, go: Path, batch: int) -> None:
+async def main(url: str, worker: str, batch: int) -> None:
     store = open_store(url)
     await store.open()
-    await asyncio.to_thread(_ready_set_go, ready, go)
+    await asyncio.to_thread(wait_for_go)
     claimed: list[str] = []
     idle = 0
     while idle < 3:  # a few empty claims in a row: the queue is drained
@@ -50,5 +40,5 @@ async def main(url: str, worker: str, ready: Path, go: Path, batch: int) -> None
 
 
 if __name__ == "__main__":
-    url, worker, ready, go, batch = sys.argv[1:6]
-    asyncio.run(main(url, worker, Path(ready), Path(go), int(batch)))
+    url, worker, batch = sys.argv[1:4]
+    asyncio.run(main(url, worker, int(batch)))

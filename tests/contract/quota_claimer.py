@@ -1,6 +1,6 @@
 """A claimer process for the quota test (run as a script, not collected).
 
-Usage: quota_claimer.py STORE_URL WORKER_ID READY_FILE GO_FILE BATCH
+Usage: quota_claimer.py STORE_URL WORKER_ID BATCH
 Claims with batches of BATCH under ``ClaimLimits`` until the queue is drained; for each claimed
 run it records ``start`` just after the claim committed and ``end`` just before the finish
 commits (CLOCK_MONOTONIC, shared by all processes on the host), so each recorded interval lies
@@ -14,26 +14,17 @@ import json
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
+from contract.barrier import wait_for_go
 from mcpexec.models import utcnow
 from mcpexec.store.base import AttemptOutcome, ClaimLimits
 from mcpexec.store.url import open_store
 
 
-def _ready_set_go(ready: Path, go: Path) -> None:
-    ready.touch()
-    deadline = time.monotonic() + 30
-    while not go.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("no go signal")
-        time.sleep(0.005)
-
-
-async def main(url: str, worker: str, ready: Path, go: Path, batch: int) -> None:
+async def main(url: str, worker: str, batch: int) -> None:
     store = open_store(url)
     await store.open()
-    await asyncio.to_thread(_ready_set_go, ready, go)
+    await asyncio.to_thread(wait_for_go)
     spans: list[list[object]] = []
     idle = 0
     while idle < 20:  # the others hold the tenant's slots for a moment: retry a while
@@ -58,5 +49,5 @@ async def main(url: str, worker: str, ready: Path, go: Path, batch: int) -> None
 
 
 if __name__ == "__main__":
-    url, worker, ready, go, batch = sys.argv[1:6]
-    asyncio.run(main(url, worker, Path(ready), Path(go), int(batch)))
+    url, worker, batch = sys.argv[1:4]
+    asyncio.run(main(url, worker, int(batch)))

@@ -1,7 +1,7 @@
 """A submitter process for the max_queued test (run as a script, not collected).
 
-Usage: quota_submitter.py STORE_URL NAME READY_FILE GO_FILE COUNT
-Submits COUNT runs of tenant ``q``, 8 at a time, once GO_FILE exists; prints
+Usage: quota_submitter.py STORE_URL NAME COUNT
+Submits COUNT runs of tenant ``q``, 8 at a time, once told to go (``contract.barrier``); prints
 {"admitted": [run ids], "refused": n} as JSON."""
 
 from __future__ import annotations
@@ -9,28 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
-from pathlib import Path
 
+from contract.barrier import wait_for_go
 from mcpexec.errors import QuotaExceeded
 from mcpexec.models import DEFAULT_RETRY, ExecSpec, utcnow
 from mcpexec.store.base import NewRun
 from mcpexec.store.url import open_store
 
 
-def _ready_set_go(ready: Path, go: Path) -> None:
-    ready.touch()
-    deadline = time.monotonic() + 30
-    while not go.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("no go signal")
-        time.sleep(0.002)
-
-
-async def main(url: str, name: str, ready: Path, go: Path, count: int) -> None:
+async def main(url: str, name: str, count: int) -> None:
     store = open_store(url)
     await store.open()
-    await asyncio.to_thread(_ready_set_go, ready, go)
+    await asyncio.to_thread(wait_for_go)
     admitted: list[str] = []
     refused = 0
     todo = iter(range(count))
@@ -63,5 +53,5 @@ async def main(url: str, name: str, ready: Path, go: Path, count: int) -> None:
 
 
 if __name__ == "__main__":
-    url, name, ready, go, count = sys.argv[1:]
-    asyncio.run(main(url, name, Path(ready), Path(go), int(count)))
+    url, name, count = sys.argv[1:]
+    asyncio.run(main(url, name, int(count)))

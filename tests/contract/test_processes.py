@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from mcpexec.models import RunFilter
@@ -22,6 +21,7 @@ from mcpexec.store.base import TenantRecord
 from mcpexec.store.url import open_store, sqlite_url
 from pg_server import fresh_schema
 
+from .barrier import release
 from .contract_helpers import T0, new_run
 
 pytestmark = pytest.mark.anyio
@@ -41,39 +41,28 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _spawn(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, *args],
+        stdin=subprocess.PIPE,  # the go signal (barrier.release)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 10])
-async def test_two_processes_never_claim_the_same_run(
-    shared_url: str, tmp_path: Path, batch: int
-) -> None:
+async def test_two_processes_never_claim_the_same_run(shared_url: str, batch: int) -> None:
     store = open_store(shared_url)
     await store.open()
     ids = {(await store.enqueue(new_run(f"r{i:03}", created_at=T0)))[0].id for i in range(500)}
     await store.close()
 
-    go = tmp_path / "go"
-    procs = []
-    for name in ("wa", "wb"):
-        ready = tmp_path / f"{name}.ready"
-        procs.append(
-            (
-                ready,
-                _spawn(str(HERE / "claimer.py"), shared_url, name, str(ready), str(go), str(batch)),
-            )
-        )
-    deadline = time.monotonic() + 60
-    while not all(ready.exists() for ready, _ in procs):
-        assert time.monotonic() < deadline, "claimers did not start"
-        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
-        await anyio.sleep(0.01)
+    procs = [_spawn(str(HERE / "claimer.py"), shared_url, n, str(batch)) for n in ("wa", "wb")]
+    await release(procs)
     started = time.perf_counter()
-    go.touch()
     results, errors = [], []
-    for _, proc in procs:
+    for proc in procs:
         out, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, err
         results.append(json.loads(out))
@@ -109,7 +98,7 @@ def _max_overlap(spans: list[tuple[int, int]]) -> int:
 
 
 @pytest.mark.slow
-async def test_three_processes_never_over_admit_a_tenant(shared_url: str, tmp_path: Path) -> None:
+async def test_three_processes_never_over_admit_a_tenant(shared_url: str) -> None:
     """max_concurrent is counted in the claim's own transaction: three claiming processes
     (batches of 4) never run more than 3 of tenant capped's runs at once, while tenant free
     (no limit) is not held back by it."""
@@ -122,20 +111,10 @@ async def test_three_processes_never_over_admit_a_tenant(shared_url: str, tmp_pa
         await store.enqueue(new_run(f"f{i:03}", tenant="free", created_at=T0))
     await store.close()
 
-    go = tmp_path / "go"
-    procs = []
-    for name in ("p1", "p2", "p3"):
-        ready = tmp_path / f"{name}.ready"
-        args = (shared_url, name, str(ready), str(go), "4")
-        procs.append((ready, _spawn(str(HERE / "quota_claimer.py"), *args)))
-    deadline = time.monotonic() + 60
-    while not all(ready.exists() for ready, _ in procs):
-        assert time.monotonic() < deadline, "claimers did not start"
-        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
-        await anyio.sleep(0.01)
-    go.touch()
+    procs = [_spawn(str(HERE / "quota_claimer.py"), shared_url, n, "4") for n in ("p1", "p2", "p3")]
+    await release(procs)
     spans: list[list[Any]] = []
-    for _, proc in procs:
+    for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         spans.extend(json.loads(out))
@@ -149,7 +128,7 @@ async def test_three_processes_never_over_admit_a_tenant(shared_url: str, tmp_pa
 
 @pytest.mark.slow
 async def test_submitters_in_three_processes_never_over_admit_max_queued(
-    shared_url: str, tmp_path: Path
+    shared_url: str,
 ) -> None:
     """max_queued is counted in the enqueue's own transaction: three processes, each with 8
     submits in flight (72 in all) against tenant q's max_queued=25, admit exactly 25."""
@@ -158,21 +137,13 @@ async def test_submitters_in_three_processes_never_over_admit_max_queued(
     await store.create_tenant(TenantRecord("q", T0, max_queued=25))
     await store.close()
 
-    go = tmp_path / "go"
-    procs = []
-    for name in ("s1", "s2", "s3"):
-        ready = tmp_path / f"{name}.ready"
-        args = (shared_url, name, str(ready), str(go), "24")
-        procs.append((ready, _spawn(str(HERE / "quota_submitter.py"), *args)))
-    deadline = time.monotonic() + 60
-    while not all(ready.exists() for ready, _ in procs):
-        assert time.monotonic() < deadline, "submitters did not start"
-        assert all(p.poll() is None for _, p in procs), [p.communicate() for _, p in procs]
-        await anyio.sleep(0.01)
-    go.touch()
+    procs = [
+        _spawn(str(HERE / "quota_submitter.py"), shared_url, n, "24") for n in ("s1", "s2", "s3")
+    ]
+    await release(procs)
     admitted: list[str] = []
     refused = 0
-    for _, proc in procs:
+    for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         result = json.loads(out)
