@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from mcpexec.errors import InvalidRequest, ScheduleNotFound, TaskArchived
+from mcpexec.errors import Conflict, InvalidRequest, ScheduleNotFound, TaskArchived
 from mcpexec.models import TASK_REF_PATTERN, IsoDateTime, Run
 from mcpexec.params import validate_params
 from mcpexec.schedules import (
@@ -194,6 +194,16 @@ class ScheduleOps:
             data["every"] = None
         if changes.get("every") is not None:
             data["cron"] = None
+        window = {k: changes.get(k, data.get(k)) for k in ("start_at", "end_at")}
+        if _ends_before_it_starts(window) and not {"start_at", "end_at"} <= changes.keys():
+            # Valid on its own, it clashes with the schedule's stored bound: a conflict with
+            # the schedule as it is (409), not a malformed request (422).
+            kept = "end_at" if "start_at" in changes else "start_at"
+            raise Conflict(
+                f"the schedule's {kept} ({data[kept]}) leaves no window with that value: "
+                "change start_at and end_at together",
+                field=kept,
+            )
         try:
             spec = ScheduleSpec.model_validate({**data, **changes})
         except ValidationError as exc:
@@ -340,3 +350,11 @@ def fire_view(line: FireView) -> dict[str, Any]:
         "started_at": None if run is None or run.started_at is None else run.started_at.isoformat(),
         "duration_s": duration,
     }
+
+
+def _ends_before_it_starts(window: dict[str, Any]) -> bool:
+    """``end_at`` before ``start_at``, both given with a time zone (a naive one is left to
+    ``ScheduleSpec``'s own message)."""
+    start, end = window["start_at"], window["end_at"]
+    aware = all(isinstance(v, datetime) and v.tzinfo is not None for v in (start, end))
+    return aware and end < start

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mcpexec.app import App
-from mcpexec.errors import InvalidRequest, ScheduleNotFound
+from mcpexec.errors import Conflict, InvalidRequest, ScheduleNotFound
 from mcpexec.models import Run, RunFilter
 from mcpexec.schedule_ops import ScheduleRequest
 from mcpexec.scheduler import Scheduler
@@ -239,6 +239,26 @@ async def test_schedule_operations(tmp_path: Path) -> None:
         assert (resumed.handled_until, resumed.next_fire_at) == (at(9000), at(10800))
         with pytest.raises(InvalidRequest):
             await app.schedules.update(created.id, {"overlap": "sometimes"}, ALICE)
+        # A window: a bound that clashes with the stored other one is a conflict with the
+        # schedule as it is (409, naming the stored bound); both given inverted are malformed.
+        window = {"start_at": at(0), "end_at": at(86400)}
+        assert (await app.schedules.update(created.id, window, ALICE)).spec.end_at == at(86400)
+        for change, kept in (
+            ({"start_at": at(90000)}, "end_at"),
+            ({"end_at": at(-60)}, "start_at"),
+        ):
+            with pytest.raises(Conflict) as clash:
+                await app.schedules.update(created.id, change, ALICE)
+            assert clash.value.details["field"] == kept
+            assert kept in clash.value.message
+        with pytest.raises(InvalidRequest) as inverted:
+            await app.schedules.update(
+                created.id, {"start_at": at(90000), "end_at": at(86400)}, ALICE
+            )
+        assert "end_at is before start_at" in inverted.value.message
+        moved = await app.schedules.update(created.id, {"start_at": at(60)}, ALICE)
+        assert (moved.spec.start_at, moved.spec.end_at) == (at(60), at(86400))
+        await app.schedules.update(created.id, {"start_at": None, "end_at": None}, ALICE)
 
         run = await app.schedules.trigger(created.id, ALICE)
         assert run.labels["schedule"] == created.id
