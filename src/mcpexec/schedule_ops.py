@@ -200,8 +200,8 @@ class ScheduleOps:
             # the schedule as it is (409), not a malformed request (422).
             kept = "end_at" if "start_at" in changes else "start_at"
             raise Conflict(
-                f"the schedule's {kept} ({data[kept]}) leaves no window with that value: "
-                "change start_at and end_at together",
+                f"the schedule's {kept} ({data[kept].isoformat()}) leaves no window with that "
+                "value: change start_at and end_at together",
                 field=kept,
             )
         try:
