@@ -45,6 +45,8 @@ PURE = {
     "mcpexec.cron",
     # The one Authorization-header parser REST and MCP share.
     "mcpexec.bearer",
+    # Reading a request body up to a cap and replaying it (both HTTP adapters; ASGI types only).
+    "mcpexec.asgi_body",
     # Where the files under $MCPEXEC_HOME are, and how a private one is written (stdlib only).
     "mcpexec.paths",
     # Log records as text or JSON lines with the run they concern (stdlib only; issue 17).

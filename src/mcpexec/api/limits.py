@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcpexec.api.errors import error_body
+from mcpexec.asgi_body import read_body, replay
 
 
 class BodyTooLarge(HTTPException):
@@ -48,11 +49,11 @@ class BodyLimit:
             await self._refuse(send)
             return
         if self.read_first:
-            body = await self._read(receive)
-            if body is None:
+            body, more = await read_body(receive, self.max_bytes)
+            if more or len(body) > self.max_bytes:
                 await self._refuse(send)
                 return
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, False, receive), send)
             return
         received = 0
         started = False
@@ -78,39 +79,9 @@ class BodyLimit:
             if not started:
                 await self._refuse(send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The request body, or ``None`` past the cap (or when the client went away)."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
     async def _refuse(self, send: Send) -> None:
         message = f"request body exceeds {self.max_bytes} bytes"
         await _send_json(send, 413, error_body("payload_too_large", message))
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` that answers ``body`` first (then waits for the disconnect as before)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 #: Content types a JSON body may arrive under: curl -d sends form-urlencoded, some clients none.

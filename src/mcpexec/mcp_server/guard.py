@@ -15,8 +15,9 @@ import json
 from typing import Any
 
 from mcp_types.jsonrpc import HEADER_MISMATCH
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcpexec.asgi_body import read_body, replay
 from mcpexec.bearer import bearer_token
 
 _TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
@@ -37,13 +38,13 @@ class McpHttpGuard:
         if scope["method"] != "POST" or method_header not in _TASK_METHODS:
             await self._app(scope, receive, send)
             return
-        body, more = await _read_body(receive, self._max_body)
+        body, more = await read_body(receive, self._max_body)
         name = _header(headers, b"mcp-name")
         task_id = _task_id(body) if name is not None and not more else None
         if task_id is not None and name != task_id:
             await _refuse(send, _request_id(body))
             return
-        await self._app(scope, _replay(body, more, receive), send)
+        await self._app(scope, replay(body, more, receive), send)
 
 
 def _clean(name: bytes, value: bytes) -> tuple[bytes, bytes]:
@@ -60,37 +61,6 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The request body, or its first ``limit``-odd bytes and True when more follows (then the
-    SDK reads the rest and enforces its own size limit)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
-        if size > limit:
-            return b"".join(chunks), True
-
-
-def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": more}
-        return await receive()
-
-    return replay
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
