@@ -5,6 +5,7 @@ cgroup leaf with memory and pids limits; it sees neither the host's home nor its
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mcpexec.gateway.gateway import ToolFailed
 from mcpexec.gateway.servers import ServerHealth
+from servers import missing
 
 from .helpers import (
     CACHE,
@@ -169,7 +172,9 @@ async def test_filesystem_server_cannot_see_the_host_home(tmp_path: Path) -> Non
         secret.unlink()
 
 
-async def test_memory_server_writes_only_its_bound_directory(tmp_path: Path) -> None:
+async def test_memory_server_writes_only_its_bound_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = tmp_path / "memory"
     data.mkdir()
     memory = npm_server(
@@ -186,6 +191,36 @@ async def test_memory_server_writes_only_its_bound_directory(tmp_path: Path) -> 
         assert "Ada" in (await gateway.call_tool("memory.read_graph", {})).text()
         _assert_sandboxed(gateway.health()[0])
     assert "Ada" in (data / "m.jsonl").read_text()
+    assert "not writable by the sandbox user" not in caplog.text
+
+
+async def test_a_writable_directory_the_sandbox_user_cannot_write_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Run by root, the server is the sandbox user: a root-owned 0700 "writable" directory is
+    # bound but closed to it (as root of a user namespace it would have been the owner), and
+    # the log says which and how to fix it.
+    user = sandbox_user()
+    if user is None:
+        missing("root", "the uid drop happens only when the tests run as root (CI does)")
+    assert user is not None
+    data = tmp_path / "root-only"
+    data.mkdir(mode=0o700)
+    memory = npm_server(
+        "TEST_MCP_MEMORY",
+        env={"MEMORY_FILE_PATH": str(data / "m.jsonl")},
+        read_only=npm_binds(),
+        writable=[str(data)],
+    )
+    with caplog.at_level(logging.WARNING, logger="mcpexec.gateway.session"):
+        async with confined_gateway({"memory": memory}) as gateway:
+            with pytest.raises(ToolFailed, match="EACCES"):
+                await gateway.call_tool("memory.read_graph", {})
+    uid, gid = user
+    assert f"'memory': its writable {data} is not writable by the sandbox user {uid}:{gid}" in (
+        caplog.text
+    )
+    assert f"chown -R {uid}:{gid} {data}" in caplog.text
 
 
 async def test_time_server_sandboxed() -> None:

@@ -369,3 +369,20 @@ def test_the_sandbox_as_the_cli_and_dashboard_show_it() -> None:
     assert [_sandbox(s) for s in (boxed, netted, loose, remote)] == [
         "bwrap, 1024 MB", "bwrap+net, 1024 MB", "OFF (config)", "-",
     ]  # fmt: skip
+
+
+def test_unwritable_reads_the_mode_bits_for_the_sandbox_user(tmp_path: Path) -> None:
+    import os
+
+    from mcpexec.gateway.sandbox import unwritable
+
+    me, group = os.getuid(), os.getgid()
+    other = me + 1 if me != 65534 else 65533
+    own, shared, world, closed = (tmp_path / n for n in ("own", "shared", "world", "closed"))
+    for path, mode in ((own, 0o700), (shared, 0o770), (world, 0o777), (closed, 0o755)):
+        path.mkdir()
+        path.chmod(mode)
+    paths = [str(p) for p in (own, shared, world, closed, tmp_path / "missing")]
+    assert unwritable(paths, me, group) == []  # the owner's bit (root is no exception here)
+    assert unwritable(paths, other, group) == [str(own), str(closed)]  # the group's bit
+    assert unwritable(paths, other, group + 1) == [str(own), str(shared), str(closed)]

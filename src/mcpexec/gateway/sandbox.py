@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -134,6 +135,26 @@ def sandboxed_argv(
         opts += [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
         opts += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     return [*opts, *argv]
+
+
+def unwritable(paths: Sequence[str], uid: int, gid: int) -> list[str]:
+    """Which of ``paths`` the user ``uid``:``gid`` (no supplementary groups) cannot write to,
+    by their mode bits (a missing path is bwrap's to report)."""
+    found = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_uid == uid:
+            bit = stat.S_IWUSR
+        elif st.st_gid == gid:
+            bit = stat.S_IWGRP
+        else:
+            bit = stat.S_IWOTH
+        if not st.st_mode & bit:
+            found.append(path)
+    return found
 
 
 def _namespaces(config: ServerConfig, *, privileged: bool) -> list[str]:

@@ -13,6 +13,7 @@ Restarting is the owner's job (:mod:`mcpexec.gateway.servers`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,8 +34,16 @@ from mcpexec.gateway.errors import (
     ToolTimeout,
     UnknownTool,
 )
-from mcpexec.gateway.sandbox import Confinement, bwrap_path, sandboxed_argv, setpriv_path
+from mcpexec.gateway.sandbox import (
+    Confinement,
+    bwrap_path,
+    sandboxed_argv,
+    setpriv_path,
+    unwritable,
+)
 from mcpexec.gateway.transport import ProcessInfo, stdio_transport
+
+log = logging.getLogger(__name__)
 
 #: ``progress, total, message`` — relayed from the server's ``notifications/progress``.
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -123,6 +132,13 @@ class Connection:
                     "(util-linux) is not installed under /usr",
                     server=config.name,
                 )
+            if drop_to is not None:
+                for path in unwritable(config.writable, *drop_to):
+                    log.warning(
+                        "MCP server %r: its writable %s is not writable by the sandbox user "
+                        "%d:%d it runs as (chown -R %d:%d %s)",
+                        config.name, path, *drop_to, *drop_to, path,
+                    )  # fmt: skip
             seccomp = self._confinement.seccomp_fd() if self._confinement is not None else None
             if seccomp is not None:
                 # Open for the connection's life (one fd per server process, close-on-exec
