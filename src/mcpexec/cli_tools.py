@@ -188,6 +188,10 @@ def _limits_text(server: Json) -> str:
         if key in limits:
             by = limits.get(key.split("_")[0] + "_by")
             parts.append(f"{key}={limits[key]}" + (f" ({by})" if by else ""))
+    if "seccomp" in limits:
+        parts.append(f"seccomp={limits['seccomp']}")
+    if "uid" in limits:  # a root serve's sandboxed server runs as the sandbox user
+        parts.append(f"uid={limits['uid']}:{limits.get('gid')}")
     return ", ".join(parts) or "-"
 
 

@@ -359,15 +359,22 @@ def test_the_sandbox_as_the_cli_and_dashboard_show_it() -> None:
     netted = {**boxed, "network": True}
     loose = {"sandbox": False, "sandbox_from": "config", "network": False, "limits": None}
     remote = {"sandbox": None, "limits": None}
+    dropped = {**boxed, "limits": {"memory_mb": 1024, "memory_by": "cgroup-v1", "pids": 256,
+                                   "pids_by": "cgroup-v2", "open_files": 64,
+                                   "seccomp": "denylist", "uid": 65534, "gid": 65533}}  # fmt: skip
     assert [_sandbox_text(s) for s in (boxed, netted, loose, remote)] == [
         "bwrap", "bwrap+net", "OFF (config)", "-",
     ]  # fmt: skip
     assert _limits_text(boxed) == (
         "memory_mb=1024 (cgroup-v1), pids=256 (cgroup-v2), open_files=64"
     )
+    assert _limits_text(dropped) == (
+        "memory_mb=1024 (cgroup-v1), pids=256 (cgroup-v2), open_files=64, seccomp=denylist, "
+        "uid=65534:65533"
+    )
     assert _limits_text(loose) == "-"
-    assert [_sandbox(s) for s in (boxed, netted, loose, remote)] == [
-        "bwrap, 1024 MB", "bwrap+net, 1024 MB", "OFF (config)", "-",
+    assert [_sandbox(s) for s in (boxed, netted, loose, remote, dropped)] == [
+        "bwrap, 1024 MB", "bwrap+net, 1024 MB", "OFF (config)", "-", "bwrap, 1024 MB, uid 65534",
     ]  # fmt: skip
 
 

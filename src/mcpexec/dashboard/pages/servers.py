@@ -42,15 +42,17 @@ async def servers(view: View) -> Response:
 
 
 def _sandbox(server: Mapping[str, object]) -> str:
-    """``bwrap`` (``+net``) and the memory limit, ``OFF (config)`` for an opt-out, or ``-``."""
+    """``bwrap`` (``+net``), the memory limit and the uid it runs as (a root serve's), ``OFF
+    (config)`` for an opt-out, or ``-``."""
     if server.get("sandbox") is None:
         return "-"
     if not server["sandbox"]:
         return "OFF (config)" if server.get("sandbox_from") == "config" else "off"
     limits = server.get("limits")
-    memory = limits.get("memory_mb") if isinstance(limits, dict) else None
+    limits = limits if isinstance(limits, dict) else {}
+    memory, uid = limits.get("memory_mb"), limits.get("uid")
     net = "+net" if server.get("network") else ""
-    return f"bwrap{net}" + (f", {memory} MB" if memory else "")
+    return f"bwrap{net}" + (f", {memory} MB" if memory else "") + (f", uid {uid}" if uid else "")
 
 
 async def tools(view: View) -> Response:
