@@ -161,12 +161,12 @@ def _namespaces(config: ServerConfig, *, privileged: bool) -> list[str]:
     """Namespaces and capabilities: a user namespace of serve's user, or (``privileged``: bwrap
     runs as root) every namespace but that one and only what setpriv needs to switch user and
     empty the bounding set (its setuid() to a non-zero uid clears the rest)."""
+    common = ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if not privileged:
-        opts = ["--unshare-all", *(["--share-net"] if config.network else [])]
-        return [*opts, "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        return ["--unshare-all", *(["--share-net"] if config.network else []), *common]
     opts = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
     opts += [] if config.network else ["--unshare-net"]
-    opts += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    opts += common
     for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
         opts += ["--cap-add", cap]
     return opts

@@ -126,13 +126,13 @@ class Connection:
                 )
             drop_to = self._confinement.drop_to() if self._confinement is not None else None
             setpriv = setpriv_path() if drop_to is not None else None
-            if drop_to is not None and setpriv is None:
-                raise DownstreamUnavailable(
-                    f"MCP server '{config.name}' cannot drop to the sandbox user: setpriv "
-                    "(util-linux) is not installed under /usr",
-                    server=config.name,
-                )
             if drop_to is not None:
+                if setpriv is None:
+                    raise DownstreamUnavailable(
+                        f"MCP server '{config.name}' cannot drop to the sandbox user: setpriv "
+                        "(util-linux) is not installed under /usr",
+                        server=config.name,
+                    )
                 for path in unwritable(config.writable, *drop_to):
                     log.warning(
                         "MCP server %r: its writable %s is not writable by the sandbox user "
