@@ -44,15 +44,18 @@ LIMIT :limit;
 
 -- name: claim_ready_tenants
 -- Tenants with pending runs: a loose index scan of runs_tenant_ready (one probe per tenant,
--- however long a tenant's backlog), with the running count and quota of each.
+-- however long a tenant's backlog), with the running count and quota of each. INDEXED BY:
+-- without statistics (mcpexec runs no ANALYZE) SQLite took runs_status for the MIN and walked
+-- every pending run, 0.4 ms per claim at a backlog of 2,000 (0.01 ms with the index).
 WITH RECURSIVE ready(tenant) AS (
-    SELECT MIN(tenant) FROM runs WHERE status = 'pending'
+    SELECT MIN(tenant) FROM runs INDEXED BY runs_tenant_ready WHERE status = 'pending'
     UNION ALL
-    SELECT (SELECT MIN(tenant) FROM runs WHERE status = 'pending' AND tenant > ready.tenant)
+    SELECT (SELECT MIN(tenant) FROM runs INDEXED BY runs_tenant_ready
+            WHERE status = 'pending' AND tenant > ready.tenant)
     FROM ready WHERE ready.tenant IS NOT NULL)
 SELECT ready.tenant AS tenant,
-       (SELECT COUNT(*) FROM runs WHERE status = 'running' AND runs.tenant = ready.tenant)
-           AS running,
+       (SELECT COUNT(*) FROM runs INDEXED BY runs_tenant_running
+        WHERE status = 'running' AND runs.tenant = ready.tenant) AS running,
        COALESCE(tenants.max_concurrent, :default_max_concurrent) AS max_concurrent
 FROM ready LEFT JOIN tenants ON tenants.id = ready.tenant
 WHERE ready.tenant IS NOT NULL;
@@ -89,9 +92,10 @@ WHERE seq IN (SELECT value FROM json_each(:seqs))
 RETURNING *;
 
 -- name: next_available_at
--- The partial index runs_available (available_at WHERE status = 'pending') answers the MIN.
+-- The partial index runs_available (available_at WHERE status = 'pending') answers the MIN
+-- (INDEXED BY: without statistics SQLite walked every pending run by runs_status).
 -- Runs asking for a label outside :have (a JSON array) are not this worker's to wait for.
-SELECT MIN(available_at) FROM runs
+SELECT MIN(available_at) FROM runs INDEXED BY runs_available
 WHERE status = 'pending' AND cancel_requested = 0
   AND (worker_labels = '[]'
        OR NOT EXISTS (SELECT 1 FROM json_each(runs.worker_labels) AS want
@@ -147,7 +151,7 @@ WHERE id = :run_id
 RETURNING *;
 
 -- name: expired_leases
-SELECT * FROM runs
+SELECT * FROM runs INDEXED BY runs_leases
 WHERE status = 'running' AND lease_expires_at <= :now
 ORDER BY lease_expires_at, seq
 LIMIT :limit;
