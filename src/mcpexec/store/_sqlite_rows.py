@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -73,25 +73,28 @@ RUN_FIELDS: dict[str, str] = {
 RUN_COLUMNS = (*RUN_FIELDS, "failure_kind", "failure_message")
 
 
-def _decode(kind: str, annotation: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _decoder(kind: str, annotation: Any) -> Callable[[Any], Any] | None:
+    """How a non-NULL column value becomes the field's value (``None``: as SQLite gives it)."""
     if kind == "time":
-        return from_us(value)
+        return from_us
     if kind == "model":
-        return _model_of(annotation).model_validate_json(value)
+        return _model_of(annotation).model_validate_json
     if kind == "json":
-        return json.loads(value)
-    return value
+        return json.loads
+    return None
 
 
-_RUN_ANNOTATIONS = {name: Run.model_fields[name].annotation for name in RUN_FIELDS}
+#: Each run column's decoder, worked out once (a run is decoded on every claim and read).
+_RUN_DECODERS = {
+    name: _decoder(kind, Run.model_fields[name].annotation) for name, kind in RUN_FIELDS.items()
+}
 
 
 def run_of(row: Row) -> Run:
-    data = {
-        name: _decode(kind, _RUN_ANNOTATIONS[name], row[name]) for name, kind in RUN_FIELDS.items()
-    }
+    data: dict[str, Any] = {}
+    for name, decode in _RUN_DECODERS.items():
+        value = row[name]
+        data[name] = value if decode is None or value is None else decode(value)
     data["failure"] = failure_of(row["failure_kind"], row["failure_message"])
     return Run.model_validate(data)
 
