@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -47,6 +48,32 @@ def report(name: str, samples: list[float], rest_p50: float | None) -> float:
     verdict = "" if rest_p50 is None else ("  ok" if p50 <= GOAL_MS else "  OVER GOAL")
     print(f"{name:<28} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms{ratio}{verdict}")
     return p50
+
+
+async def open_legacy_session(client: BareHttp) -> dict[str, str]:
+    """initialize + notifications/initialized in the 2025-11-25 era: the headers of the
+    session's later requests."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "bench_mcp", "version": "0"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+    status, answer = await client.post("/mcp", json.dumps(init).encode(), accept)
+    session = client.last_headers.get("mcp-session-id")
+    if status != 200 or session is None:
+        raise RuntimeError(f"initialize failed: {status} {answer!r}")
+    headers = {**accept, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    status, answer = await client.post("/mcp", json.dumps(note).encode(), headers)
+    if status != 202:
+        raise RuntimeError(f"notifications/initialized failed: {status} {answer!r}")
+    return headers
 
 
 def start_serve(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -82,7 +109,7 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
         # The same tools/call as a bare JSON-RPC POST (what the SDK client sends in the
         # 2026-07-28 era, answered as application/json): the server's cost without the SDK
         # client's (it validates every result against the output schema).
-        body = {
+        body: dict[str, Any] = {
             "jsonrpc": "2.0",
             "id": 1,
             "method": "tools/call",
@@ -118,26 +145,41 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
             assert b'"result"' in answer, answer
             return answer
 
-        rest_bare: list[float] = []
-        mcp_bare: list[float] = []
+        # The 2025-11-25 era through the same bare client: a session (initialize, then
+        # notifications/initialized), then the tools/call answered as an SSE stream.
+        legacy = BareHttp("127.0.0.1", int(url.rsplit(":", 1)[1]), auth)
+        legacy_headers = await open_legacy_session(legacy)
+        legacy_call = json.dumps({**body, "params": {**body["params"], "_meta": {}}}).encode()
+
+        async def bare_legacy() -> object:
+            status, answer = await legacy.post("/mcp", legacy_call, legacy_headers)
+            assert status == 200, answer
+            assert b'"result"' in answer, answer
+            return answer
+
+        sides = {"rest": bare_rest, "mcp": bare_mcp, "legacy": bare_legacy}
+        bare_samples: dict[str, list[float]] = {side: [] for side in sides}
         # serve's CPU per request (user + system, /proc), the least of the rounds: steadier
         # than latency on a shared machine, and what a busy server runs out of.
-        cpu: dict[str, list[float]] = {"rest": [], "mcp": []}
+        cpu: dict[str, list[float]] = {side: [] for side in sides}
         process = psutil.Process(serve_pid)
         per_round = 300  # ~0.3 s of CPU: the clock-tick resolution (10 ms) is ~3 % of it
-        for _ in range(6):  # interleaved rounds: load changes hit both sides alike
-            for side, call, into in (("rest", bare_rest, rest_bare), ("mcp", bare_mcp, mcp_bare)):
+        for _ in range(6):  # interleaved rounds: load changes hit every side alike
+            for side, call in sides.items():
                 before = sum(process.cpu_times()[:2])
-                into.extend(await timed(call, per_round, warmup=0))
+                bare_samples[side].extend(await timed(call, per_round, warmup=0))
                 cpu[side].append((sum(process.cpu_times()[:2]) - before) * 1000 / per_round)
-        bare_p50 = report("REST GET, bare client", rest_bare, None)
-        report("MCP HTTP 2026-07-28, bare", mcp_bare, bare_p50)
-        rest_cpu, mcp_cpu = min(cpu["rest"]), min(cpu["mcp"])
+        bare_p50 = report("REST GET, bare client", bare_samples["rest"], None)
+        report("MCP HTTP 2026-07-28, bare", bare_samples["mcp"], bare_p50)
+        report("MCP HTTP 2025-11-25, bare", bare_samples["legacy"], bare_p50)
+        least = {side: min(values) for side, values in cpu.items()}
         print(
-            f"{'serve CPU per request':<28} REST {rest_cpu:.2f} ms   MCP {mcp_cpu:.2f} ms"
-            f"  x{mcp_cpu / rest_cpu:.2f} REST"
+            f"{'serve CPU per request':<28} REST {least['rest']:.2f} ms   "
+            f"2026-07-28 {least['mcp']:.2f} ms x{least['mcp'] / least['rest']:.2f}   "
+            f"2025-11-25 {least['legacy']:.2f} ms x{least['legacy'] / least['rest']:.2f}"
         )
         await bare.aclose()
+        await legacy.aclose()
     args = {"run_id": run_id}
     for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
         http = httpx2.AsyncClient(headers=auth)
