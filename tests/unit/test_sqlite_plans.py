@@ -15,8 +15,9 @@ import pytest
 from mcpexec.store._sqlite_db import load_queries
 from mcpexec.store.sqlite import SqliteStore
 
-#: Statements run per claim or per worker wake-up, whatever the backlog.
-HOT = ("claim_ready_tenants", "claim_heads", "next_available_at", "expired_leases")
+#: Statements run per claim or per worker wake-up whatever the backlog, and per tenant on
+#: every /metrics scrape.
+HOT = ("claim_ready_tenants", "claim_heads", "next_available_at", "expired_leases", "tenant_load")
 
 
 @pytest.fixture(scope="module")
