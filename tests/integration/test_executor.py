@@ -782,6 +782,26 @@ def test_the_spawn_helpers_child_starts_clean(tmp_path: Path) -> None:
     assert stdin == "/dev/null"
 
 
+def test_the_spawn_helper_loads_no_more_than_it_needs() -> None:
+    """The helper is forked once per run: every page it has costs the child a page fault before
+    its exec. ``ctypes.util.find_library`` (``ldconfig -p`` through ``subprocess``) left it 4 MB
+    larger and each run's first process 0.3-0.7 ms more CPU (docs/benchmarks.md, 2026-12-07)."""
+    import mcpexec.executor.spawn_helper as helper
+
+    probe = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='spawn_helper'); "
+        "print(sorted(m for m in ('subprocess', 'ctypes.util', 'shutil') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, helper.__file__],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert loaded.stdout.strip() == "[]", loaded
+
+
 def test_the_spawn_helper_ignores_signals_meant_for_the_server(tmp_path: Path) -> None:
     """SIGTERM/SIGINT/SIGHUP (a client closing ``mcpexec mcp`` signals its process group) do
     not end the helper, nor the runs it spawned: the server decides when runs end."""
