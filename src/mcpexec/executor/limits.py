@@ -18,7 +18,6 @@ therefore only makes syscalls with values computed in the parent beforehand: ``s
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import resource
 import shlex
@@ -70,9 +69,8 @@ def rlimits_for(
 
 
 def _load_prctl() -> Callable[[int, int, int, int, int], int] | None:
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # libc is already loaded: no ldconfig run
     except OSError:
         return None
     fn = getattr(libc, "prctl", None)

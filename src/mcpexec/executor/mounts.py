@@ -4,14 +4,13 @@ finding the mounts a dead server left below a directory."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
 _MS_NOSUID, _MS_NODEV = 2, 4
 _MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc is already loaded: no ldconfig run
 
 
 def mount_tmpfs(path: Path, size_mb: int, uid: int, gid: int) -> None:

@@ -4,7 +4,6 @@ limits) and the report of ``mcpexec doctor``."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
@@ -29,7 +28,7 @@ _LANDLOCK_CREATE_RULESET_VERSION = 1
 
 # --- small syscalls ----------------------------------------------------------------------------
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc is already loaded: no ldconfig run
 
 
 def landlock_abi() -> int | None:
