@@ -785,7 +785,7 @@ def test_the_spawn_helpers_child_starts_clean(tmp_path: Path) -> None:
 def test_the_spawn_helper_loads_no_more_than_it_needs() -> None:
     """The helper is forked once per run: every page it has costs the child a page fault before
     its exec. ``ctypes.util.find_library`` (``ldconfig -p`` through ``subprocess``) left it 4 MB
-    larger and each run's first process 0.3-0.7 ms more CPU (docs/benchmarks.md, 2026-12-07)."""
+    larger and each run's first process 0.2-0.4 ms more CPU (docs/benchmarks.md, 2026-12-07)."""
     import mcpexec.executor.spawn_helper as helper
 
     probe = (
