@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from mcpexec.executor.limits import RLimit
 
 HELPER = Path(__file__).with_name("spawn_helper.py")
@@ -294,7 +296,7 @@ class Spawner:
         self._answers[request_id] = answer
         try:
             self.sock.sendmsg(
-                [json.dumps(request).encode()],
+                [_encode(request)],
                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
             )
         except BlockingIOError:  # the helper is not reading: it is stuck, not slow
@@ -317,3 +319,13 @@ class Spawner:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await asyncio.to_thread(proc.wait, 5)
+
+
+def _encode(request: dict[str, Any]) -> bytes:
+    """The request as JSON: orjson (the environment is most of it; ~5x the stdlib's speed), or,
+    for a string orjson refuses (a non-UTF-8 environment value arrives as lone surrogates from
+    ``os.environ``), the stdlib's ``\\udcxx`` escapes, which the helper reads back the same."""
+    try:
+        return orjson.dumps(request)
+    except orjson.JSONEncodeError:
+        return json.dumps(request).encode()
