@@ -32,7 +32,7 @@ from mcpexec.errors import (
 from mcpexec.event_ops import EventOps
 from mcpexec.events import EventHub
 from mcpexec.executor.base import Executor
-from mcpexec.history import HOUR, HistoryPoint
+from mcpexec.history import HOUR, MAX_HISTORY_HOURS, HistoryPoint
 from mcpexec.history import points as history_points
 from mcpexec.metrics import Metrics, StoreGauges
 from mcpexec.models import (
@@ -83,8 +83,6 @@ MIB = 1024 * 1024
 #: How often a waiter re-reads the store when no in-process event arrives (another process may
 #: be running the run).
 POLL_S = 0.5
-#: The longest history the overview and GET /api/v1/stats/history show: a month of hours.
-MAX_HISTORY_HOURS = 24 * 31
 
 
 @dataclass(frozen=True, slots=True)

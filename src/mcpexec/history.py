@@ -11,6 +11,9 @@ from datetime import datetime, timedelta
 from mcpexec.store.base import ROLLUP_BOUNDS_US, HourStats
 
 HOUR = timedelta(hours=1)
+#: The longest history the overview and GET /api/v1/stats/history show: a month of hours. The
+#: reaper prunes the rollup beyond it (``Store.prune_history``): nothing reads further back.
+MAX_HISTORY_HOURS = 24 * 31
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mcpexec.events import EventHub
+from mcpexec.history import MAX_HISTORY_HOURS
 from mcpexec.metrics import Metrics
 from mcpexec.models import Failure, FailureKind, utcnow
 from mcpexec.retry import next_attempt_at
@@ -159,4 +160,17 @@ class Reaper:
                 break
         if total:
             log.info("purged %d run(s) finished before %s", total, before.isoformat())
+        await self.prune_history()
+        return total
+
+    async def prune_history(self) -> int:
+        """Forget the hourly rollup beyond the longest history anyone can ask for (plus the
+        hour in progress), a bounded batch at a time: it is kept after its runs are purged,
+        and would otherwise grow by every hour each tenant ran something."""
+        before = utcnow() - timedelta(hours=MAX_HISTORY_HOURS + 1)
+        total = 0
+        while removed := await self.store.prune_history(before):
+            total += removed
+        if total:
+            log.info("pruned %d row(s) of run history before %s", total, before.isoformat())
         return total

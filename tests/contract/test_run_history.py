@@ -149,6 +149,15 @@ async def test_the_rollup_counts_finishes_by_hour_with_duration_and_wait(store: 
     ]
     assert await store.purge_finished(t(10_000))
     assert await store.run_history(T0) == [first, second]  # kept after the runs are gone
+    # Until pruned: the hours before the one holding t(3600) go, a few rows at a time.
+    assert await store.prune_history(t(1)) == 0  # nothing before T0's own hour
+    pruned = [await store.prune_history(t(3600), limit=2)]
+    while pruned[-1]:
+        assert len(pruned) < 20, pruned
+        pruned.append(await store.prune_history(t(3600), limit=2))
+    assert sum(pruned) > 0
+    assert await store.run_history(T0) == [second]
+    assert await store.run_history(T0, tenant="t2") == []
 
 
 @pytest.mark.parametrize("windowed_cursor", [False, True])
@@ -212,3 +221,32 @@ async def test_sqlite_alert_figures_walk_the_window_of_finishes(tmp_path: Path) 
             assert "USING INDEX runs_finished (finished_at>?)" in plan, plan
     finally:
         conn.close()
+
+
+async def test_the_reapers_purge_forgets_the_history_nobody_can_read(
+    store: Store, tmp_path: Path
+) -> None:
+    """The rollup outlives its runs, but not the longest history the API serves: the purge
+    prunes the hours before it, and keeps the rest."""
+    from mcpexec.events import EventHub
+    from mcpexec.history import MAX_HISTORY_HOURS
+    from mcpexec.models import utcnow
+    from mcpexec.reaper import Reaper, ReaperOptions
+    from mcpexec.settings import Settings
+    from mcpexec.store.blobs import FileBlobStore
+
+    now = utcnow()
+    old, recent = now - timedelta(hours=MAX_HISTORY_HOURS + 3), now - timedelta(hours=2)
+    for run_id, at in (("old", old), ("recent", recent)):
+        await store.enqueue(new_run(run_id, created_at=at))
+        claim = await claim_one(store, now=at)
+        await store.finish_attempt(claim.run.id, claim.attempt, "w1", OK, at, None)
+    assert [h.finished for h in await store.run_history(old)] == [{"completed": 1}] * 2
+    # retention_days far beyond both runs: only the history is pruned, the runs stay.
+    options = ReaperOptions.from_settings(Settings(home=tmp_path, retention_days=3650))
+    reaper = Reaper(store, FileBlobStore(tmp_path / "blobs"), EventHub(), options)
+    assert await reaper.purge() == 0
+    [kept] = await store.run_history(old)
+    assert kept.hour == recent.replace(minute=0, second=0, microsecond=0)
+    assert await store.get_run("old") is not None
+    assert await reaper.prune_history() == 0

@@ -545,6 +545,14 @@ class Store(abc.ABC):
         summed over tenants unless ``tenant`` is given. Kept with each finish (the SQL
         dialects: a rollup by trigger, migration 0013) and kept after the runs are purged."""
 
+    @abc.abstractmethod
+    async def prune_history(self, before: datetime, limit: int = 5000) -> int:
+        """Forget up to ``limit`` rollup rows of the hours before the one holding ``before``,
+        oldest first: ``run_history`` is never asked further back than the API serves
+        (``App``'s ``MAX_HISTORY_HOURS``), and without this the rollup grows by every hour a
+        tenant ran anything. Returns how many rows went (0 when there is nothing to do: one
+        indexed lookup)."""
+
     # -- the event log (issue 17) --------------------------------------------------------------
     @abc.abstractmethod
     async def read_events(self, query: EventQuery) -> EventBatch:

@@ -106,6 +106,7 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
         self._work = WorkSignal()
         self._usage: dict[str, int] = {}  # bytes of logs + artifacts per tenant
         self._retired: list[Run] = []  # purged finished runs, still in run_history
+        self._history_floor: datetime | None = None  # prune_history: no hour before this one
 
     async def open(self) -> None:
         pass
@@ -537,6 +538,8 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
         # SQL dialects' rollup keeps them.
         hours: dict[datetime, HourStats] = {}
         start = utc(since).replace(minute=0, second=0, microsecond=0)
+        if self._history_floor is not None:
+            start = max(start, self._history_floor)
         for run in [r.run for r in self._runs.values()] + self._retired:
             if not run.status.terminal or run.finished_at is None:
                 continue
@@ -553,6 +556,23 @@ class MemoryStore(MemoryTenancy, MemoryWorkflows, MemoryEvents, MemoryHooks, Sto
                     bucket = rollup_bucket(us)
                     series[bucket] = series.get(bucket, 0) + 1
         return [hours[h] for h in sorted(hours)]
+
+    async def prune_history(self, before: datetime, limit: int = 5000) -> int:
+        # Rows of the SQL dialects' rollup: here the (tenant, hour) pairs no longer shown.
+        floor = utc(before).replace(minute=0, second=0, microsecond=0)
+        old = self._history_floor
+        gone = {
+            (run.tenant, run.finished_at.replace(minute=0, second=0, microsecond=0))
+            for run in [r.run for r in self._runs.values()] + self._retired
+            if run.status.terminal
+            and run.finished_at is not None
+            and run.finished_at < floor
+            and (old is None or run.finished_at >= old)
+        }
+        if old is None or floor > old:
+            self._history_floor = floor
+        self._retired = [r for r in self._retired if r.finished_at and r.finished_at >= floor]
+        return len(gone)
 
     async def stats(self, tenant: str | None = None) -> Stats:
         counts = dict.fromkeys((s.value for s in RunStatus), 0)

@@ -568,3 +568,12 @@ class PostgresStore(PostgresTenancy, PostgresWorkflows, PostgresEvents, Postgres
             return hours_of(await fetch_all(conn, Q["run_history"], args))
 
         return await self._db.run(tx)
+
+    async def prune_history(self, before: datetime, limit: int = 5000) -> int:
+        args = {"before": to_us(before), "limit": limit}
+
+        async def tx(conn: Conn) -> int:
+            cur = await conn.execute(Q["prune_history"], args)
+            return cur.rowcount
+
+        return await self._db.run(tx)

@@ -483,6 +483,10 @@ class SqliteStore(SqliteTenancy, SqliteWorkflows, SqliteEvents, SqliteHooks, Sto
 
         return await self._db.read(tx)
 
+    async def prune_history(self, before: datetime, limit: int = 5000) -> int:
+        args = {"before": to_us(before), "limit": limit}
+        return await self._db.write(lambda conn: conn.execute(Q["prune_history"], args).rowcount)
+
     # == tasks and schedules (issue 11; bodies in _sqlite_tasks) ================================
     async def define_task(
         self, tenant: str, owner: str, task: TaskDefinition, now: datetime

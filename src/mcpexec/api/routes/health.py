@@ -9,8 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from mcpexec import __version__
 from mcpexec.api.deps import AppDep, PrincipalDep, get_principal
-from mcpexec.app import MAX_HISTORY_HOURS
-from mcpexec.history import HistoryPoint
+from mcpexec.history import MAX_HISTORY_HOURS, HistoryPoint
 from mcpexec.models import RunStatus
 
 router = APIRouter()

@@ -756,3 +756,13 @@ WHERE hour >= %(since)s - mod(%(since)s, 3600000000)
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
 GROUP BY hour, series, bucket
 ORDER BY hour;
+
+-- name: prune_history
+-- The rollup of the hours before %(before)s's, oldest first, %(limit)s rows at a time (the key
+-- leads with the hour: a range of the primary key). The finish trigger only writes the hour of
+-- a finish, never one this deletes.
+DELETE FROM run_rollup WHERE (hour, tenant, series, bucket) IN (
+    SELECT hour, tenant, series, bucket FROM run_rollup
+    WHERE hour < %(before)s - mod(%(before)s, 3600000000)
+    ORDER BY hour LIMIT %(limit)s
+);

@@ -453,3 +453,12 @@ SELECT hour, series, bucket, SUM(n) AS n FROM run_rollup
 WHERE hour >= :since - :since % 3600000000 AND (:tenant IS NULL OR tenant = :tenant)
 GROUP BY hour, series, bucket
 ORDER BY hour;
+
+-- name: prune_history
+-- The rollup of the hours before :before's, oldest first, :limit rows at a time (the key leads
+-- with the hour: a range of the primary key).
+DELETE FROM run_rollup WHERE (hour, tenant, series, bucket) IN (
+    SELECT hour, tenant, series, bucket FROM run_rollup
+    WHERE hour < :before - :before % 3600000000
+    ORDER BY hour LIMIT :limit
+);
