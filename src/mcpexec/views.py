@@ -24,7 +24,7 @@ def wire_safe(value: Any) -> Any:
     by an older version) must still render on every surface instead of failing the answer.
 
     A surrogate is rare and the walk is not free (~0.1 ms for a run, on every answer): orjson,
-    which refuses a lone surrogate, encodes the value first (~10 µs for a run); only when it
+    which refuses a lone surrogate, encodes the value first (~1 µs for a run); only when it
     refuses (a surrogate, or what it cannot encode at all) the stdlib's text is scanned, and
     the walk done when the scan finds one."""
     try:

@@ -230,8 +230,7 @@ class Webhooks:
         if settings.webhook_secret:
             # Without a secret no run can ask for a webhook (``check``) and nothing can be
             # sent: the poll alone fails out what an earlier configuration queued, and a run's
-            # change costs no store read (one per settle interval under load, ~3 % of a
-            # PostgreSQL worker's CPU in a drain).
+            # change costs no store read (one per settle interval under load).
             events.add_change_listener(lambda _run_id: self._wake.set())
 
     def wake(self) -> None:

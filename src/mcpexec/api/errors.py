@@ -26,10 +26,10 @@ class SafeJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         try:
-            # orjson writes the same compact UTF-8 JSON about ten times faster than the stdlib
-            # (a run view: ~0.1 ms of each answer's CPU). It refuses what it cannot write
-            # exactly (a lone surrogate, an integer beyond 64 bits, a non-string key); such an
-            # answer takes the stdlib path below.
+            # orjson writes the same compact UTF-8 JSON about four times faster than the stdlib
+            # (a run view: 2 µs instead of 8). It refuses what it cannot write exactly (a lone
+            # surrogate, an integer beyond 64 bits, a non-string key): such an answer takes the
+            # stdlib path below.
             return orjson.dumps(content)
         except orjson.JSONEncodeError:
             pass

@@ -322,7 +322,7 @@ class Spawner:
 
 
 def _encode(request: dict[str, Any]) -> bytes:
-    """The request as JSON: orjson (the environment is most of it; ~5x the stdlib's speed), or,
+    """The request as JSON: orjson (the environment is most of it; ~10x the stdlib's speed), or,
     for a string orjson refuses (a non-UTF-8 environment value arrives as lone surrogates from
     ``os.environ``), the stdlib's ``\\udcxx`` escapes, which the helper reads back the same."""
     try:

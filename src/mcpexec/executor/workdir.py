@@ -117,8 +117,7 @@ class Workdir:
         # Most runs leave the fresh layout as it was made: three empty directories. rmdir
         # refuses anything else (never follows a symlink), and then rmtree does the full walk;
         # the walk costs about twice the syscalls of these four rmdirs, on every run. The
-        # layout goes by the workdir's descriptor: no path to build and resolve per directory
-        # (pathlib's joins were most of this function's CPU, in the cleanup thread).
+        # layout goes by the workdir's descriptor: no path to build and resolve per directory.
         try:
             if self.fd >= 0:
                 for name in _LAYOUT:

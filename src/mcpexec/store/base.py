@@ -549,7 +549,7 @@ class Store(abc.ABC):
     async def prune_history(self, before: datetime, limit: int = 5000) -> int:
         """Forget up to ``limit`` rollup rows of the hours before the one holding ``before``,
         oldest first: ``run_history`` is never asked further back than the API serves
-        (``App``'s ``MAX_HISTORY_HOURS``), and without this the rollup grows by every hour a
+        (``history.MAX_HISTORY_HOURS``), and without this the rollup grows by every hour a
         tenant ran anything. Returns how many rows went (0 when there is nothing to do: one
         indexed lookup)."""
 
