@@ -40,3 +40,11 @@ def test_what_orjson_refuses_takes_the_stdlib_path() -> None:
     assert json.loads(_rendered({"n": 2**70})) == {"n": 2**70}
     # A lone surrogate (stored before input was checked) becomes U+FFFD, key or value.
     assert json.loads(_rendered({BAD: [BAD]})) == {"a\ufffdb": ["a\ufffdb"]}
+
+
+def test_a_nan_in_a_stored_result_is_written_as_null() -> None:
+    # A run's result file is read with json.loads, which takes NaN; JSON has no NaN. The
+    # stdlib (allow_nan=False) failed the whole answer with a 500; orjson writes null.
+    assert _rendered({"result": {"x": float("nan"), "y": [float("inf")]}}) == (
+        b'{"result":{"x":null,"y":[null]}}'
+    )
