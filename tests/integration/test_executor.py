@@ -542,6 +542,16 @@ def test_invalid_result_is_noted_not_failed(tmp_path: Path) -> None:
     assert any("not valid JSON" in note for note in result.notes)
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_result_with_a_number_json_lacks_is_noted(tmp_path: Path, constant: str) -> None:
+    # Python's json.dumps writes them by default; JSON has none (and MCP would carry it on).
+    shell = f'echo \'{{"x": [1, {constant}]}}\' > "$MCPEXEC_RESULT"'
+    result, _ = run_one(tmp_path, {"shell": shell})
+    assert result.succeeded
+    assert result.result is None
+    assert any(f"{constant} is not a JSON number" in note for note in result.notes), result.notes
+
+
 def test_result_symlink_is_refused(tmp_path: Path) -> None:
     canary = tmp_path / "canary.json"
     canary.write_text('"secret"')

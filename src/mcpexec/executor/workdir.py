@@ -66,6 +66,12 @@ def _parts(relpath: str) -> list[str]:
     return parts
 
 
+def _not_json(name: str) -> Any:
+    """``json.loads`` takes ``NaN`` and ``Infinity``; JSON (RFC 8259) has neither, and a result
+    holding one would be written as invalid JSON on some surfaces (MCP) and fail on others."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
@@ -182,7 +188,7 @@ class Workdir:
                 return None, f"result file ignored: larger than {RESULT_MAX_BYTES} bytes"
             data = f.read(RESULT_MAX_BYTES + 1)
         try:
-            return (json.loads(data) if data.strip() else None), None
+            return (json.loads(data, parse_constant=_not_json) if data.strip() else None), None
         except (ValueError, RecursionError) as exc:
             return None, f"result file is not valid JSON: {exc}"[:300]
 
