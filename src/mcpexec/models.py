@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -79,6 +80,28 @@ def _scalar_text(value: str) -> str:
 
 #: Every text field of a request is a ``Text``.
 Text = Annotated[str, AfterValidator(_scalar_text)]
+
+
+def _finite_numbers(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse ``NaN`` and ``Infinity`` anywhere in a free-form JSON object: Python's JSON
+    parsers take them (``json.loads``, YAML's ``.nan``), JSON has neither, and a value holding
+    one could not be answered as JSON afterwards."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            name = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+            raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return value
+
+
+#: A free-form JSON object of a request (parameters, a tool's arguments): any JSON, whose
+#: numbers are finite.
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_numbers)]
 
 
 def _no_nul(what: str, value: str) -> None:
@@ -357,7 +380,7 @@ class ToolCall(BaseModel):
         description="the tool: its name on the server, or server.tool",
         json_schema_extra={"pattern": NO_NUL_PATTERN},
     )
-    arguments: dict[str, Any] = Field(
+    arguments: JsonObject = Field(
         default_factory=dict, description="the tool's arguments (checked against inputSchema)"
     )
 
@@ -733,7 +756,7 @@ class RunRequest(ExecSpec):
         # at the top of the anyOf it still applies to the string branch only.
         json_schema_extra={"pattern": TASK_REF_PATTERN},
     )
-    params: dict[str, Any] | None = Field(default=None, description="the task's parameters")
+    params: JsonObject | None = Field(default=None, description="the task's parameters")
     notify: Notify | None = Field(default=None, description="a webhook told when the run ends")
 
     @model_validator(mode="after")

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from mcpexec.errors import Conflict, InvalidRequest, ScheduleNotFound, TaskArchived
-from mcpexec.models import TASK_REF_PATTERN, IsoDateTime, Run
+from mcpexec.models import TASK_REF_PATTERN, IsoDateTime, JsonObject, Run
 from mcpexec.params import validate_params
 from mcpexec.schedules import (
     CatchupWindowS,
@@ -59,7 +59,7 @@ class ScheduleRequest(ScheduleSpec):
         description="NAME or NAME@VERSION",
         json_schema_extra={"pattern": TASK_REF_PATTERN},
     )
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
     @field_validator("task")
     @classmethod
@@ -93,7 +93,7 @@ class ScheduleChanges(BaseModel):
     overlap: OverlapPolicy = OverlapPolicy.SKIP
     catchup_window_s: CatchupWindowS = 3600.0
     paused: StrictBool = False
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

@@ -40,6 +40,7 @@ from mcpexec.models import (
     TASK_REF_PATTERN,
     ExecSpec,
     InputFile,
+    JsonObject,
     Labels,
     Priority,
     RetryPolicy,
@@ -59,7 +60,7 @@ class TaskDefinition(ExecSpec):
 
     name: str = Field(max_length=64, description="lower-case letters, digits, '.', '_', '-'")
     description: str = Field(default="", max_length=4096)
-    params: dict[str, Any] = Field(
+    params: JsonObject = Field(
         default_factory=dict, description="JSON Schema (2020-12) of the parameters; {}: none"
     )
     retry: RetryPolicy | None = None

@@ -88,6 +88,15 @@ def test_lone_surrogates_are_refused_naming_the_field(
     assert http.get("/api/v1/runs").status_code == 200
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_naming_the_field(http: httpx.Client, constant: str) -> None:
+    # Python's json.loads (FastAPI's parser) takes them; JSON has neither.
+    body = '{"task": "t", "params": {"x": [1, CONSTANT]}}'.replace("CONSTANT", constant)
+    response = _post_raw(http, body)
+    assert _field_of(response) == "params"
+    assert f"{constant} is not a JSON number" in response.json()["error"]["message"]
+
+
 def test_a_surrogate_stored_before_the_check_does_not_break_reads(tmp_path: Path) -> None:
     """A run written by an older version with a lone surrogate in a label: list and get answer
     (the character comes back as U+FFFD), also for ``mcpexec runs``."""

@@ -48,6 +48,7 @@ from mcpexec.models import (
     TASK_REF_PATTERN,
     ExecSpec,
     JsonInt,
+    JsonObject,
     Limits,
     RetryPolicy,
     Script,
@@ -241,7 +242,7 @@ class WorkspaceSpec(_Strict):
 class WorkflowDefinition(_Strict):
     name: str = Field(max_length=64, pattern=TASK_NAME_PATTERN)
     description: str = Field(default="", max_length=4096)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
     concurrency: (
         Annotated[JsonInt, Field(ge=1, le=1000, json_schema_extra={"minimum": 1, "maximum": 1000})]

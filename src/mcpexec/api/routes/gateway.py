@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.api.errors import SafeJSONResponse
-from mcpexec.models import Text
+from mcpexec.models import JsonObject, Text
 
 router = APIRouter(tags=["tools"])
 
@@ -29,7 +29,7 @@ class ToolCallBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    arguments: dict[str, Any] = Field(
+    arguments: JsonObject = Field(
         default_factory=dict, description="the tool's arguments (checked against inputSchema)"
     )
     timeout_s: StrictFloat | None = Field(

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcpexec.api.deps import AppDep, PrincipalDep
 from mcpexec.api.routes.tasks import MAX_VERSION, _inline
 from mcpexec.errors import InvalidRequest
-from mcpexec.models import TASK_NAME_PATTERN
+from mcpexec.models import TASK_NAME_PATTERN, JsonObject
 from mcpexec.workflows.ops import event_view, run_view, workflow_view
 from mcpexec.workflows.spec import STEP_NAME, WorkflowDefinition
 from mcpexec.workflows.state import WorkflowStatus
@@ -41,7 +41,7 @@ class Action(StrEnum):
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workflow: str = Field(pattern=WORKFLOW_REF, max_length=84, description="NAME or NAME@VERSION")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonObject = Field(default_factory=dict)
 
 
 class ActionRequest(BaseModel):
