@@ -68,7 +68,7 @@ def _parts(relpath: str) -> list[str]:
 
 def _not_json(name: str) -> Any:
     """``json.loads`` takes ``NaN`` and ``Infinity``; JSON (RFC 8259) has neither, and a result
-    holding one would be written as invalid JSON on some surfaces (MCP) and fail on others."""
+    holding one would go out as invalid JSON through MCP (its serializer writes ``NaN``)."""
     raise ValueError(f"{name} is not a JSON number")
 
 
