@@ -51,3 +51,19 @@ def test_a_hot_statement_walks_no_backlog(database: Path, name: str) -> None:
     assert not [step for step in plan if "runs_status" in step or step.startswith("SCAN runs")], (
         plan
     )
+
+
+def test_the_unread_runs_ready_index_is_gone(database: Path) -> None:
+    """Every index of ``runs`` costs each submit or transition an entry. ``runs_ready`` (0001)
+    was read by no statement once the claim went per tenant (migration 0017 drops it)."""
+    conn = sqlite3.connect(database)
+    try:
+        names = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+            )
+        }
+    finally:
+        conn.close()
+    assert "runs_ready" not in names
