@@ -9,7 +9,9 @@ One run measures, in this order:
 (d1) serve's RSS after a warm-up of the first runs;
 (c) latency at idle: sequential submit + long-poll, submit→start and submit→completed;
 (b) end to end throughput: N runs of ``true`` submitted over HTTP by a few concurrent submitters
-    to a live ``mcpexec serve --workers 4``, timed from the first submit until all completed;
+    to a live ``mcpexec serve --workers 4``, timed from the first submit until all completed
+    (the submitters' client: ``--client bare``, the default, is ``timing.BareHttp``, ~0.1 ms of
+    CPU per request; ``--client httpx`` ~0.9 ms, which on two cores competes with serve);
 (e) serve's CPU per run over (b) (utime+stime of serve and of its helper processes, the spawn
     helper and the watchdog; the runs' own, their reaped children's, is reported apart);
 (d2) serve's RSS after the total run count (default 5,000) is reached;
@@ -58,8 +60,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import anyio
 import httpx
+import orjson
+from timing import BareHttp
 
 from mcpexec.executor import bwrap, seccomp
 from mcpexec.executor.sandbox import SandboxExecutor
@@ -357,24 +363,63 @@ class Serve:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
+#: The submitters' HTTP client: ``bare`` (``timing.BareHttp``, a keep-alive HTTP/1.1 client with
+#: next to no CPU of its own) or ``httpx``. On two cores the client shares the CPU with serve and
+#: the runs; httpx's ``AsyncClient`` costs about 1 ms of CPU per request, which this benchmark
+#: would count against mcpexec (Procrastinate's deferrer in bench_postgres is an in-process
+#: library call). ``BENCH_CLIENT=httpx`` (or ``--client httpx``) measures through httpx.
+CLIENT = os.environ.get("BENCH_CLIENT", "bare")
+
+
 class Api:
-    def __init__(self, serve: Serve, connections: int) -> None:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.http = httpx.AsyncClient(
-            base_url=serve.url,
-            headers={"Authorization": f"Bearer {serve.token()}"},
-            timeout=30.0,
-            limits=limits,
-        )
+    def __init__(self, serve: Serve, connections: int, client: str | None = None) -> None:
+        self.client = client or CLIENT
+        headers = {"Authorization": f"Bearer {serve.token()}"}
+        self.bare: BareHttp | None = None
+        self.http: httpx.AsyncClient | None = None
+        if self.client == "bare":
+            self.bare = BareHttp("127.0.0.1", serve.port, headers)
+        elif self.client == "httpx":
+            pool = connections
+            limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+            self.http = httpx.AsyncClient(
+                base_url=serve.url, headers=headers, timeout=30.0, limits=limits
+            )
+        else:
+            raise ValueError(f"unknown client {self.client!r} (bare or httpx)")
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.bare is not None:
+            await self.bare.aclose()
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = await self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
-        body: dict[str, Any] = response.json()
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        if self.http is not None:
+            response = await self.http.request(
+                method, path, json=json, params=params, timeout=timeout
+            )
+            status, text = response.status_code, response.content
+        else:
+            assert self.bare is not None
+            if params:
+                path = f"{path}?{urlencode(params)}"
+            with anyio.fail_after(timeout):
+                if json is None:
+                    status, text = await self.bare.request(method, path, "", b"")
+                else:
+                    status, text = await self.bare.post(path, orjson.dumps(json))
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: {status} {text[:200]!r}")
+        body: dict[str, Any] = orjson.loads(text)
         return body
 
     async def submit(self) -> dict[str, Any]:
@@ -575,6 +620,7 @@ class Config:
     timeout_s: float
     batch_size: int = 100
     ids_per_read: int = 500
+    client: str = CLIENT
 
 
 @dataclass(frozen=True)
@@ -650,7 +696,7 @@ async def _one_serve(cfg: Config, keep_home: bool, variant: Variant) -> dict[str
             file=sys.stderr,
         )
         results["serve_home"] = str(serve.home) if keep_home else None
-        api = Api(serve, connections=cfg.submitters + 2)
+        api = Api(serve, connections=cfg.submitters + 2, client=cfg.client)
         try:
             results.update(await _against_serve(cfg, serve, api))
         finally:
@@ -807,7 +853,8 @@ def report(r: dict[str, Any]) -> str:
         f"mcpexec engine benchmark — {platform.node()} · {os.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · {datetime.now().astimezone():%Y-%m-%d %H:%M}",
         f"N={cfg['n']} (raw N={cfg['raw_n']}, C={cfg['concurrency']}), serve --workers "
-        f"{cfg['workers']}, {cfg['submitters']} HTTP submitters, {cfg['latency_n']} idle runs, "
+        f"{cfg['workers']}, {cfg['submitters']} HTTP submitters ({cfg['client']} client), "
+        f"{cfg['latency_n']} idle runs, "
         f"MCPEXEC_SANDBOX={SANDBOX}",
         f"variant {variant.name}: {variant.describe()}",
         "",
@@ -895,6 +942,9 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, default=100, help="runs per batch in (f); 0 skips (f) and (g)"
     )
     parser.add_argument("--ids-per-read", type=int, default=500, help="ids per bulk read (g)")
+    parser.add_argument(
+        "--client", choices=("bare", "httpx"), default=CLIENT, help="the submitters' HTTP client"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-home", action="store_true", help="keep serve's temporary home")
     parser.add_argument(
@@ -920,6 +970,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
         batch_size=args.batch_size,
         ids_per_read=args.ids_per_read,
+        client=args.client,
     )
     variants = args.variant or [Variant("default", {})]
     runs = asyncio.run(bench(cfg, args.keep_home, variants))

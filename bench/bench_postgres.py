@@ -10,7 +10,9 @@ Each configuration gets a fresh ``MCPEXEC_HOME`` (and, on PostgreSQL, a fresh th
 the end), a warm-up, then:
 
 - throughput: N runs POSTed by 8 concurrent submitters, from the first submit until all are
-  terminal (``bench_engine.submit_and_drain``);
+  terminal (``bench_engine.submit_and_drain``; ``--client``: ``bare``, the default, is
+  ``timing.BareHttp``, which adds next to no CPU of its own on the two shared cores, as
+  Procrastinate's in-process ``defer_async`` does; ``httpx`` costs ~1 ms of CPU per request);
 - submit→start at idle: sequential submit + long-poll, ``started_at - created_at`` of each run
   (p50/p99): on PostgreSQL with separate workers this is the LISTEN/NOTIFY wake-up across
   processes plus the claim.
@@ -59,7 +61,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from bench_engine import MCPEXEC, Api, Serve, idle_latency, percentile, submit_and_drain
+from bench_engine import CLIENT, MCPEXEC, Api, Serve, idle_latency, percentile, submit_and_drain
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 JOB = ["sh", "-c", "echo hello"]  # the job of every row, mcpexec's and Procrastinate's
@@ -147,7 +149,7 @@ async def measure(setup: Setup, args: argparse.Namespace) -> dict[str, float]:
     try:
         serve.start()
         workers = [start_worker(serve, settings) for _ in range(setup.worker_processes)]
-        api = JobApi(serve, connections=16)
+        api = JobApi(serve, connections=16, client=args.client)
         try:
             await wait_registered(api, 1)
             await wait_registered(api, setup.worker_processes)
@@ -567,6 +569,9 @@ def main() -> int:
         help="a python whose environment has procrastinate and psycopg (never mcpexec's venv)",
     )
     parser.add_argument("--no-procrastinate", action="store_true", help="mcpexec's rows only")
+    parser.add_argument(
+        "--client", choices=("bare", "httpx"), default=CLIENT, help="the submitters' HTTP client"
+    )
     args = parser.parse_args()
     if args.history:
         print(
@@ -584,7 +589,8 @@ def main() -> int:
     )
     print(
         f"N={args.n} jobs of `{shlex.join(JOB)}` per configuration (stdout and exit code "
-        f"stored), 8 concurrent submitters, {args.latency_n} idle jobs, MCPEXEC_SANDBOX=none, "
+        f"stored), 8 concurrent submitters ({args.client} HTTP client), {args.latency_n} idle "
+        f"jobs, MCPEXEC_SANDBOX=none, "
         f"load {os.getloadavg()[0]:.1f}"
     )
     rows = [(setup.name, asyncio.run(measure(setup, args))) for setup in SETUPS]

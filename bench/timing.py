@@ -70,13 +70,23 @@ class BareHttp:
         return await self.request("GET", path, "", b"")
 
     async def request(self, method: str, path: str, head: str, body: bytes) -> tuple[int, bytes]:
-        """One request on an idle connection (a new one when none is idle)."""
-        if self.idle:
+        """One request on an idle connection (a new one when none is idle). A kept-alive
+        connection the server closed while it sat idle (its keep-alive timeout) fails before
+        any byte of an answer: the request is sent again on the next idle connection or a new
+        one, as HTTP clients do (the server closes only idle connections: it never saw it)."""
+        request = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}{head}\r\n".encode()
+        while self.idle:
             conn, buffer = self.idle.pop()
+            try:
+                await conn.send(request + body)
+                if not buffer:
+                    buffer += await conn.receive()
+                break
+            except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                await conn.aclose()
         else:
             conn, buffer = await anyio.connect_tcp(self.host, self.port), bytearray()
-        request = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}{head}\r\n".encode()
-        await conn.send(request + body)
+            await conn.send(request + body)
         while (end := buffer.find(b"\r\n\r\n")) < 0:
             buffer += await conn.receive()
         lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
