@@ -232,6 +232,14 @@ def percentile(values, p):
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
+def handshake(mark):
+    # With BENCH_HANDSHAKE set, a line on stdout and wait for one on stdin: the parent reads
+    # the processes' CPU times at exactly this point.
+    if os.environ.get("BENCH_HANDSHAKE"):
+        print(mark, flush=True)
+        sys.stdin.readline()
+
+
 async def wait_done(listener, count, timeout_s):
     got, deadline = 0, time.monotonic() + timeout_s
     while got < count:
@@ -291,7 +299,9 @@ async def drive(n, warmup, latency_n, timeout_s):
                 "WHERE d.type = 'deferred' AND d.job_id = ANY(%s)", [ids]
             )).fetchall()
             start_ms = [float(r[0]) for r in rows]
+            handshake("timed")  # bench_cpu_split reads every process's CPU around this phase
             seconds, deferred = await defer_and_drain(listener, n, 8, timeout_s)
+            handshake("done")
             bad = await (await listener.execute(
                 "SELECT (SELECT count(*) FROM bench_results WHERE exit_code <> 0 "
                 "OR stdout <> E'hello\\n'), "
