@@ -606,13 +606,13 @@ def main() -> int:
     )
     # Procrastinate before and after mcpexec's rows, the mean its yardstick: on this shared
     # machine its rate moved by a quarter between two runs minutes apart (docs/benchmarks.md).
-    name = f"procrastinate {version}, 1 worker --concurrency 4"
     before = measure_procrastinate(args) if version is not None else None
     rows = [(setup.name, asyncio.run(measure(setup, args))) for setup in SETUPS]
     procrastinate: float | None = None
     if before is not None:
         after = measure_procrastinate(args)
-        rows += [(f"{name}, before", before), (f"{name}, after", after)]
+        label = f"procrastinate {version}, 1 worker --concurrency 4"
+        rows += [(f"{label}, before", before), (f"{label}, after", after)]
         procrastinate = (before["runs_per_s"] + after["runs_per_s"]) / 2
     elif not args.no_procrastinate:
         print(
