@@ -33,26 +33,23 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import psutil
 from bench_engine import Serve, submit_and_drain
 from bench_postgres import (
     DEFAULT_PG,
-    JOB,
-    PROCRASTINATE_APP,
     PROCRASTINATE_PYTHON,
     Database,
     JobApi,
+    procrastinate_driver,
     procrastinate_version,
     start_worker,
+    stop_workers,
     wait_registered,
 )
 
@@ -156,31 +153,17 @@ async def mcpexec_round(args: argparse.Namespace) -> Split:
                 raise RuntimeError(f"{batch.failed} runs failed")
         finally:
             await api.close()
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(10)
+            stop_workers([worker])
             serve.stop()
     return split("mcpexec", args.n, seconds, before, after)
 
 
 def procrastinate_round(args: argparse.Namespace) -> Split:
-    with Database(args.pg) as db, tempfile.TemporaryDirectory(prefix="procsplit-") as tmp:
-        module = Path(tmp) / "procbench_app.py"
-        module.write_text(PROCRASTINATE_APP)
-        env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "HOME": tmp,
-            "BENCH_DB": db.url,
-            "BENCH_JOB": json.dumps(JOB),
-            "BENCH_HANDSHAKE": "1",
-        }
+    with procrastinate_driver(args) as (command, env):
         counts = [str(args.n), str(args.warmup), "1", str(args.timeout)]
         driver = subprocess.Popen(
-            [args.procrastinate_python, str(module), "drive", *counts],
-            env=env,
+            [*command, *counts],
+            env={**env, "BENCH_HANDSHAKE": "1"},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

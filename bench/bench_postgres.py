@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -55,6 +56,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,6 +131,19 @@ def start_worker(serve: Serve, settings: dict[str, str]) -> subprocess.Popen[byt
         )
 
 
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL of the session of any still running after 20 s."""
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 async def wait_registered(api: Api, count: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -160,15 +175,7 @@ async def measure(setup: Setup, args: argparse.Namespace) -> dict[str, float]:
         finally:
             await api.close()
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in workers:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_workers(workers)
         serve.stop()
         if db is not None:
             db.__exit__()
@@ -347,7 +354,10 @@ def procrastinate_version(python: str) -> str | None:
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
-def measure_procrastinate(args: argparse.Namespace) -> dict[str, float]:
+@contextlib.contextmanager
+def procrastinate_driver(args: argparse.Namespace) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """A throwaway database and ``PROCRASTINATE_APP`` written out: the driver's command (to
+    which its counts are appended) and environment, both gone when the block ends."""
     with Database(args.pg) as db, tempfile.TemporaryDirectory(prefix="procbench-") as tmp:
         module = Path(tmp) / "procbench_app.py"
         module.write_text(PROCRASTINATE_APP)
@@ -357,9 +367,14 @@ def measure_procrastinate(args: argparse.Namespace) -> dict[str, float]:
             "BENCH_DB": db.url,
             "BENCH_JOB": json.dumps(JOB),
         }
+        yield [args.procrastinate_python, str(module), "drive"], env
+
+
+def measure_procrastinate(args: argparse.Namespace) -> dict[str, float]:
+    with procrastinate_driver(args) as (command, env):
         counts = [str(args.n), str(args.warmup), str(args.latency_n), str(args.timeout)]
         done = subprocess.run(
-            [args.procrastinate_python, str(module), "drive", *counts],
+            [*command, *counts],
             env=env,
             capture_output=True,
             text=True,
