@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import subprocess
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -95,10 +96,12 @@ def snapshot(submitter: int, api: int | None, worker: int) -> Snapshot:
     if api is not None:
         groups["the API process"] = own(psutil.Process(api))
     work = psutil.Process(worker)
-    groups["the worker's own process"] = own(work)
-    children = work.cpu_times().children_user + work.cpu_times().children_system
-    groups["the worker's children"] = children + sum(
-        with_reaped(child) for child in _alive(work.children(recursive=True))
+    times = work.cpu_times()
+    groups["the worker's own process"] = times.user + times.system
+    groups["the worker's children"] = (
+        times.children_user
+        + times.children_system
+        + sum(with_reaped(child) for child in _alive(work.children(recursive=True)))
     )
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] == "postgres":
@@ -139,9 +142,12 @@ async def mcpexec_round(args: argparse.Namespace) -> Split:
         settings = {"MCPEXEC_DATABASE_URL": db.url}
         serve = Serve(0, settings={"MCPEXEC_SANDBOX": "none", **settings})
         serve.start()
-        worker = start_worker(serve, settings)
-        api = JobApi(serve, connections=16)
+        workers: list[subprocess.Popen[bytes]] = []
+        api: JobApi | None = None
         try:
+            worker = start_worker(serve, settings)
+            workers.append(worker)
+            api = JobApi(serve, connections=16)
             await wait_registered(api, 1)
             await submit_and_drain(api, args.warmup, 8, args.timeout)
             before = snapshot(os.getpid(), serve.pid, worker.pid)
@@ -152,8 +158,9 @@ async def mcpexec_round(args: argparse.Namespace) -> Split:
             if batch.failed:
                 raise RuntimeError(f"{batch.failed} runs failed")
         finally:
-            await api.close()
-            stop_workers([worker])
+            if api is not None:
+                await api.close()
+            stop_workers(workers)
             serve.stop()
     return split("mcpexec", args.n, seconds, before, after)
 
@@ -170,6 +177,10 @@ def procrastinate_round(args: argparse.Namespace) -> Split:
         )
         assert driver.stdin is not None
         assert driver.stdout is not None
+        # The reads below wait for the driver's lines: a driver that hangs is killed (its
+        # stdout then ends) within bench_postgres's bound on a whole Procrastinate run.
+        deadline = threading.Timer(args.timeout * 3 + 120, driver.kill)
+        deadline.start()
         try:
             marks: list[tuple[Snapshot, float]] = []
             for expected in ("timed", "done"):
@@ -186,6 +197,7 @@ def procrastinate_round(args: argparse.Namespace) -> Split:
             if driver.wait(60) != 0 or result["failed"]:
                 raise RuntimeError(f"the Procrastinate run failed: {result}")
         finally:
+            deadline.cancel()
             if driver.poll() is None:
                 driver.kill()
                 driver.wait(10)
