@@ -7,6 +7,8 @@
 - ``tasks/*`` requests (2026-07-28) whose ``Mcp-Name`` header names another task than
   ``params.taskId`` are refused with HTTP 400 and JSON-RPC -32020, as the SDK does for the
   core methods. A missing header is allowed (the extension's clients do not all send it).
+- Each POSTed request is answered as JSON or as an SSE stream, as
+  :func:`~mcpexec.mcp_server.answers.answers_as_json` says for it.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcpexec.asgi_body import read_body, replay
 from mcpexec.bearer import bearer_token
+from mcpexec.mcp_server.answers import answering, answers_as_json
 
 _TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 
 
 class McpHttpGuard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    """``read_only_tools``: the tools whose calls may be answered as JSON (``readOnlyHint``)."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, read_only_tools: frozenset[str] = frozenset()
+    ) -> None:
         self._app = app
         self._max_body = max_body_bytes
+        self._reads = read_only_tools
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,17 +42,19 @@ class McpHttpGuard:
             return
         headers = [_clean(name, value) for name, value in scope["headers"]]
         scope = {**scope, "headers": headers}
-        method_header = _header(headers, b"mcp-method")
-        if scope["method"] != "POST" or method_header not in _TASK_METHODS:
+        if scope["method"] != "POST":
             await self._app(scope, receive, send)
             return
         body, more = await read_body(receive, self._max_body)
-        name = _header(headers, b"mcp-name")
-        task_id = _task_id(body) if name is not None and not more else None
-        if task_id is not None and name != task_id:
-            await _refuse(send, _request_id(body))
-            return
-        await self._app(scope, replay(body, more, receive), send)
+        message = None if more else _parse(body)
+        if _header(headers, b"mcp-method") in _TASK_METHODS:
+            name = _header(headers, b"mcp-name")
+            task_id = _task_id(message) if name is not None else None
+            if task_id is not None and name != task_id:
+                await _refuse(send, (message or {}).get("id"))
+                return
+        with answering(answers_as_json(message, self._reads)):
+            await self._app(scope, replay(body, more, receive), send)
 
 
 def _clean(name: bytes, value: bytes) -> tuple[bytes, bytes]:
@@ -66,19 +76,15 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 def _parse(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # the SDK answers it with its parse error
         return None
     return value if isinstance(value, dict) else None
 
 
-def _task_id(body: bytes) -> str | None:
-    params = (_parse(body) or {}).get("params")
+def _task_id(message: dict[str, Any] | None) -> str | None:
+    params = (message or {}).get("params")
     task_id = params.get("taskId") if isinstance(params, dict) else None
     return task_id if isinstance(task_id, str) else None
-
-
-def _request_id(body: bytes) -> Any:
-    return (_parse(body) or {}).get("id")
 
 
 async def _refuse(send: Send, request_id: Any) -> None:

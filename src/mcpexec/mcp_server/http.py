@@ -5,7 +5,8 @@ request needs one of the REST API's bearer tokens (401 otherwise). DNS-rebinding
 (Host/Origin checks) is set from the bind address; ``MCPEXEC_MCP_ALLOWED_HOSTS`` adds host
 names (e.g. a reverse proxy's), each allowed with any port and over http and https.
 :class:`~mcpexec.mcp_server.guard.McpHttpGuard` trims header values, parses bearer tokens as
-the REST API does and checks ``Mcp-Name`` on ``tasks/*``.
+the REST API does, checks ``Mcp-Name`` on ``tasks/*`` and chooses a JSON answer for reads
+(:mod:`~mcpexec.mcp_server.answers`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp
 
 from mcpexec.app import App
+from mcpexec.mcp_server.answers import choose_per_request
 from mcpexec.mcp_server.guard import McpHttpGuard
 from mcpexec.mcp_server.server import McpexecServer, build_mcp_server
 from mcpexec.settings import Settings
@@ -60,4 +62,5 @@ def create_mcp_http(app: App, settings: Settings) -> tuple[McpexecServer, ASGIAp
         host=settings.host,
         max_request_body_size=settings.max_body_bytes,
     )
-    return server, McpHttpGuard(asgi, settings.max_body_bytes)
+    choose_per_request(server.session_manager)
+    return server, McpHttpGuard(asgi, settings.max_body_bytes, server.read_only_tools())

@@ -51,6 +51,14 @@ class McpexecServer(MCPServer[Any]):
     def has_builtin_tool(self, name: str) -> bool:
         return self._tool_manager.get_tool(name) is not None
 
+    def read_only_tools(self) -> frozenset[str]:
+        """The built-in tools marked ``readOnlyHint`` (the exposed workflows act: none)."""
+        return frozenset(
+            tool.name
+            for tool in self._tool_manager.list_tools()
+            if tool.annotations is not None and tool.annotations.read_only_hint
+        )
+
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
         if self.exposed is not None:

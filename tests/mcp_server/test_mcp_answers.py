@@ -1,0 +1,217 @@
+"""How a real ``serve`` answers each MCP request over HTTP: reads as one JSON body, anything
+that acts, waits or asks for progress as an SSE stream (``mcp_server/answers.py``), in both
+protocol eras, through raw HTTP (the content type is what is tested) and the SDK's client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from acceptance.conftest import (
+    Server,
+    make_server,
+    processes_with_marker,
+    sleeper,
+    wait_until_gone,
+)
+
+from .test_mcp_http import INIT, MCP_HEADERS, MODERN, mcp_client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = make_server(tmp_path_factory.mktemp("answers"), workers=2)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def finished(serve: Server) -> str:
+    with serve.client() as client:
+        run = client.submit({"shell": "echo answered"})
+        assert client.wait(run["id"], 60)["status"] == "completed"
+    run_id: str = run["id"]
+    return run_id
+
+
+class Legacy:
+    """A 2025-11-25 session over raw HTTP."""
+
+    def __init__(self, serve: Server) -> None:
+        self.http = httpx.Client(
+            base_url=serve.url,
+            headers={**MCP_HEADERS, "Authorization": f"Bearer {serve.token}"},
+            timeout=30,
+        )
+        with self.http.stream("POST", "/mcp", json=INIT) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            self.session = answer.headers["mcp-session-id"]
+            answer.read()
+        self.http.headers.update(
+            {"Mcp-Session-Id": self.session, "MCP-Protocol-Version": "2025-11-25"}
+        )
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert self.http.post("/mcp", json=note).status_code == 202
+
+    def call(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The answer's content type and its JSON-RPC response."""
+        body = {"jsonrpc": "2.0", "id": 5, "method": method, "params": params}
+        with self.http.stream("POST", "/mcp", json=body) as answer:
+            assert answer.status_code == 200
+            return answer.headers["content-type"], _response(answer)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _response(answer: httpx.Response) -> dict[str, Any]:
+    if answer.headers["content-type"].startswith("application/json"):
+        message: dict[str, Any] = json.loads(answer.read())
+        return message
+    for line in answer.iter_lines():  # SSE: skip notifications up to the response
+        if line.startswith("data:") and line[5:].strip():
+            message = json.loads(line[5:])
+            if "id" in message:
+                return message
+    raise AssertionError("no JSON-RPC response in the stream")
+
+
+def modern(serve: Server, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        **params.pop("_meta", {}),
+    }
+    body = {"jsonrpc": "2.0", "id": 9, "method": method, "params": {**params, "_meta": meta}}
+    headers = {
+        **MCP_HEADERS,
+        "Authorization": f"Bearer {serve.token}",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+    }
+    if method == "tools/call":
+        headers["Mcp-Name"] = params["name"]
+    elif method == "resources/read":
+        headers["Mcp-Name"] = params["uri"]
+    with httpx.stream("POST", f"{serve.url}/mcp", json=body, headers=headers, timeout=30) as a:
+        answer = _response(a)
+        # 2026-07-28 maps a JSON-RPC error to an HTTP status (-32602: 400)
+        assert a.status_code == 200 or "error" in answer, a.status_code
+        return a.headers["content-type"], answer
+
+
+@pytest.fixture(params=["2025-11-25", "2026-07-28"])
+def call(request: pytest.FixtureRequest, serve: Server) -> Iterator[Any]:
+    if request.param == "2025-11-25":
+        legacy = Legacy(serve)
+        yield legacy.call
+        legacy.close()
+    else:
+        yield lambda method, params: modern(serve, method, params)
+
+
+def test_reads_are_answered_as_one_json_body(call: Any, finished: str) -> None:
+    kind, answer = call("tools/call", {"name": "get_run", "arguments": {"run_id": finished}})
+    assert kind.startswith("application/json")
+    assert answer["result"]["structuredContent"]["status"] == "completed"
+    kind, answer = call("tools/list", {})
+    assert kind.startswith("application/json")
+    assert {t["name"] for t in answer["result"]["tools"]} >= {"execute", "get_run"}
+    kind, answer = call("resources/read", {"uri": f"mcpexec://runs/{finished}"})
+    assert kind.startswith("application/json")
+    assert finished in answer["result"]["contents"][0]["text"]
+    # A refused read is a JSON answer too: the error, with the request's id.
+    kind, answer = call("tools/call", {"name": "get_run", "arguments": {"run_id": "nope"}})
+    assert kind.startswith("application/json")
+    assert answer["id"] in (5, 9)
+
+
+def test_what_acts_waits_or_asks_for_progress_streams(serve: Server, finished: str) -> None:
+    # 2025-11-25 answers a stream whenever it streams; 2026-07-28 answers a stream that sent
+    # nothing before its handler returned as JSON as well, so its choice is seen by what a
+    # stream does (the hang-up below) and by the cost (bench_mcp), not by the content type.
+    streams = [
+        ("tools/call", {"name": "execute", "arguments": {"command": ["true"]}}),
+        ("tools/call", {"name": "get_run", "arguments": {"run_id": finished, "wait_s": 0.2}}),
+        (
+            "tools/call",
+            {"name": "get_run", "arguments": {"run_id": finished}, "_meta": {"progressToken": 1}},
+        ),
+        ("tools/call", {"name": "list_runs", "arguments": {}, "task": {"ttl": 1000}}),
+    ]
+    legacy = Legacy(serve)
+    try:
+        for method, params in streams:
+            kind, answer = legacy.call(method, params)
+            assert kind.startswith("text/event-stream"), (method, params)
+            assert answer["id"] == 5, answer
+    finally:
+        legacy.close()
+
+
+async def test_a_read_that_waits_sends_progress_to_a_client_that_asks(serve: Server) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    for mode in ("auto", "legacy"):
+        seen.clear()
+        with serve.client() as rest:
+            run = rest.submit({"shell": "sleep 1.5; echo waited"})
+        async with mcp_client(serve, mode, token=serve.token) as client:
+            result = await client.call_tool(
+                "get_run", {"run_id": run["id"], "wait_s": 30}, progress_callback=on_progress
+            )
+        assert result.structured_content is not None
+        assert result.structured_content["status"] == "completed"
+        assert seen, f"no progress while get_run waited ({mode})"
+
+
+def test_hanging_up_on_a_2026_execute_cancels_its_run(serve: Server) -> None:
+    # 2026-07-28 has no notifications/cancelled: closing the response is the cancel, so an
+    # execute must keep its stream (a JSON answer would leave nobody watching the connection).
+    marker = f"hangup-{time.monotonic_ns()}"
+    params = {
+        "name": "execute",
+        "arguments": {"shell": sleeper(marker), "wait_s": 60, "labels": {"case": marker}},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "progressToken": "p",
+        },
+    }
+    body = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params}
+    url = urllib.parse.urlsplit(serve.url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+    headers = {
+        **MCP_HEADERS,
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {serve.token}",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "execute",
+    }
+    conn.request("POST", "/mcp", body=json.dumps(body), headers=headers)
+    answer = conn.getresponse()  # headers come with the first progress notification
+    assert answer.getheader("content-type", "").startswith("text/event-stream")
+    with serve.client() as rest:
+        runs = rest.list_runs(label=f"case={marker}")["runs"]
+        assert len(runs) == 1, runs
+        deadline = time.monotonic() + 30
+        while not processes_with_marker(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a process appearing is not an event this process can await
+        assert processes_with_marker(marker), "the run never started"
+        conn.close()
+        assert rest.wait(runs[0]["id"], 30)["status"] == "cancelled"
+    assert wait_until_gone(marker, 30) == []
