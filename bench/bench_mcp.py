@@ -6,6 +6,7 @@ Usage: .venv/bin/python bench/bench_mcp.py [N]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,26 +182,47 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
         )
         await bare.aclose()
         await legacy.aclose()
+    await sdk_clients(url, home, auth, run_id, n)
+
+
+async def sdk_clients(url: str, home: Path, auth: dict[str, str], run_id: str, n: int) -> None:
+    """``get_run`` through the SDK's own client (both HTTP eras and stdio) against the REST GET
+    through httpx, in interleaved rounds like the bare rows: a change of load between legs
+    measured one after the other moved their ratios by a third."""
     args = {"run_id": run_id}
-    for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
-        http = httpx2.AsyncClient(headers=auth)
-        transport = streamable_http_client(f"{url}/mcp", http_client=http)
-        async with Client(transport, mode=mode) as client:
-
-            async def get_run(c: Client = client) -> object:
-                return await c.call_tool("get_run", args)
-
-            samples = await timed(get_run, n, warmup=20)
-        report(label, samples, rest_p50)
     stdio = StdioServerParameters(
         command=MCPEXEC,
         args=["mcp", "--no-worker"],
         env={"PATH": os.environ["PATH"], "MCPEXEC_HOME": str(home)},
     )
-    async with Client(stdio) as client:
-        version = client.protocol_version
-        samples = await timed(lambda: client.call_tool("get_run", args), n, warmup=20)
-    report(f"MCP stdio ({version})", samples, rest_p50)
+    async with contextlib.AsyncExitStack() as stack:
+        rest = await stack.enter_async_context(httpx.AsyncClient(base_url=url, headers=auth))
+        clients: dict[str, Client] = {}
+        for mode, label in (("auto", "MCP HTTP 2026-07-28"), ("legacy", "MCP HTTP 2025-11-25")):
+            http = await stack.enter_async_context(httpx2.AsyncClient(headers=auth))
+            transport = streamable_http_client(f"{url}/mcp", http_client=http)
+            clients[label] = await stack.enter_async_context(Client(transport, mode=mode))
+        client = await stack.enter_async_context(Client(stdio))
+        clients[f"MCP stdio ({client.protocol_version})"] = client
+
+        def via(c: Client) -> Callable[[], Awaitable[object]]:
+            return lambda: c.call_tool("get_run", args)
+
+        sides: dict[str, Callable[[], Awaitable[object]]] = {
+            "REST GET, httpx": lambda: rest.get(f"/api/v1/runs/{run_id}"),
+            **{label: via(c) for label, c in clients.items()},
+        }
+        samples: dict[str, list[float]] = {side: [] for side in sides}
+        rounds = 6
+        for call in sides.values():
+            await timed(call, 20, warmup=0)  # warm-up, not kept
+        for _ in range(rounds):
+            for side, call in sides.items():
+                samples[side].extend(await timed(call, max(n // rounds, 1), warmup=0))
+    print("\nthrough the SDK's client, interleaved with REST through httpx:")
+    rest_p50 = report("REST GET, httpx", samples.pop("REST GET, httpx"), None)
+    for label, values in samples.items():
+        report(label, values, rest_p50)
 
 
 def main(n: int) -> None:
