@@ -52,6 +52,20 @@ def report(name: str, samples: list[float], rest_p50: float | None) -> float:
     return p50
 
 
+async def interleaved(
+    sides: dict[str, Callable[[], Awaitable[object]]], n: int, rounds: int = 6
+) -> dict[str, list[float]]:
+    """``n`` timed calls of each side, in ``rounds`` interleaved rounds after 20 unmeasured
+    ones each: load that changes while the benchmark runs hits every side alike."""
+    for call in sides.values():
+        await timed(call, 20, warmup=0)
+    samples: dict[str, list[float]] = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, call in sides.items():
+            samples[side].extend(await timed(call, max(n // rounds, 1), warmup=0))
+    return samples
+
+
 async def open_legacy_session(client: BareHttp) -> dict[str, str]:
     """initialize + notifications/initialized in the 2025-11-25 era: the headers of the
     session's later requests."""
@@ -103,11 +117,6 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
         run_id = run["id"]
         await rest.get(f"/api/v1/runs/{run_id}", params={"wait": 30})
         print(f"get_run round trip, {n} calls each, idle server\n")
-        rest_p50 = report(
-            "REST GET /api/v1/runs/{id}",
-            await timed(lambda: rest.get(f"/api/v1/runs/{run_id}"), n, warmup=20),
-            None,
-        )
         # The same tools/call as a bare JSON-RPC POST (what the SDK client sends in the
         # 2026-07-28 era, answered as application/json): the server's cost without the SDK
         # client's (it validates every result against the output schema).
@@ -126,11 +135,15 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
         probe = await rest.post("/mcp", json=body, headers=headers)
         if probe.status_code != 200 or "result" not in probe.json():
             raise RuntimeError(f"bare tools/call failed: {probe.status_code} {probe.text}")
-        report(
-            "MCP HTTP 2026-07-28, httpx",
-            await timed(lambda: rest.post("/mcp", json=body, headers=headers), n, warmup=20),
-            rest_p50,
+        first = await interleaved(
+            {
+                "rest": lambda: rest.get(f"/api/v1/runs/{run_id}"),
+                "mcp": lambda: rest.post("/mcp", json=body, headers=headers),
+            },
+            n,
         )
+        rest_p50 = report("REST GET /api/v1/runs/{id}", first["rest"], None)
+        report("MCP HTTP 2026-07-28, httpx", first["mcp"], rest_p50)
         # Both again through a bare keep-alive client: the server's own latency, without
         # httpx's per-request cost (the same on both sides, it pulls the ratio towards 1).
         bare = BareHttp("127.0.0.1", int(url.rsplit(":", 1)[1]), auth)
@@ -212,13 +225,7 @@ async def sdk_clients(url: str, home: Path, auth: dict[str, str], run_id: str, n
             "REST GET, httpx": lambda: rest.get(f"/api/v1/runs/{run_id}"),
             **{label: via(c) for label, c in clients.items()},
         }
-        samples: dict[str, list[float]] = {side: [] for side in sides}
-        rounds = 6
-        for call in sides.values():
-            await timed(call, 20, warmup=0)  # warm-up, not kept
-        for _ in range(rounds):
-            for side, call in sides.items():
-                samples[side].extend(await timed(call, max(n // rounds, 1), warmup=0))
+        samples = await interleaved(sides, n)
     print("\nthrough the SDK's client, interleaved with REST through httpx:")
     rest_p50 = report("REST GET, httpx", samples.pop("REST GET, httpx"), None)
     for label, values in samples.items():
