@@ -167,9 +167,11 @@ async def test_a_read_that_waits_sends_progress_to_a_client_that_asks(serve: Ser
 
     for mode in ("auto", "legacy"):
         seen.clear()
-        with serve.client() as rest:
-            run = rest.submit({"shell": "sleep 1.5; echo waited"})
         async with mcp_client(serve, mode, token=serve.token) as client:
+            # Submitted once the session is open: the wait spans the run's start (reported)
+            # and most of its 1.5 s (a report per progress interval, 1 s).
+            with serve.client() as rest:
+                run = rest.submit({"shell": "sleep 1.5; echo waited"})
             result = await client.call_tool(
                 "get_run", {"run_id": run["id"], "wait_s": 30}, progress_callback=on_progress
             )
