@@ -38,7 +38,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def finished(serve: Server) -> str:
     with serve.client() as client:
-        run = client.submit({"shell": "echo answered"})
+        run = client.submit({"shell": 'echo answered; echo r > "$MCPEXEC_OUTPUT_DIR/r.txt"'})
         assert client.wait(run["id"], 60)["status"] == "completed"
     run_id: str = run["id"]
     return run_id
@@ -134,6 +134,44 @@ def test_reads_are_answered_as_one_json_body(call: Any, finished: str) -> None:
     kind, answer = call("tools/call", {"name": "get_run", "arguments": {"run_id": "nope"}})
     assert kind.startswith("application/json")
     assert answer["id"] in (5, 9)
+
+
+def test_every_read_only_tool_answers_one_json_response(serve: Server, finished: str) -> None:
+    # A JSON answer carries the response alone: a read answered so must send nothing before
+    # it (answers.py). Every tool marked readOnlyHint, the ones added later included (with no
+    # arguments: refused, which is an answer too), in the era whose JSON answer would carry a
+    # notification instead of the response.
+    known: dict[str, dict[str, Any]] = {
+        "get_run": {"run_id": finished},
+        "read_logs": {"run_id": finished},
+        "list_artifacts": {"run_id": finished},
+        "read_artifact": {"run_id": finished, "name": "r.txt"},
+        "get_task": {"name": "no-such-task"},
+        "get_workflow_status": {"run_id": finished},
+        "list_workflows": {"runs": True},
+    }
+    legacy = Legacy(serve)
+    try:
+        _, listed = legacy.call("tools/list", {})
+        reads = [
+            t["name"]
+            for t in listed["result"]["tools"]
+            if (t.get("annotations") or {}).get("readOnlyHint")
+        ]
+        assert {"get_run", "list_runs", "read_logs"} <= set(reads)
+        for name in reads:
+            kind, answer = legacy.call(
+                "tools/call", {"name": name, "arguments": known.get(name, {})}
+            )
+            assert kind.startswith("application/json"), name
+            assert answer["id"] == 5, (name, answer)
+            assert "result" in answer or "error" in answer, (name, answer)
+        _, answer = legacy.call(
+            "tools/call", {"name": "read_artifact", "arguments": known["read_artifact"]}
+        )
+        assert not answer["result"].get("isError"), answer
+    finally:
+        legacy.close()
 
 
 def test_what_acts_waits_or_asks_for_progress_streams(serve: Server, finished: str) -> None:
