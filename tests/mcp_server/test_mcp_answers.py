@@ -4,6 +4,7 @@ protocol eras, through raw HTTP (the content type is what is tested) and the SDK
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import time
@@ -63,12 +64,27 @@ class Legacy:
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         assert self.http.post("/mcp", json=note).status_code == 202
 
-    def call(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def call(
+        self, method: str, params: dict[str, Any], request_id: int = 5
+    ) -> tuple[str, dict[str, Any]]:
         """The answer's content type and its JSON-RPC response."""
-        body = {"jsonrpc": "2.0", "id": 5, "method": method, "params": params}
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         with self.http.stream("POST", "/mcp", json=body) as answer:
             assert answer.status_code == 200
             return answer.headers["content-type"], _response(answer)
+
+    def stream(self, method: str, params: dict[str, Any], request_id: int) -> list[Any]:
+        """Every message of a streamed answer, its notifications and then its response."""
+        body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        messages = []
+        with self.http.stream("POST", "/mcp", json=body) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            for line in answer.iter_lines():
+                if line.startswith("data:") and line[5:].strip():
+                    messages.append(json.loads(line[5:]))
+                    if "id" in messages[-1]:
+                        break
+        return messages
 
     def close(self) -> None:
         self.http.close()
@@ -172,6 +188,40 @@ def test_every_read_only_tool_answers_one_json_response(serve: Server, finished:
         assert not answer["result"].get("isError"), answer
     finally:
         legacy.close()
+
+
+def test_json_reads_beside_a_streaming_call_in_one_session(serve: Server, finished: str) -> None:
+    # The choice is per request: reads answered as JSON while an execute of the same session
+    # streams its progress; neither gets the other's form or messages.
+    legacy = Legacy(serve)
+    params = {
+        "name": "execute",
+        "arguments": {"shell": "sleep 1.5; echo streamed"},
+        "_meta": {"progressToken": "exec"},
+    }
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            streaming = pool.submit(legacy.stream, "tools/call", params, 100)
+            reads = 0
+            while not streaming.done() or reads < 5:
+                reads += 1  # ids of their own: a session's requests in flight have distinct ids
+                kind, answer = legacy.call(
+                    "tools/call",
+                    {"name": "get_run", "arguments": {"run_id": finished}},
+                    1000 + reads,
+                )
+                assert kind.startswith("application/json")
+                assert answer["id"] == 1000 + reads
+                assert answer["result"]["structuredContent"]["id"] == finished
+            messages = streaming.result(timeout=60)
+    finally:
+        legacy.close()
+    *notes, response = messages
+    assert notes, "no progress on the stream"
+    assert {n["method"] for n in notes} == {"notifications/progress"}
+    assert {n["params"]["progressToken"] for n in notes} == {"exec"}
+    assert response["id"] == 100
+    assert response["result"]["structuredContent"]["status"] == "completed"
 
 
 def test_what_acts_waits_or_asks_for_progress_streams(serve: Server, finished: str) -> None:
