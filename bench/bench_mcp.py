@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +60,26 @@ def report(name: str, samples: list[float], rest_p50: float | None) -> float:
 
 
 async def interleaved(
-    sides: dict[str, Callable[[], Awaitable[object]]], n: int, rounds: int = 6
-) -> dict[str, list[float]]:
-    """``n`` timed calls of each side, in ``rounds`` interleaved rounds after 20 unmeasured
-    ones each: load that changes while the benchmark runs hits every side alike."""
+    sides: Mapping[str, Callable[[], Awaitable[object]]],
+    per_round: int,
+    rounds: int = 6,
+    serve: psutil.Process | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``per_round`` timed calls of each side per round, the sides taking turns for ``rounds``
+    rounds after 20 unmeasured calls each: load that changes while the benchmark runs hits
+    every side alike. Also ``serve``'s CPU (user + system) per call in each round, in ms."""
     for call in sides.values():
         await timed(call, 20, warmup=0)
     samples: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(rounds):
         for side, call in sides.items():
-            samples[side].extend(await timed(call, max(n // rounds, 1), warmup=0))
-    return samples
+            before = sum(serve.cpu_times()[:2]) if serve is not None else 0.0
+            samples[side].extend(await timed(call, per_round, warmup=0))
+            if serve is not None:
+                used = sum(serve.cpu_times()[:2]) - before
+                cpu[side].append(used * 1000 / per_round)
+    return samples, cpu
 
 
 async def open_legacy_session(client: BareHttp) -> dict[str, str]:
@@ -142,12 +151,12 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
         probe = await rest.post("/mcp", json=body, headers=headers)
         if probe.status_code != 200 or "result" not in probe.json():
             raise RuntimeError(f"bare tools/call failed: {probe.status_code} {probe.text}")
-        first = await interleaved(
+        first, _ = await interleaved(
             {
                 "rest": lambda: rest.get(f"/api/v1/runs/{run_id}"),
                 "mcp": lambda: rest.post("/mcp", json=body, headers=headers),
             },
-            n,
+            max(n // 6, 1),
         )
         rest_p50 = report("REST GET /api/v1/runs/{id}", first["rest"], None)
         report("MCP HTTP 2026-07-28, httpx", first["mcp"], rest_p50)
@@ -180,17 +189,10 @@ async def measure(url: str, home: Path, n: int, serve_pid: int) -> None:
             return answer
 
         sides = {"rest": bare_rest, "mcp": bare_mcp, "legacy": bare_legacy}
-        bare_samples: dict[str, list[float]] = {side: [] for side in sides}
         # serve's CPU per request (user + system, /proc), the least of the rounds: steadier
-        # than latency on a shared machine, and what a busy server runs out of.
-        cpu: dict[str, list[float]] = {side: [] for side in sides}
-        process = psutil.Process(serve_pid)
-        per_round = 300  # ~0.3 s of CPU: the clock-tick resolution (10 ms) is ~3 % of it
-        for _ in range(6):  # interleaved rounds: load changes hit every side alike
-            for side, call in sides.items():
-                before = sum(process.cpu_times()[:2])
-                bare_samples[side].extend(await timed(call, per_round, warmup=0))
-                cpu[side].append((sum(process.cpu_times()[:2]) - before) * 1000 / per_round)
+        # than latency on a shared machine, and what a busy server runs out of. 300 calls a
+        # round, ~0.3 s of CPU: the clock-tick resolution (10 ms) is ~3 % of it.
+        bare_samples, cpu = await interleaved(sides, 300, serve=psutil.Process(serve_pid))
         bare_p50 = report("REST GET, bare client", bare_samples["rest"], None)
         report("MCP HTTP 2026-07-28, bare", bare_samples["mcp"], bare_p50)
         report("MCP HTTP 2025-11-25, bare", bare_samples["legacy"], bare_p50)
@@ -232,7 +234,7 @@ async def sdk_clients(url: str, home: Path, auth: dict[str, str], run_id: str, n
             "REST GET, httpx": lambda: rest.get(f"/api/v1/runs/{run_id}"),
             **{label: via(c) for label, c in clients.items()},
         }
-        samples = await interleaved(sides, n)
+        samples, _ = await interleaved(sides, max(n // 6, 1))
     print("\nthrough the SDK's client, interleaved with REST through httpx:")
     rest_p50 = report("REST GET, httpx", samples.pop("REST GET, httpx"), None)
     for label, values in samples.items():
