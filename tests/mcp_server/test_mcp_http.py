@@ -190,12 +190,31 @@ def modern_call(
     authorization: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """One raw 2026-07-28 request; returns the HTTP status and the JSON-RPC answer."""
+    status, _, answer = modern_exchange(
+        serve, method, params, name=name, tasks=tasks, authorization=authorization
+    )
+    return status, answer
+
+
+def modern_exchange(
+    serve: Server,
+    method: str,
+    params: dict[str, Any],
+    *,
+    name: str | None = None,
+    tasks: bool = False,
+    authorization: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[int, str, dict[str, Any]]:
+    """:func:`modern_call` with more ``_meta`` (e.g. a ``progressToken``), also returning the
+    answer's content type; from a stream, the response (its notifications skipped)."""
     capabilities: dict[str, Any] = {"extensions": {TASKS_EXT: {}}} if tasks else {}
-    meta = {
+    envelope = {
         "io.modelcontextprotocol/protocolVersion": MODERN,
         "io.modelcontextprotocol/clientCapabilities": capabilities,
+        **(meta or {}),
     }
-    body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": meta}}
+    body = {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": envelope}}
     headers = {
         **MCP_HEADERS,
         "Content-Type": "application/json",
@@ -212,11 +231,14 @@ def modern_call(
     try:
         conn.request("POST", "/mcp", body=json.dumps(body), headers=headers)
         response = conn.getresponse()
-        if response.getheader("content-type", "").startswith("application/json"):
-            return response.status, json.loads(response.read())
-        while line := response.readline().decode():  # SSE: the first data event answers
+        kind = response.getheader("content-type", "")
+        if kind.startswith("application/json"):
+            return response.status, kind, json.loads(response.read())
+        while line := response.readline().decode():  # SSE: up to the response
             if line.startswith("data:") and line[5:].strip():
-                return response.status, json.loads(line[5:])
+                message = json.loads(line[5:])
+                if "id" in message:
+                    return response.status, kind, message
     finally:
         conn.close()
     raise AssertionError("no JSON-RPC answer")
